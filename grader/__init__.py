@@ -1,0 +1,1 @@
+"""grader: automated grading and leaderboard for deep-learning course assignments."""

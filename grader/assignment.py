@@ -1,0 +1,268 @@
+"""Assignment specs: a TOML file -> frozen dataclasses.
+
+A spec says what a submission is graded against (dataset, solution labels, the public/private
+split), how it is scored (metrics, rubric) and the course rules (daily limit, deadline). Specs for
+model submissions carry a ``[model]`` table. Unknown keys and bad values raise
+:class:`SpecError` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+BUILTIN_DIR = Path(__file__).parent / "assignments"
+
+Dataset = Literal["cifar10", "mnist"]
+Metric = Literal["accuracy", "macro_f1"]
+Split = Literal["public", "private", "all"]
+StructureRule = Literal["batchnorm_after_conv", "no_batchnorm", "residual"]
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "cifar10": (
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    ),
+    "mnist": tuple(str(d) for d in range(10)),
+}
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
+
+
+class SpecError(ValueError):
+    """An assignment spec that cannot be used; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class RubricLevel:
+    """Points given when the graded accuracy reaches ``min_accuracy``."""
+
+    min_accuracy: float
+    points: float
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model submission must look like and the limits it runs under."""
+
+    entry: str = "Net"
+    """Class name in ``model.py``, or ``build_model`` for a factory function."""
+    input_shape: tuple[int, ...] = ()
+    """Shape of one input image (C, H, W); defaults to the dataset's."""
+    num_classes: int = 10
+    params_exact: int | None = None
+    """Required number of trainable parameters, if the assignment fixes the architecture."""
+    params_max: int | None = None
+    rules: tuple[StructureRule, ...] = ()
+    max_flops: int | None = None
+    """Upper bound on forward FLOPs for one image."""
+    reference: str | None = None
+    """Name of the reference model (``reference.models``) the layer table is compared with."""
+    time_limit_s: float = 300.0
+    """Wall-clock limit for the whole sandboxed check."""
+    memory_limit_mb: int = 4096
+    """Address-space limit inside the sandbox."""
+    batch_size: int = 256
+    """Batch size used to evaluate the test images."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One assignment: what is graded, against what, and under which rules."""
+
+    name: str
+    dataset: Dataset
+    title: str = ""
+    solution: str = "dataset"
+    """A labels CSV (absolute, relative to the spec file, or to the data dir) or ``dataset``."""
+    id_column: str = "Id"
+    label_column: str = "Category"
+    class_names: tuple[str, ...] = ()
+    public_fraction: float = 0.5
+    split_seed: int = 0
+    metrics: tuple[Metric, ...] = ("accuracy", "macro_f1")
+    grade_split: Split = "private"
+    """Split whose accuracy the rubric grades."""
+    rubric: tuple[RubricLevel, ...] = ()
+    daily_limit: int = 5
+    deadline: dt.datetime | None = None
+    late_policy: Literal["refuse", "flag"] = "refuse"
+    entry_rule: Literal["best", "last"] = "best"
+    max_file_bytes: int = 2_000_000
+    model: ModelSpec | None = None
+    source: Path | None = field(default=None, compare=False)
+    """The TOML file this spec was read from."""
+
+    @property
+    def max_points(self) -> float:
+        """The most points the rubric gives."""
+        return max((level.points for level in self.rubric), default=0.0)
+
+    def points_for(self, accuracy: float) -> float:
+        """Points the rubric gives for ``accuracy`` (0 below every threshold)."""
+        reached = [lvl.points for lvl in self.rubric if accuracy >= lvl.min_accuracy]
+        return max(reached, default=0.0)
+
+    def solution_path(self, data_dir: Path | None = None) -> Path | None:
+        """Where the solution labels CSV is, or None when labels come from the dataset."""
+        if self.solution == "dataset":
+            return None
+        candidate = Path(self.solution).expanduser()
+        if candidate.is_absolute():
+            return candidate
+        bases = []
+        if self.source is not None:
+            bases.append(self.source.parent)
+        if data_dir is not None:
+            bases.append(Path(data_dir))
+        for base in bases:
+            if (base / candidate).exists():
+                return base / candidate
+        return (bases[-1] / candidate) if bases else candidate
+
+
+def builtin_names() -> list[str]:
+    """Names of the assignment specs that ship with the grader."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def load_assignment(name_or_path: str | Path = "cifar10") -> Assignment:
+    """Load a built-in spec by name, or a spec from a TOML file path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" or not path.exists():
+        builtin = BUILTIN_DIR / f"{name_or_path}.toml"
+        if builtin.exists():
+            path = builtin
+        elif path.suffix == ".toml":
+            raise SpecError(f"{path}: no such assignment file")
+        else:
+            raise SpecError(
+                f"unknown assignment {str(name_or_path)!r}: use one of "
+                f"{', '.join(builtin_names())} or the path of a .toml file"
+            )
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_assignment(raw, source=path)
+
+
+def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignment:
+    """Build an :class:`Assignment` from a parsed TOML table, validating every key."""
+    where = str(source) if source else "assignment"
+    spec = _build(Assignment, raw, where, skip={"source"})
+    spec = dataclasses.replace(spec, source=source)
+    if not spec.class_names:
+        spec = dataclasses.replace(spec, class_names=CLASS_NAMES[spec.dataset])
+    if not 0.0 < spec.public_fraction < 1.0:
+        raise SpecError(f"{where}: public_fraction must be between 0 and 1 (exclusive)")
+    if spec.daily_limit < 1:
+        raise SpecError(f"{where}: daily_limit must be at least 1")
+    if spec.max_file_bytes < 1:
+        raise SpecError(f"{where}: max_file_bytes must be positive")
+    for level in spec.rubric:
+        if not 0.0 <= level.min_accuracy <= 1.0:
+            raise SpecError(f"{where}: rubric min_accuracy must be between 0 and 1")
+    if spec.model is not None:
+        model = spec.model
+        if not model.input_shape:
+            model = dataclasses.replace(model, input_shape=INPUT_SHAPES[spec.dataset])
+        if len(model.input_shape) != 3 or min(model.input_shape) < 1:
+            raise SpecError(f"{where}: model.input_shape must be three positive ints (C, H, W)")
+        if "batchnorm_after_conv" in model.rules and "no_batchnorm" in model.rules:
+            raise SpecError(
+                f"{where}: model.rules cannot hold both batchnorm_after_conv and no_batchnorm"
+            )
+        spec = dataclasses.replace(spec, model=model)
+    return spec
+
+
+# --- generic TOML -> dataclass conversion with key-naming errors --------------------------------
+
+
+def _build(cls: type, raw: Any, where: str, skip: frozenset[str] | set[str] = frozenset()):
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a table, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SpecError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed keys: {', '.join(sorted(known))}"
+        )
+    required = [
+        name
+        for name, f in known.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in raw]
+    if missing:
+        raise SpecError(f"{where}: missing required key(s) {', '.join(map(repr, missing))}")
+    values = {
+        key: _convert(hints[key], value, f"{where}: {key}") for key, value in raw.items()
+    }
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise SpecError(
+                f"{where} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}"
+            )
+        return value
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise SpecError(f"{where} must be a list, got {value!r}")
+        (item_tp, *_rest) = get_args(tp)
+        return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        if isinstance(value, str):
+            try:
+                parsed = dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        raise SpecError(f"{where} = {value!r} is not a date-time; use e.g. 2026-12-15T23:59:00Z")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise SpecError(f"{where} must be a string, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(f"{where} must be true or false, got {value!r}")
+        return value
+    raise TypeError(f"unsupported spec field type {tp!r}")  # a bug in this module, not user input
