@@ -1,0 +1,395 @@
+"""Grade a folder of student submissions: ``grades.csv``, ``report.html`` and flags.
+
+Layout: ``ROOT/<student>/predictions.csv`` and/or ``ROOT/<student>/model.py`` with a weights
+file. Every student folder becomes one row, whatever goes wrong inside it. Results are cached in
+``OUT/.grader-cache`` by the sha256 of the submission's files and of the assignment (spec and
+answer key), so a re-run grades only what changed.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from grader.assignment import Assignment
+from grader.flags import batch_flags, join_flags
+from grader.predictions import SubmissionError
+from grader.scoring import Score, score, score_labels
+from grader.solution import load_solution
+
+Status = Literal["ok", "invalid", "error"]
+Kind = Literal["predictions", "model", "none"]
+PREDICTIONS_FILE = "predictions.csv"
+MODEL_FILE = "model.py"
+WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
+CACHE_DIR = ".grader-cache"
+CACHE_VERSION = 1
+GRADES_COLUMNS = (
+    "student",
+    "status",
+    "public_accuracy",
+    "private_accuracy",
+    "points",
+    "flags",
+    "message",
+)
+
+
+class BatchError(RuntimeError):
+    """The batch cannot start (no such folder); the message says what to do."""
+
+
+@dataclass
+class StudentResult:
+    """The outcome for one student folder."""
+
+    student: str
+    status: Status
+    kind: Kind
+    message: str = ""
+    public_accuracy: float | None = None
+    private_accuracy: float | None = None
+    all_accuracy: float | None = None
+    points: float | None = None
+    per_class: dict[str, float] | None = None
+    """Per-class accuracy on the whole test set."""
+    total_params: int | None = None
+    flops: int | None = None
+    predictions_sha256: str | None = None
+    weights_sha256: str | None = None
+    flags: list[str] = field(default_factory=list)
+    cached: bool = False
+    labels: np.ndarray | None = field(default=None, repr=False)
+    """Predicted label per test image in id order (for the near-identical check)."""
+
+
+@dataclass
+class BatchResult:
+    """Every student's result plus where the grades and report were written."""
+
+    results: list[StudentResult]
+    grades_csv: Path
+    report_html: Path
+    assignment: str
+    elapsed_s: float
+    cache_hits: int
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Number of rows per status."""
+        out = {"ok": 0, "invalid": 0, "error": 0}
+        for r in self.results:
+            out[r.status] += 1
+        return out
+
+
+def grade_folder(
+    root: Path,
+    *,
+    spec: Assignment,
+    data_dir: Path | None = None,
+    jobs: int | None = None,
+    out_dir: Path,
+    progress: bool = True,
+    solution_path: Path | None = None,
+) -> BatchResult:
+    """Grade every student folder under ``root`` and write ``grades.csv`` and ``report.html``."""
+    from grader.report import write_report
+
+    start = time.perf_counter()
+    root, out_dir = Path(root), Path(out_dir)
+    if not root.is_dir():
+        raise BatchError(f"{root}: no such folder; pass the folder that holds one folder per student")
+    folders = sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    )
+    solution = load_solution(spec, data_dir, path=solution_path)
+    context = _Context(spec=spec, data_dir=data_dir, solution=solution, out_dir=out_dir)
+    context.cache_dir.mkdir(parents=True, exist_ok=True)
+    workers = max(1, jobs or min(8, len(folders) or 1))
+    results = _run_all(folders, context, workers, progress)
+    _add_flags(results, context)
+    grades = out_dir / "grades.csv"
+    _write_grades(results, grades)
+    batch = BatchResult(
+        results=results,
+        grades_csv=grades,
+        report_html=out_dir / "report.html",
+        assignment=spec.name,
+        elapsed_s=time.perf_counter() - start,
+        cache_hits=sum(r.cached for r in results),
+    )
+    write_report(batch, spec=spec, out_dir=out_dir)
+    return batch
+
+
+@dataclass
+class _Context:
+    spec: Assignment
+    data_dir: Path | None
+    solution: pd.DataFrame
+    out_dir: Path
+    model_solution: pd.DataFrame | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.out_dir / CACHE_DIR
+
+    @property
+    def identity(self) -> str:
+        """sha256 of everything a grade depends on besides the submission itself."""
+        if not hasattr(self, "_identity"):
+            fields = dataclasses.asdict(dataclasses.replace(self.spec, source=None))
+            digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+            digest.update(self.solution["id"].to_numpy().tobytes())
+            digest.update(self.solution["label"].to_numpy().tobytes())
+            digest.update(str(CACHE_VERSION).encode())
+            self._identity = digest.hexdigest()
+        return self._identity
+
+    def model_labels(self) -> pd.DataFrame:
+        """Labels of the test images a model is evaluated on (the dataset's, in image order)."""
+        with self.lock:
+            if self.model_solution is None:
+                as_dataset = dataclasses.replace(self.spec, solution="dataset")
+                self.model_solution = load_solution(as_dataset, self.data_dir)
+            return self.model_solution
+
+
+def _run_all(
+    folders: list[Path], context: _Context, workers: int, progress: bool
+) -> list[StudentResult]:
+    from tqdm import tqdm
+
+    _ = context.identity  # computed once, before the threads share it
+    slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for slot in range(workers):
+        slots.put(slot)
+
+    def one(folder: Path) -> StudentResult:
+        slot = slots.get()
+        try:
+            return _grade_student(folder, context, slot)
+        finally:
+            slots.put(slot)
+
+    results: list[StudentResult] = []
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(folders), desc="grading", unit="student", disable=not progress) as bar,
+    ):
+        for result in pool.map(one, folders):
+            results.append(result)
+            bar.update(1)
+    return results
+
+
+def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
+    student = folder.name
+    try:
+        kind, files = _find_submission(folder, context.spec)
+        if kind == "none":
+            found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+            return StudentResult(
+                student,
+                "invalid",
+                "none",
+                message=f"nothing gradable: expected {PREDICTIONS_FILE} or {MODEL_FILE} with a "
+                f"weights file ({', '.join(WEIGHT_SUFFIXES)}); found {found}",
+            )
+        contents = {p.name: p.read_bytes() for p in files}
+        key = _cache_key(context, kind, contents)
+        cached = _read_cache(context, key, student)
+        if cached is not None:
+            return cached
+        if kind == "predictions":
+            result = _grade_predictions(student, contents[files[0].name], files[0], context)
+        else:
+            result = _grade_model(student, folder, context, slot)
+        _write_cache(context, key, result)
+        return result
+    except Exception as exc:  # any failure becomes this student's row, never the batch's end
+        return StudentResult(student, "error", "none", message=f"{type(exc).__name__}: {exc}")
+
+
+def _find_submission(folder: Path, spec: Assignment) -> tuple[Kind, list[Path]]:
+    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    predictions = files.get(PREDICTIONS_FILE)
+    model = files.get(MODEL_FILE)
+    weights = sorted(p for p in files.values() if p.suffix.lower() in WEIGHT_SUFFIXES)
+    has_model = model is not None and bool(weights)
+    if has_model and (spec.model is not None or predictions is None):
+        return "model", sorted(files.values())
+    if predictions is not None:
+        return "predictions", [predictions]
+    return "none", []
+
+
+def _cache_key(context: _Context, kind: Kind, contents: dict[str, bytes]) -> str:
+    digest = hashlib.sha256(f"{context.identity}:{kind}".encode())
+    for name in sorted(contents):
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(contents[name]).digest())
+    return digest.hexdigest()
+
+
+def _grade_predictions(
+    student: str, raw: bytes, path: Path, context: _Context
+) -> StudentResult:
+    from grader.predictions import read_predictions
+
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        submission = read_predictions(
+            raw, context.spec, expected_ids=context.solution["id"].to_numpy(), name=path.name
+        )
+    except SubmissionError as exc:
+        return StudentResult(
+            student, "invalid", "predictions", message=" | ".join(exc.errors),
+            predictions_sha256=sha,
+        )
+    result = _from_score(student, "predictions", score(context.solution, submission, context.spec))
+    result.predictions_sha256 = sha
+    result.labels = submission["label"].to_numpy(np.int64)
+    return result
+
+
+def _grade_model(student: str, folder: Path, context: _Context, slot: int) -> StudentResult:
+    try:
+        from grader.modelgrade import grade_model_folder
+    except ImportError:
+        return StudentResult(
+            student, "error", "model", message="model submissions need the model grader"
+        )
+    grade = grade_model_folder(folder, context.spec, data_dir=context.data_dir, slot=slot)
+    failed = [c for c in grade.checks if not c.passed]
+    flags = list(grade.flags)
+    flags += [f"failed structure check: {c.name} ({c.message})" for c in failed]
+    base = {
+        "total_params": grade.total_params,
+        "flops": grade.flops,
+        "weights_sha256": grade.weights_sha256,
+        "flags": flags,
+    }
+    if grade.status != "ok" or grade.logits is None:
+        status = grade.status if grade.status != "ok" else "error"
+        message = grade.message or "the model produced no outputs"
+        return StudentResult(student, status, "model", message=message, **base)
+    labels = np.asarray(grade.logits).argmax(axis=1).astype(np.int64)
+    try:
+        scored = score_labels(context.model_labels(), labels, context.spec)
+    except ValueError as exc:
+        return StudentResult(student, "invalid", "model", message=str(exc), **base)
+    result = _from_score(student, "model", scored)
+    result.message = grade.message
+    for name, value in base.items():
+        setattr(result, name, value)
+    return result
+
+
+def _from_score(student: str, kind: Kind, scored: Score) -> StudentResult:
+    return StudentResult(
+        student,
+        "ok",
+        kind,
+        public_accuracy=scored.splits["public"]["accuracy"],
+        private_accuracy=scored.splits["private"]["accuracy"],
+        all_accuracy=scored.splits["all"]["accuracy"],
+        points=scored.points,
+        per_class=scored.per_class["all"],
+    )
+
+
+# --- cache ---------------------------------------------------------------------------------------
+
+
+def _read_cache(context: _Context, key: str, student: str) -> StudentResult | None:
+    path = context.cache_dir / f"{key}.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # absent or unreadable: grade again
+    labels = record.pop("labels", None)
+    record.update(student=student, cached=True)
+    try:
+        result = StudentResult(**record)
+    except TypeError:
+        return None  # written by another version of this module
+    if labels is not None:
+        result.labels = np.frombuffer(base64.b64decode(labels), dtype=np.uint8).astype(np.int64)
+    return result
+
+
+def _write_cache(context: _Context, key: str, result: StudentResult) -> None:
+    if result.status == "error":
+        return  # errors may be transient (a timeout, a missing grader): try again next run
+    record = dataclasses.asdict(dataclasses.replace(result, labels=None))
+    del record["cached"]
+    if result.labels is not None:
+        record["labels"] = base64.b64encode(result.labels.astype(np.uint8).tobytes()).decode()
+    path = context.cache_dir / f"{key}.json"
+    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(record), encoding="utf-8")
+    tmp.replace(path)
+
+
+# --- flags and grades.csv ------------------------------------------------------------------------
+
+
+def _add_flags(results: list[StudentResult], context: _Context) -> None:
+    ok = [r for r in results if r.status == "ok"]
+    n_solution = len(context.solution)
+    predictions = {
+        r.student: r.labels
+        for r in ok
+        if r.kind == "predictions" and r.labels is not None and len(r.labels) == n_solution
+    }
+    flags = batch_flags(
+        prediction_digests={r.student: r.predictions_sha256 for r in results},
+        weight_digests={r.student: r.weights_sha256 for r in results},
+        predictions=predictions,
+        accuracies={r.student: r.all_accuracy for r in ok if r.all_accuracy is not None},
+        truth=context.solution["label"].to_numpy(np.int64),
+        num_classes=len(context.spec.class_names),
+    )
+    for r in results:
+        r.flags = [*r.flags, *flags.get(r.student, [])]
+
+
+def _write_grades(results: list[StudentResult], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(
+        [
+            {
+                "student": r.student,
+                "status": r.status,
+                "public_accuracy": _round(r.public_accuracy),
+                "private_accuracy": _round(r.private_accuracy),
+                "points": r.points,
+                "flags": join_flags(r.flags),
+                "message": r.message,
+            }
+            for r in results
+        ],
+        columns=list(GRADES_COLUMNS),
+    )
+    tmp = path.with_suffix(".csv.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

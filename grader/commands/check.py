@@ -1,0 +1,83 @@
+"""``grader check``: grade a folder of student submissions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+class GraderSetupError(click.ClickException):
+    """A bad assignment spec, answer key or submissions folder."""
+
+    exit_code = 2
+
+
+@click.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--assignment",
+    default="cifar10",
+    show_default=True,
+    help="Built-in assignment name or path of a spec .toml file.",
+)
+@click.option(
+    "--solution",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Labels CSV to grade against (default: the assignment's).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Data folder (default: $GRADER_DATA_DIR, else ~/.cache/grader/data).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("out"),
+    show_default=True,
+    help="Folder for grades.csv, report.html, the plots and the cache.",
+)
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers (default: up to 8)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def check(
+    folder: Path,
+    assignment: str,
+    solution: Path | None,
+    data_dir: Path | None,
+    out_dir: Path,
+    jobs: int | None,
+    quiet: bool,
+) -> None:
+    """Grade every student folder in FOLDER; write grades.csv and report.html to --out."""
+    from grader.assignment import SpecError, load_assignment
+    from grader.batch import BatchError, grade_folder
+    from grader.solution import SolutionError
+
+    try:
+        spec = load_assignment(assignment)
+        batch = grade_folder(
+            folder,
+            spec=spec,
+            data_dir=data_dir,
+            jobs=jobs,
+            out_dir=out_dir,
+            progress=not quiet,
+            solution_path=solution,
+        )
+    except (SpecError, SolutionError, BatchError) as exc:
+        raise GraderSetupError(str(exc)) from None
+    counts = batch.counts
+    flagged = sum(bool(r.flags) for r in batch.results)
+    click.echo(
+        f"{len(batch.results)} submissions: {counts['ok']} graded, {counts['invalid']} invalid, "
+        f"{counts['error']} errors, {flagged} flagged ({batch.cache_hits} cached, "
+        f"{batch.elapsed_s:.1f} s)"
+    )
+    click.echo(f"grades: {batch.grades_csv}")
+    click.echo(f"report: {batch.report_html}")

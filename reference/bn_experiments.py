@@ -1,0 +1,467 @@
+"""The batch-norm experiments of Santurkar et al., "How Does Batch Normalization Help
+Optimization?" (NeurIPS 2018), on VGG-A with and without BatchNorm.
+
+Both models start from the same initialisation (one seed) and see the same batches; each is
+trained once per learning rate while recording, at every step:
+
+- the training loss -> the **loss landscape** band: per step, the max and min over learning rates;
+- the l2 distance between the loss gradient at this step and the previous one, and between the
+  gradient here and at points moved along the gradient direction (paper, section 3.1)
+  -> **gradient predictiveness**;
+- the largest ratio of gradient change to distance moved along the gradient
+  -> **effective beta-smoothness**.
+
+``run(config)`` writes three PNG figures and a JSON holding every curve for every learning rate
+with its provenance. The CPU default (``SMALL``) trains half-width VGG-A on the 5,085 real
+CIFAR-10 images of the shared subset in minutes; ``FULL`` is the published width for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+Optimizer = Literal["adam", "sgd"]
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+MODEL_KINDS = ("vgg_a", "vgg_a_bn")
+MODEL_LABELS = {"vgg_a": "VGG-A", "vgg_a_bn": "VGG-A + BatchNorm"}
+MODEL_COLOURS = {"vgg_a": "tab:green", "vgg_a_bn": "tab:red"}
+
+# Per-channel mean and std of the CIFAR-10 training set (0-1 scale).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+RESULTS_NAME = "bn_results.json"
+FIGURE_NAMES = {
+    "loss_landscape": "loss_landscape.png",
+    "gradient_predictiveness": "gradient_predictiveness.png",
+    "beta_smoothness": "beta_smoothness.png",
+}
+
+
+@dataclass(frozen=True)
+class BNConfig:
+    """One run of the experiments; every field is recorded in the JSON."""
+
+    lrs: tuple[float, ...] = (1e-3, 2e-3, 1e-4, 5e-4)
+    """Learning rates; each model is trained once per rate from the same initialisation."""
+    steps: int = 150
+    """Optimisation steps per run (one batch each)."""
+    batch_size: int = 64
+    width: float = 0.5
+    """Channel multiplier of VGG-A (1.0 = published network)."""
+    optimizer: Optimizer = "adam"
+    probe_steps: tuple[float, ...] = (0.1, 0.2, 0.4)
+    """Step sizes eta of the points ``w - eta * g`` along the gradient at which the gradient is
+    measured again (the paper moves along the gradient with steps of this order)."""
+    probe_every: int = 1
+    """Measure gradient predictiveness every this many steps (1 = every step)."""
+    seed: int = 0
+    """Seed of the initialisation and of the batch order."""
+    max_images: int | None = None
+    """Use only the first N training images (None = all)."""
+    data_dir: Path | None = None
+    out_dir: Path = Path("out/bn")
+    device: DeviceChoice = "auto"
+    progress: bool = True
+
+
+SMALL = BNConfig()
+"""CPU scale: half-width VGG-A, batch 64, 150 steps, on the shared 5,085-image subset."""
+FULL = BNConfig(width=1.0, steps=2000, batch_size=128, out_dir=Path("out/bn-full"))
+"""GPU scale: published VGG-A width, 2,000 steps of batch 128 (about 5 epochs of CIFAR-10)."""
+
+
+class BNExperimentError(ValueError):
+    """A configuration or data problem; the message says what to change."""
+
+
+@dataclass
+class RunCurves:
+    """Every curve recorded while training one model at one learning rate."""
+
+    model: str
+    lr: float
+    loss: list[float] = field(default_factory=list)
+    """Training loss at every step."""
+    grad_change: list[float] = field(default_factory=list)
+    """||g_t - g_{t-1}|| for t = 1..steps-1."""
+    probe_at: list[int] = field(default_factory=list)
+    """Steps at which the gradient was probed along its direction."""
+    probe_grad_dist: list[list[float]] = field(default_factory=list)
+    """Per probed step, ||g(w - eta*g) - g(w)|| for each probe step size (None: not finite)."""
+    probe_loss: list[list[float]] = field(default_factory=list)
+    """Per probed step, the loss at each probe point."""
+    beta: list[float] = field(default_factory=list)
+    """Per probed step, max over probe steps of gradient change / distance moved."""
+    wall_s: float = 0.0
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+
+def normalise(images: np.ndarray) -> Tensor:
+    """uint8 (N, 3, H, W) CIFAR-10 images -> float32 tensor normalised per channel."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def batch_order(n_images: int, *, steps: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices (steps, batch_size) of each step's batch: seeded shuffles, one per epoch."""
+    if batch_size > n_images:
+        raise BNExperimentError(
+            f"batch size {batch_size} is larger than the {n_images} training images: "
+            "lower --batch-size"
+        )
+    rng = np.random.default_rng(seed)
+    per_epoch = n_images // batch_size
+    epochs = math.ceil(steps / per_epoch)
+    order = [rng.permutation(n_images)[: per_epoch * batch_size] for _ in range(epochs)]
+    return np.concatenate(order).reshape(-1, batch_size)[:steps]
+
+
+# --- one training run -----------------------------------------------------------------------------
+
+
+def _optimizer(name: str, params: Sequence[Tensor], lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    raise BNExperimentError(f"unknown optimizer {name!r}: use 'adam' or 'sgd'")
+
+
+def _norm(tensors: Sequence[Tensor]) -> float:
+    return float(torch.sqrt(sum(t.double().pow(2).sum() for t in tensors)))
+
+
+def _probe(
+    model: nn.Module,
+    names: list[str],
+    point: list[Tensor],
+    grads: list[Tensor],
+    x: Tensor,
+    y: Tensor,
+    steps: Sequence[float],
+) -> tuple[list[float], list[float], float]:
+    """Gradient distance and loss at ``point - eta * grads`` for each eta, and the max ratio."""
+    # Cloned buffers keep BatchNorm's running statistics of the real model untouched.
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    grad_norm = _norm(grads)
+    dists, losses, beta = [], [], 0.0
+    for eta in steps:
+        moved = [(p - eta * g).requires_grad_(True) for p, g in zip(point, grads)]
+        out = functional_call(model, {**dict(zip(names, moved)), **buffers}, (x,))
+        loss = F.cross_entropy(out, y)
+        new_grads = torch.autograd.grad(loss, moved)
+        dist = _norm([a - b for a, b in zip(new_grads, grads)])
+        dists.append(dist)
+        losses.append(float(loss))
+        moved_by = eta * grad_norm
+        if moved_by > 0 and math.isfinite(dist):
+            beta = max(beta, dist / moved_by)
+    return dists, losses, beta
+
+
+def train_curves(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    order: np.ndarray,
+    *,
+    lr: float,
+    optimizer: str = "adam",
+    probe_steps: Sequence[float] = (),
+    probe_every: int = 1,
+    name: str = "model",
+    on_step: Callable[[], None] | None = None,
+) -> RunCurves:
+    """Train ``model`` on the batches in ``order`` and record the curves of the experiments.
+
+    ``images``/``labels`` are on the model's device. Probing along the gradient happens only
+    when ``probe_steps`` is not empty.
+    """
+    started = time.perf_counter()
+    model.train()
+    names = [n for n, _ in model.named_parameters()]
+    params = [p for _, p in model.named_parameters()]
+    opt = _optimizer(optimizer, params, lr)
+    curves = RunCurves(model=name, lr=lr)
+    previous: list[Tensor] | None = None
+    for step, index in enumerate(order):
+        idx = torch.from_numpy(index).to(images.device)
+        x, y = images[idx], labels[idx]
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        grads = [
+            p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params
+        ]
+        curves.loss.append(float(loss))
+        if previous is not None:
+            curves.grad_change.append(_norm([a - b for a, b in zip(grads, previous)]))
+        previous = grads
+        if probe_steps and step % probe_every == 0:
+            point = [p.detach() for p in params]
+            dists, losses, beta = _probe(model, names, point, grads, x, y, probe_steps)
+            curves.probe_at.append(step)
+            curves.probe_grad_dist.append(dists)
+            curves.probe_loss.append(losses)
+            curves.beta.append(beta)
+        opt.step()
+        if on_step is not None:
+            on_step()
+    curves.wall_s = time.perf_counter() - started
+    return curves
+
+
+# --- bands and summaries --------------------------------------------------------------------------
+
+
+def band(curves: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step minimum and maximum over several curves (truncated to the shortest)."""
+    if not curves:
+        raise BNExperimentError("no curves to make a band from")
+    length = min(len(c) for c in curves)
+    stacked = np.array([np.asarray(c[:length], dtype=float) for c in curves])
+    return np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+
+
+def band_width(curves: Sequence[Sequence[float]]) -> float:
+    """Mean over steps of (max - min) across ``curves``: how much the learning rate matters."""
+    low, high = band(curves)
+    return float(np.nanmean(high - low))
+
+
+# --- the whole experiment -------------------------------------------------------------------------
+
+
+def resolve_device(choice: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise BNExperimentError("--device cuda was asked for but no CUDA GPU is visible")
+    if choice not in ("cpu", "cuda"):
+        raise BNExperimentError(f"unknown device {choice!r}: use auto, cpu or cuda")
+    return torch.device(choice)
+
+
+def _validate(config: BNConfig) -> None:
+    if not config.lrs:
+        raise BNExperimentError("give at least one learning rate (--lrs)")
+    if any(not (lr > 0 and math.isfinite(lr)) for lr in config.lrs):
+        raise BNExperimentError(f"learning rates must be positive numbers, got {config.lrs}")
+    if config.steps < 2:
+        raise BNExperimentError(f"--steps must be at least 2, got {config.steps}")
+    if config.batch_size < 2:
+        raise BNExperimentError(f"--batch-size must be at least 2, got {config.batch_size}")
+    if config.probe_every < 1:
+        raise BNExperimentError(f"probe_every must be at least 1, got {config.probe_every}")
+    if config.width <= 0:
+        raise BNExperimentError(f"--width must be positive, got {config.width}")
+
+
+def run(config: BNConfig) -> dict[str, Any]:
+    """Train VGG-A and VGG-A-BN at every learning rate; write the figures and the JSON.
+
+    Returns the JSON document (``curves``, ``summary``, ``provenance``, ``files``).
+    """
+    from tqdm import tqdm
+
+    from grader.data import load_dataset
+    from reference.models.vgg import vgg_a
+
+    _validate(config)
+    device = resolve_device(config.device)
+    started = time.perf_counter()
+    data = load_dataset("cifar10", "train", config.data_dir)
+    raw_images, raw_labels = data.images, data.labels
+    if config.max_images is not None:
+        raw_images, raw_labels = raw_images[: config.max_images], raw_labels[: config.max_images]
+    images = normalise(raw_images).to(device)
+    labels = torch.from_numpy(raw_labels).to(device)
+    order = batch_order(
+        len(labels), steps=config.steps, batch_size=config.batch_size, seed=config.seed
+    )
+
+    runs: list[RunCurves] = []
+    total = len(MODEL_KINDS) * len(config.lrs) * config.steps
+    with tqdm(total=total, desc="BN experiments", unit="step", disable=not config.progress) as bar:
+        for kind in MODEL_KINDS:
+            for lr in config.lrs:
+                bar.set_postfix_str(f"{MODEL_LABELS[kind]} lr={lr:g}")
+                torch.manual_seed(config.seed)  # same initialisation for every learning rate
+                model = vgg_a(batch_norm=kind == "vgg_a_bn", width=config.width).to(device)
+                runs.append(
+                    train_curves(
+                        model,
+                        images,
+                        labels,
+                        order,
+                        lr=lr,
+                        optimizer=config.optimizer,
+                        probe_steps=config.probe_steps,
+                        probe_every=config.probe_every,
+                        name=kind,
+                        on_step=bar.update,
+                    )
+                )
+    wall = time.perf_counter() - started
+
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = {
+        "curves": [dataclasses.asdict(r) for r in runs],
+        "summary": summarise(runs),
+        "provenance": {
+            "config": _jsonable(dataclasses.asdict(config)),
+            "seeds": {"init": config.seed, "batch_order": config.seed},
+            "data": {
+                "dataset": "cifar10",
+                "split": "train",
+                "source": str(data.source),
+                "images": int(len(labels)),
+                "description": "CIFAR-10 training images (python layout), normalised per channel",
+            },
+            "models": {k: MODEL_LABELS[k] for k in MODEL_KINDS},
+            "device": _device_name(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+            "wall_s": round(wall, 2),
+        },
+    }
+    figures = plot_all(document, out_dir)
+    document["files"] = {k: str(v.name) for k, v in figures.items()}
+    (out_dir / RESULTS_NAME).write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
+    return document
+
+
+def summarise(runs: Sequence[RunCurves]) -> dict[str, dict[str, float]]:
+    """Per model: mean band widths of loss, gradient change and beta over learning rates."""
+    summary: dict[str, dict[str, float]] = {}
+    for kind in sorted({r.model for r in runs}):
+        mine = [r for r in runs if r.model == kind]
+        entry = {
+            "loss_band_width": band_width([r.loss for r in mine]),
+            "final_loss_mean": float(np.mean([np.mean(r.loss[-10:]) for r in mine])),
+            "grad_change_mean": float(np.mean([np.mean(r.grad_change) for r in mine])),
+        }
+        if all(r.beta for r in mine):
+            entry["grad_probe_dist_max_mean"] = float(
+                np.mean([np.mean([max(d) for d in r.probe_grad_dist]) for r in mine])
+            )
+            entry["beta_max_mean"] = float(np.mean([np.mean(r.beta) for r in mine]))
+        summary[kind] = entry
+    return summary
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def _by_model(document: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for curve in document["curves"]:
+        grouped.setdefault(curve["model"], []).append(curve)
+    return grouped
+
+
+def _band_plot(ax: Any, xs: np.ndarray, curves: list[list[float]], kind: str) -> None:
+    low, high = band(curves)
+    xs = xs[: len(low)]
+    colour = MODEL_COLOURS.get(kind, "tab:blue")
+    ax.fill_between(xs, low, high, color=colour, alpha=0.35, label=MODEL_LABELS.get(kind, kind))
+    ax.plot(xs, low, color=colour, linewidth=0.6)
+    ax.plot(xs, high, color=colour, linewidth=0.6)
+
+
+def plot_all(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """The three figures of the experiments as PNGs in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grouped = _by_model(document)
+    lrs = ", ".join(f"{lr:g}" for lr in document["provenance"]["config"]["lrs"])
+    paths: dict[str, Path] = {}
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for kind, curves in grouped.items():
+        _band_plot(ax, np.arange(len(curves[0]["loss"])), [c["loss"] for c in curves], kind)
+    ax.set(xlabel="step", ylabel="training loss", title=f"Loss landscape (band over lr: {lrs})")
+    ax.legend()
+    paths["loss_landscape"] = _save(fig, out_dir / FIGURE_NAMES["loss_landscape"])
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    for kind, curves in grouped.items():
+        changes = [c["grad_change"] for c in curves]
+        _band_plot(left, np.arange(1, 1 + len(changes[0])), changes, kind)
+        if all(c["probe_at"] for c in curves):
+            dists = [[max(d) for d in c["probe_grad_dist"]] for c in curves]
+            _band_plot(right, np.asarray(curves[0]["probe_at"]), dists, kind)
+    left.set(xlabel="step", ylabel="||g_t - g_(t-1)||", title="Gradient change between steps")
+    right.set(
+        xlabel="step",
+        ylabel="max ||g(w - eta g) - g(w)||",
+        title="Gradient predictiveness along the gradient",
+    )
+    for ax in (left, right):
+        ax.set_yscale("log")
+        ax.legend()
+    paths["gradient_predictiveness"] = _save(fig, out_dir / FIGURE_NAMES["gradient_predictiveness"])
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for kind, curves in grouped.items():
+        if all(c["probe_at"] for c in curves):
+            _band_plot(ax, np.asarray(curves[0]["probe_at"]), [c["beta"] for c in curves], kind)
+    ax.set(
+        xlabel="step",
+        ylabel="max ||dg|| / ||dw||",
+        title="Effective beta-smoothness (band over lr)",
+    )
+    ax.set_yscale("log")
+    ax.legend()
+    paths["beta_smoothness"] = _save(fig, out_dir / FIGURE_NAMES["beta_smoothness"])
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,83 @@
+"""Report plots for the training experiments: weight histograms per layer, first-layer filters.
+
+Matplotlib's Agg backend renders straight to PNG files; nothing needs a display.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """(name, weight) of every convolution and linear layer, in definition order."""
+    return [
+        (name, module.weight.detach().float().cpu())
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
+
+
+def plot_weight_histograms(
+    models: Mapping[str, nn.Module], path: str | Path, bins: int = 60
+) -> Path:
+    """One panel per layer, one histogram per model (e.g. ``{"L1": m1, "L2": m2}``) overlaid."""
+    layered = {label: weight_layers(model) for label, model in models.items()}
+    names = [name for name, _ in next(iter(layered.values()))]
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    for index, name in enumerate(names):
+        ax = axes[index // cols][index % cols]
+        for label, layers in layered.items():
+            ax.hist(layers[index][1].flatten().numpy(), bins=bins, alpha=0.6, label=label)
+        ax.set_title(name, fontsize=8)
+        ax.set_yscale("log")
+        ax.tick_params(labelsize=6)
+    for index in range(len(names), rows * cols):
+        axes[index // cols][index % cols].axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("weight histograms per layer")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_first_layer_filters(model: nn.Module, path: str | Path) -> Path:
+    """The first convolution's filters as small images, each scaled to its own value range."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no convolution whose filters could be shown")
+    weight = convs[0].weight.detach().float().cpu()  # (out, in, k, k)
+    count = weight.shape[0]
+    cols = min(8, count)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows), squeeze=False)
+    for index in range(rows * cols):
+        ax = axes[index // cols][index % cols]
+        ax.axis("off")
+        if index >= count:
+            continue
+        kernel = weight[index]
+        kernel = (kernel - kernel.min()) / (kernel.max() - kernel.min() + 1e-12)
+        if kernel.shape[0] == 3:
+            ax.imshow(kernel.permute(1, 2, 0).numpy())
+        else:
+            ax.imshow(kernel[0].numpy(), cmap="gray")
+    fig.suptitle(f"first-layer filters ({count})", fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,290 @@
+"""Fixtures for the leaderboard: real data, apps on SQLite or a real PostgreSQL, live servers."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from glob import glob
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from grader.assignment import Assignment, load_assignment
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data (``GRADER_DATA_DIR``, else ``<repo>/../shared/data``)."""
+    path = Path(os.environ.get("GRADER_DATA_DIR") or REPO.parent / "shared" / "data")
+    if not (path / "cifar10-test-labels.csv").is_file():
+        pytest.fail(f"no CIFAR-10 labels under {path}; set GRADER_DATA_DIR to the shared data")
+    os.environ["GRADER_DATA_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def labels(data_dir: Path) -> pd.DataFrame:
+    """The real CIFAR-10 test labels (Id, Category)."""
+    return pd.read_csv(data_dir / "cifar10-test-labels.csv")
+
+
+@pytest.fixture(scope="session")
+def make_predictions(labels: pd.DataFrame):
+    """``make_predictions(wrong)``: predictions.csv bytes with the first ``wrong`` rows wrong."""
+
+    def build(wrong: int = 0) -> bytes:
+        frame = labels.copy()
+        frame.loc[: wrong - 1, "Category"] = (frame.loc[: wrong - 1, "Category"] + 1) % 10
+        return frame.to_csv(index=False).encode()
+
+    return build
+
+
+def free_port() -> int:
+    """A TCP port free on localhost right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the session: ``GRADER_TEST_POSTGRES_URL`` or a fresh local one.
+
+    Yields the URL of its maintenance database; tests create their own databases in it.
+    """
+    url = os.environ.get("GRADER_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    bins = sorted(glob("/usr/lib/postgresql/*/bin"))
+    if not bins:
+        pytest.fail(
+            "PostgreSQL is not installed (Debian package postgresql): run scripts/setup.sh as "
+            "root, or set GRADER_TEST_POSTGRES_URL to a server the tests may use"
+        )
+    bindir = Path(bins[-1])
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="grader-pg-", dir="/tmp"))
+    if as_postgres:
+        shutil.chown(root, "postgres", "postgres")
+    datadir, port = root / "data", free_port()
+    run = {"cwd": "/tmp", "check": True, "capture_output": True, "text": True}
+    try:
+        subprocess.run(
+            [
+                *as_postgres,
+                bindir / "initdb",
+                "-D",
+                datadir,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+            **run,
+        )
+        subprocess.run(
+            [
+                *as_postgres,
+                bindir / "pg_ctl",
+                "-D",
+                datadir,
+                "-w",
+                "-l",
+                root / "log",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -F",
+                "start",
+            ],
+            **run,
+        )
+    except subprocess.CalledProcessError as exc:
+        pytest.fail(f"could not start PostgreSQL in {root}: {exc.stderr or exc.stdout}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_postgres, bindir / "pg_ctl", "-D", datadir, "-m", "immediate", "stop"],
+            cwd="/tmp",
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def new_postgres_database(server_url: str) -> str:
+    """Create an empty database on the server; return its URL."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    plain = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str:
+    """An empty database with the schema: SQLite in a temp dir, or a new PostgreSQL database."""
+    from leaderboard.server import init_database
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'grader.db'}"
+    else:
+        url = new_postgres_database(request.getfixturevalue("postgres_server"))
+    init_database(database=url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """An SQLite database with the schema."""
+    from leaderboard.server import init_database
+
+    url = f"sqlite:///{tmp_path / 'grader.db'}"
+    init_database(database=url)
+    return url
+
+
+@pytest.fixture
+def cifar_spec(data_dir: Path) -> Assignment:
+    """The built-in CIFAR-10 predictions assignment."""
+    return load_assignment("cifar10")
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, data_dir: Path, cifar_spec: Assignment, sqlite_url: str):
+    """``make_app(database_url=None, **spec_changes)``: an app on a fresh database."""
+    from leaderboard import create_app
+
+    def build(database_url: str | None = None, config: dict | None = None, **spec_changes):
+        spec = dataclasses.replace(cifar_spec, **spec_changes)
+        settings = {
+            "TESTING": True,
+            "DATABASE_URL": database_url or sqlite_url,
+            "ASSIGNMENT": spec,
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "DATA_DIR": str(data_dir),
+            "BASELINE_DIR": tmp_path / "baselines",
+            "WTF_CSRF_ENABLED": False,
+            **(config or {}),
+        }
+        return create_app(settings)
+
+    return build
+
+
+@dataclasses.dataclass
+class People:
+    """Tokens created for a test: students by id, and one instructor."""
+
+    students: dict[str, str]
+    instructor: str
+
+
+def enrol(app, roster: str = "student,name\nalice,Alice\nbob,Bob\ncarol,Carol\n") -> People:
+    """Import a roster and an instructor into the app's database; return the tokens."""
+    from leaderboard.auth import create_instructor_token, import_roster
+    from leaderboard.db import session_scope
+
+    path = Path(app.config["UPLOAD_DIR"]).parent / f"roster-{uuid.uuid4().hex[:6]}.csv"
+    path.write_text(roster)
+    with session_scope(app.extensions["leaderboard_engine"]) as session:
+        created = dict(import_roster(session, path))
+        instructor = create_instructor_token(session)
+    return People(students=created, instructor=instructor)
+
+
+class Submitter:
+    """Small actions against the API of a test client."""
+
+    def __init__(self, client, people: People):
+        self.client = client
+        self.people = people
+
+    def api(self, student: str, content: bytes, name: str = "predictions.csv"):
+        """POST a file to the API as ``student``."""
+        return self.client.post(
+            "/api/v1/submissions",
+            headers={"Authorization": f"Bearer {self.people.students[student]}"},
+            data={"file": (io.BytesIO(content), name)},
+        )
+
+    def login_instructor(self):
+        """Sign the client in as the instructor."""
+        return self.client.post("/instructor/login", data={"token": self.people.instructor})
+
+
+@contextlib.contextmanager
+def live_server(command: list[str], port: int, env: dict[str, str], log: Path):
+    """Run a server subprocess until it answers on ``port``; stop it afterwards."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                requests.get(base + "/", timeout=2)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server did not answer within 60 s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(tmp_path_factory, data_dir: Path):
+    """``grader serve`` (gunicorn, SQLite) on a free port with a roster; yields (url, People)."""
+    from leaderboard import create_app
+
+    root = tmp_path_factory.mktemp("server")
+    url = f"sqlite:///{root / 'grader.db'}"
+    from leaderboard.server import init_database
+
+    init_database(database=url)
+    app = create_app({"DATABASE_URL": url, "UPLOAD_DIR": str(root / "uploads")})
+    people = enrol(app)
+    app.extensions["leaderboard_engine"].dispose()
+    port = free_port()
+    env = {**os.environ, "GRADER_DATA_DIR": str(data_dir)}
+    command = [
+        sys.executable,
+        "-m",
+        "grader.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--database",
+        url,
+        "--workers",
+        "2",
+        "--upload-dir",
+        str(root / "uploads"),
+    ]
+    with live_server(command, port, env, root / "server.log") as base:
+        yield base, people
