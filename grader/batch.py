@@ -111,10 +111,10 @@ def grade_folder(
     start = time.perf_counter()
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
-        raise BatchError(f"{root}: no such folder; pass the folder that holds one folder per student")
-    folders = sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
-    )
+        raise BatchError(
+            f"{root}: no such folder; pass the folder that holds one folder per student"
+        )
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     solution = load_solution(spec, data_dir, path=solution_path)
     context = _Context(spec=spec, data_dir=data_dir, solution=solution, out_dir=out_dir)
     context.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -246,9 +246,7 @@ def _cache_key(context: _Context, kind: Kind, contents: dict[str, bytes]) -> str
     return digest.hexdigest()
 
 
-def _grade_predictions(
-    student: str, raw: bytes, path: Path, context: _Context
-) -> StudentResult:
+def _grade_predictions(student: str, raw: bytes, path: Path, context: _Context) -> StudentResult:
     from grader.predictions import read_predictions
 
     sha = hashlib.sha256(raw).hexdigest()
@@ -258,7 +256,10 @@ def _grade_predictions(
         )
     except SubmissionError as exc:
         return StudentResult(
-            student, "invalid", "predictions", message=" | ".join(exc.errors),
+            student,
+            "invalid",
+            "predictions",
+            message=" | ".join(exc.errors),
             predictions_sha256=sha,
         )
     result = _from_score(student, "predictions", score(context.solution, submission, context.spec))

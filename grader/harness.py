@@ -57,7 +57,7 @@ class TaskContext:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     def build_model(self, entry: str | None = None) -> Any:
-        """Instantiate the student's model: class ``entry`` (spec default ``Net``) or ``build_model()``."""
+        """Instantiate the student's model: class ``entry`` (default ``Net``) or build_model()."""
         return build_student_model(self.module, entry or self.args.get("entry", "Net"))
 
     def save_array(self, name: str, array: np.ndarray) -> None:
@@ -187,7 +187,7 @@ def _json_default(value: Any) -> Any:
 
 
 def main() -> int:
-    """Run the task described in ``/box/in/task.json``; the exit code is 0 when a status was written."""
+    """Run the task described in ``/box/in/task.json``; exit code 0 once a status is written."""
     spec = json.loads((BOX_INPUT / "task.json").read_text(encoding="utf-8"))
     try:
         task = _load_task(spec["task"])
@@ -195,9 +195,7 @@ def main() -> int:
             pin_threads()
         inputs = {name: np.load(BOX_INPUT / f"{name}.npy") for name in spec["inputs"]}
         apply_seccomp()
-    except (
-        Exception
-    ) as exc:  # the grader's own set-up failed: say so, it is not the student's fault
+    except Exception as exc:  # the grader's own set-up failed: not the student's fault
         _write_status("error", f"sandbox set-up failed: {describe_error(exc)}", {}, [])
         return 0
     ctx = TaskContext(BOX_WORK, BOX_OUTPUT, spec["args"], inputs, None, None)

@@ -10,6 +10,7 @@ local check (``grader sanity``); it runs in the sandbox when bubblewrap is prese
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ class ModelGrade:
     """The outcome of checking (and evaluating) one model submission."""
 
     status: GradeStatus
-    """``ok``: every check passed; ``invalid``: the submission is at fault; ``error``: the grader."""
+    """``ok``: every check passed; ``invalid``: the submission is at fault; ``error``: grader."""
     message: str
     logits: np.ndarray | None = None
     """(N, num_classes) float32 on the test images, in the dataset's order."""
@@ -72,7 +73,7 @@ class ModelGrade:
 
 
 def find_model_files(folder: Path) -> tuple[Path, Path | None]:
-    """``model.py`` and the one weights file of a submission folder; ValueError says what is wrong."""
+    """``model.py`` and the one weights file of a submission folder; ValueError says why not."""
     folder = Path(folder)
     model = folder / "model.py"
     if not model.is_file():
@@ -82,6 +83,15 @@ def find_model_files(folder: Path) -> tuple[Path, Path | None]:
         names = ", ".join(p.name for p in weights)
         raise ValueError(f"{folder}: more than one weights file ({names}); keep exactly one")
     return model, (weights[0] if weights else None)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def model_spec_args(spec: ModelSpec, *, require_weights: bool) -> dict[str, Any]:
@@ -97,7 +107,6 @@ def grade_model_folder(
     Raises :class:`SandboxUnavailable` when bubblewrap is missing: never runs unjailed.
     """
     from grader.data import load_dataset
-    from grader.weights import sha256_file
 
     if not bubblewrap_available():
         raise SandboxUnavailable()
@@ -176,8 +185,6 @@ def sanity_check(
 
     ``sandbox=None`` uses the sandbox when bubblewrap is present and runs in-process otherwise.
     """
-    from grader.weights import sha256_file
-
     model_path, weights = Path(model_path), Path(weights) if weights else None
     for path in (model_path, weights):
         if path is not None and not path.is_file():

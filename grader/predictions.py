@@ -54,6 +54,9 @@ def read_predictions(
             ]
         )
     text = _decode(raw, name, spec)
+    fast = _read_well_formed(text, spec, expected_ids)
+    if fast is not None:
+        return fast
     errors: list[str] = []
     delimiter = _delimiter(text)
     if delimiter != ",":
@@ -116,6 +119,56 @@ def _decode(raw: bytes, name: str, spec: Assignment) -> str:
                 f"export it as CSV UTF-8; {_expected_format(spec)}"
             ]
         ) from None
+
+
+def _read_well_formed(
+    text: str, spec: Assignment, expected_ids: Iterable[int] | np.ndarray | None
+) -> pd.DataFrame | None:
+    """The common case at the speed of a plain ``read_csv``: integer columns, every id once.
+
+    Returns None whenever anything is unusual; the careful path then finds every problem.
+    """
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+    if frame.shape[1] != 2 or len(frame) == 0:
+        return None
+    id_name, label_name = (str(c).strip().lower() for c in frame.columns)
+    if id_name not in (spec.id_column.lower(), *ID_ALIASES) or label_name not in (
+        spec.label_column.lower(),
+        *LABEL_ALIASES,
+    ):
+        return None
+    id_col, label_col = frame.iloc[:, 0], frame.iloc[:, 1]
+    if id_col.dtype.kind != "i" or label_col.dtype.kind != "i":
+        return None
+    ids = id_col.to_numpy()
+    labels = label_col.to_numpy()
+    if labels.min() < 0 or labels.max() >= len(spec.class_names):
+        return None
+    in_order = _is_increasing(ids)
+    if not in_order:
+        order = np.argsort(ids, kind="stable")
+        ids, labels = ids[order], labels[order]
+        if not _is_increasing(ids):
+            return None  # duplicates
+    if expected_ids is not None:
+        expected = np.asarray(expected_ids, dtype=np.int64)
+        if not _is_increasing(expected):
+            expected = np.sort(expected)
+        if not np.array_equal(ids, expected):
+            return None
+    elif ids[0] < 0:
+        return None
+    if in_order:  # rename instead of building a new frame: a third of the time of a read
+        frame.columns = ["id", "label"]
+        return frame
+    return pd.DataFrame({"id": ids, "label": labels}, copy=False)
+
+
+def _is_increasing(values: np.ndarray) -> bool:
+    return bool((values[1:] > values[:-1]).all())
 
 
 def _delimiter(text: str) -> str:
@@ -203,9 +256,7 @@ def _parse_ids(column: pd.Series, name: str, errors: list[str]) -> tuple[np.ndar
     return ids, ok
 
 
-def _parse_labels(
-    column: pd.Series, spec: Assignment, name: str, errors: list[str]
-) -> np.ndarray:
+def _parse_labels(column: pd.Series, spec: Assignment, name: str, errors: list[str]) -> np.ndarray:
     text = column.str.strip()
     num_classes = len(spec.class_names)
     labels = np.full(len(text), -1, dtype=np.int64)

@@ -40,7 +40,9 @@ def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str
     plots: dict[str, str] = {}
     if not ok:
         return plots
-    graded = [r.private_accuracy if spec.grade_split == "private" else r.public_accuracy for r in ok]
+    graded = [
+        r.private_accuracy if spec.grade_split == "private" else r.public_accuracy for r in ok
+    ]
     if spec.grade_split == "all":
         graded = [r.all_accuracy for r in ok]
     fig, ax = plt.subplots(figsize=(6, 3.2))

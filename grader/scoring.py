@@ -16,8 +16,6 @@ import pandas as pd
 from grader.assignment import Assignment
 from grader.solution import load_solution, split_ids
 
-SPLITS = ("public", "private", "all")
-
 
 @dataclass
 class Score:
@@ -67,28 +65,35 @@ class Score:
 
 def score(solution: pd.DataFrame, submission: pd.DataFrame, spec: Assignment) -> Score:
     """Score a validated submission (columns id, label) against the solution (id, label)."""
-    truth = solution.sort_values("id", kind="stable")
-    sub = submission.sort_values("id", kind="stable")
-    truth_ids = truth["id"].to_numpy(np.int64)
-    sub_ids = sub["id"].to_numpy(np.int64)
+    truth_ids, truth_labels = _sorted_arrays(solution)
+    sub_ids, sub_labels = _sorted_arrays(submission)
     if len(truth_ids) != len(sub_ids) or not np.array_equal(truth_ids, sub_ids):
         raise ValueError(
             "the submission's ids differ from the solution's; validate it with read_predictions"
         )
-    return _score_arrays(truth_ids, truth["label"].to_numpy(), sub["label"].to_numpy(), spec)
+    return _score_arrays(truth_ids, truth_labels, sub_labels, spec)
 
 
 def score_labels(solution: pd.DataFrame, predicted_labels: np.ndarray, spec: Assignment) -> Score:
     """Score one predicted label per test image, in id order 0..N-1 (model submissions)."""
-    truth = solution.sort_values("id", kind="stable")
-    ids = truth["id"].to_numpy(np.int64)
+    ids, truth_labels = _sorted_arrays(solution)
     predicted = np.asarray(predicted_labels).reshape(-1)
     if len(predicted) != len(ids) or not np.array_equal(ids, np.arange(len(ids))):
         raise ValueError(
             f"expected one prediction for each of the {len(ids)} test images (ids 0..N-1), "
             f"got {len(predicted)}"
         )
-    return _score_arrays(ids, truth["label"].to_numpy(), predicted.astype(np.int64), spec)
+    return _score_arrays(ids, truth_labels, predicted.astype(np.int64), spec)
+
+
+def _sorted_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``id`` and ``label`` columns as int64 arrays ordered by id."""
+    ids = frame["id"].to_numpy(np.int64)
+    labels = frame["label"].to_numpy(np.int64)
+    if not (ids[1:] >= ids[:-1]).all():
+        order = np.argsort(ids, kind="stable")
+        ids, labels = ids[order], labels[order]
+    return ids, labels
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -115,33 +120,27 @@ def _score_arrays(
 ) -> Score:
     num_classes = len(spec.class_names)
     public = split_ids(ids, spec.public_fraction, spec.split_seed)
-    masks = {"public": public, "private": ~public, "all": np.ones(len(ids), dtype=bool)}
+    matrices = {
+        "public": confusion_matrix(truth[public], predicted[public], num_classes),
+        "private": confusion_matrix(truth[~public], predicted[~public], num_classes),
+    }
+    matrices["all"] = matrices["public"] + matrices["private"]
     splits: dict[str, dict[str, float]] = {}
     per_class: dict[str, dict[str, float]] = {}
-    confusion: dict[str, list[list[int]]] = {}
-    counts: dict[str, int] = {}
-    for split in SPLITS:
-        mask = masks[split]
-        matrix = confusion_matrix(truth[mask], predicted[mask], num_classes)
+    for split, matrix in matrices.items():
         total = int(matrix.sum())
         support = matrix.sum(axis=1)
-        recall = np.divide(
-            np.diag(matrix), support, out=np.zeros(num_classes), where=support > 0
-        )
+        recall = np.divide(np.diag(matrix), support, out=np.zeros(num_classes), where=support > 0)
         metrics = {"accuracy": float(np.trace(matrix) / total) if total else 0.0}
         if "macro_f1" in spec.metrics:
             metrics["macro_f1"] = macro_f1(matrix)
         splits[split] = metrics
-        per_class[split] = {
-            name: float(value) for name, value in zip(spec.class_names, recall, strict=True)
-        }
-        confusion[split] = matrix.tolist()
-        counts[split] = total
+        per_class[split] = dict(zip(spec.class_names, recall.tolist(), strict=True))
     return Score(
         splits=splits,
         per_class=per_class,
-        confusion=confusion,
-        counts=counts,
+        confusion={split: matrix.tolist() for split, matrix in matrices.items()},
+        counts={split: int(matrix.sum()) for split, matrix in matrices.items()},
         points=spec.points_for(splits[spec.grade_split]["accuracy"]),
         max_points=spec.max_points,
         grade_split=spec.grade_split,

@@ -8,7 +8,6 @@ saying how to save a state_dict. Missing/unexpected keys and shape mismatches ar
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -22,15 +21,6 @@ MAX_LISTED = 8
 
 class WeightsError(ValueError):
     """Weights that cannot be used; the message names the file and the keys at fault."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -97,7 +87,7 @@ def _listing(names: list[str]) -> str:
 
 
 def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` strictly; every missing, unexpected or mis-shaped key is named."""
+    """Load ``state`` into ``model`` strictly; names every missing, unexpected, mis-shaped key."""
     own = model.state_dict()
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
     missing = [k for k in own if k not in state]

@@ -47,6 +47,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = db.load_secret_key(app.extensions["leaderboard_engine"])
+    # No pooled connection may cross a fork (gunicorn --preload builds the app before forking).
+    app.extensions["leaderboard_engine"].dispose()
 
     CSRFProtect(app).exempt(api.bp)
     security.init_app(app)

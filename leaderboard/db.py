@@ -66,6 +66,18 @@ def create_schema(engine: Engine) -> None:
             session.add(Setting(key="secret_key", value=secrets.token_hex(32)))
 
 
+def begin_write(session: Session) -> None:
+    """End the session's read transaction and start a write one.
+
+    On SQLite the new transaction is ``BEGIN IMMEDIATE``: a deferred read transaction that later
+    writes fails with "database is locked" when another process wrote in between, whereas an
+    immediate one waits for the lock (busy timeout). Elsewhere it is a plain transaction.
+    """
+    session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+
+
 def read_setting(session: Session, key: str, default: str | None = None) -> str | None:
     """The value of a setting, or ``default``."""
     row = session.get(Setting, key)

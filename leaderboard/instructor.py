@@ -18,7 +18,13 @@ from flask import (
 from sqlalchemy import select
 
 from leaderboard.auth import identify
-from leaderboard.db import bump_board_version, get_session, read_setting, write_setting
+from leaderboard.db import (
+    begin_write,
+    bump_board_version,
+    get_session,
+    read_setting,
+    write_setting,
+)
 from leaderboard.grades import GradesFileError, flag_events, grades_csv, import_flags, rescore_all
 from leaderboard.models import Event, Job, Submission, utcnow
 from leaderboard.standings import is_revealed
@@ -95,6 +101,7 @@ def reveal() -> Response:
     db = get_session()
     spec = current_app.config["SPEC"]
     value = "0" if request.form.get("hide") else "1"
+    begin_write(db)
     write_setting(db, f"revealed:{spec.name}", value)
     db.add(Event(kind="reveal", message=f"private board {'hidden' if value == '0' else 'shown'}"))
     bump_board_version(db)
@@ -108,6 +115,7 @@ def reveal() -> Response:
 def rescore() -> Response:
     """Score every submission again with the current spec."""
     db = get_session()
+    begin_write(db)
     report = rescore_all(db, current_app.config["SPEC"], data_dir=current_app.config["DATA_DIR"])
     db.commit()
     flash(f"Rescored {report.rescored} submission(s).")
@@ -138,6 +146,7 @@ def upload_flags() -> Response:
     if upload is None or not upload.filename:
         flash("Choose the grades.csv written by `grader check`.")
         return redirect(url_for("instructor.overview"))
+    begin_write(db)
     try:
         stored = import_flags(db, upload.read(), name="grades.csv")
     except GradesFileError as exc:

@@ -46,15 +46,12 @@ def serve(
         create_app().run(host=host, port=port, debug=False, threaded=True)
         return
     argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--workers",
-        str(workers),
-        "--bind",
-        f"{host}:{port}",
-        "--access-logfile",
-        "-",
+        sys.executable, "-m", "gunicorn",
+        "--workers", str(workers),
+        "--bind", f"{host}:{port}",
+        "--preload",  # import once in the master, then fork the workers
+        "--timeout", "120",
+        "--access-logfile", "-",
         "leaderboard:create_app()",
-    ]
+    ]  # fmt: skip
     os.execv(sys.executable, argv)

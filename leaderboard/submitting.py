@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from grader.assignment import Assignment
-from leaderboard.db import bump_board_version
+from leaderboard.db import begin_write, bump_board_version
 from leaderboard.grading import Scored, SubmissionError, score_predictions
 from leaderboard.models import Event, Job, Score, Submission, utcnow
 
@@ -103,7 +103,11 @@ def submit(
     data_dir: Path | None = None,
     now: dt.datetime | None = None,
 ) -> Outcome:
-    """Apply the rules to an upload and score or queue it, inside the caller's transaction."""
+    """Apply the rules to an upload and score or queue it; the caller commits.
+
+    Validation and scoring run before the write transaction starts, so the database's write
+    lock is held only for the inserts; the daily limit is checked again under that lock.
+    """
     now = now or utcnow()
     uploads = [u for u in uploads if u.name or u.content]
     if not uploads:
@@ -114,19 +118,8 @@ def submit(
         return Outcome(
             "refused", 403, errors=[f"the deadline ({deadline}) has passed; no more submissions"]
         )
-    used = used_today(session, student_id, now)
-    if used >= spec.daily_limit:
-        reset = next_reset(now).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return Outcome(
-            "limited",
-            429,
-            errors=[
-                f"daily limit of {spec.daily_limit} submission(s) reached; "
-                f"it resets at {reset} (UTC midnight)"
-            ],
-            reset_at=reset,
-            remaining_today=0,
-        )
+    if used_today(session, student_id, now) >= spec.daily_limit:
+        return _limited(spec, now)
     is_predictions = len(uploads) == 1 and uploads[0].name.lower().endswith(".csv")
     if spec.model is None and not is_predictions:
         return Outcome(
@@ -146,35 +139,61 @@ def submit(
                 "(.pt or .safetensors), or those files uploaded together"
             ],
         )
-    upload_dir.mkdir(parents=True, exist_ok=True)
-    if is_predictions:
-        outcome = _submit_predictions(
-            session, spec, student_id, uploads[0], upload_dir, data_dir, now, late
-        )
+    scored: Scored | None = None
+    files: dict[str, bytes] = {}
+    try:
+        if is_predictions:
+            name = _display_name(uploads[0].name)
+            scored = score_predictions(uploads[0].content, spec, name=name, data_dir=data_dir)
+        else:
+            files = _model_files(uploads, limit=spec.max_file_bytes * 4)
+    except SubmissionError as exc:
+        errors = exc.errors
+    except ValueError as exc:
+        errors = [str(exc)]
     else:
-        outcome = _submit_model(session, spec, student_id, uploads, upload_dir, now, late)
-    if outcome.submission_id is not None:
-        outcome.remaining_today = spec.daily_limit - used - 1
+        errors = []
+    begin_write(session)
+    if errors:
+        session.add(Event(kind="invalid", student_id=student_id, message="; ".join(errors)))
+        return Outcome("invalid", 422, errors=errors)
+    used = used_today(session, student_id, now)
+    if used >= spec.daily_limit:  # a parallel upload took the last slot
+        return _limited(spec, now)
+    upload_dir.mkdir(parents=True, exist_ok=True)
+    if scored is not None:
+        outcome = _store_predictions(session, spec, student_id, uploads[0], scored, upload_dir)
+    else:
+        outcome = _store_model(session, spec, student_id, uploads, files, upload_dir)
+    submission = session.get(Submission, outcome.submission_id)
+    submission.created_at, submission.late = now, late
+    outcome.late = late
+    outcome.remaining_today = spec.daily_limit - used - 1
     return outcome
 
 
-def _submit_predictions(
+def _limited(spec: Assignment, now: dt.datetime) -> Outcome:
+    reset = next_reset(now).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Outcome(
+        "limited",
+        429,
+        errors=[
+            f"daily limit of {spec.daily_limit} submission(s) reached; "
+            f"it resets at {reset} (UTC midnight)"
+        ],
+        reset_at=reset,
+        remaining_today=0,
+    )
+
+
+def _store_predictions(
     session: Session,
     spec: Assignment,
     student_id: int,
     upload: Upload,
+    scored: Scored,
     upload_dir: Path,
-    data_dir: Path | None,
-    now: dt.datetime,
-    late: bool,
 ) -> Outcome:
-    try:
-        scored = score_predictions(
-            upload.content, spec, name=_display_name(upload.name), data_dir=data_dir
-        )
-    except SubmissionError as exc:
-        session.add(Event(kind="invalid", student_id=student_id, message="; ".join(exc.errors)))
-        return Outcome("invalid", 422, errors=exc.errors)
     stored = upload_dir / f"{uuid.uuid4().hex}.csv"
     stored.write_bytes(upload.content)
     submission = Submission(
@@ -182,11 +201,9 @@ def _submit_predictions(
         assignment=spec.name,
         kind="predictions",
         status="scored",
-        late=late,
         original_name=_display_name(upload.name),
         stored_path=str(stored),
         sha256=hashlib.sha256(upload.content).hexdigest(),
-        created_at=now,
     )
     session.add(submission)
     session.flush()
@@ -197,7 +214,6 @@ def _submit_predictions(
         200,
         submission_id=submission.id,
         scores={"public": {"accuracy": scored.public_accuracy, "macro_f1": scored.public_macro_f1}},
-        late=late,
     )
 
 
@@ -216,20 +232,14 @@ def score_row(submission_id: int, scored: Scored, **extra) -> Score:
     )
 
 
-def _submit_model(
+def _store_model(
     session: Session,
     spec: Assignment,
     student_id: int,
     uploads: list[Upload],
+    files: dict[str, bytes],
     upload_dir: Path,
-    now: dt.datetime,
-    late: bool,
 ) -> Outcome:
-    try:
-        files = _model_files(uploads, limit=spec.max_file_bytes * 4)
-    except ValueError as exc:
-        session.add(Event(kind="invalid", student_id=student_id, message=str(exc)))
-        return Outcome("invalid", 422, errors=[str(exc)])
     folder = upload_dir / uuid.uuid4().hex
     folder.mkdir()
     digest = hashlib.sha256()
@@ -241,11 +251,9 @@ def _submit_model(
         assignment=spec.name,
         kind="model",
         status="queued",
-        late=late,
         original_name=", ".join(_display_name(u.name) for u in uploads)[:255],
         stored_path=str(folder),
         sha256=digest.hexdigest(),
-        created_at=now,
     )
     session.add(submission)
     session.flush()
@@ -257,7 +265,7 @@ def _submit_model(
             payload={"assignment": str(spec.source or spec.name)},
         )
     )
-    return Outcome("queued", 202, submission_id=submission.id, late=late)
+    return Outcome("queued", 202, submission_id=submission.id)
 
 
 def _model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:

@@ -18,16 +18,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from grader.assignment import load_assignment
 from leaderboard.db import bump_board_version, make_engine
-from leaderboard.grading import Scored, SubmissionError, score_logits, score_predictions
 from leaderboard.models import Job, Submission, utcnow
-from leaderboard.submitting import score_row
+
+if TYPE_CHECKING:
+    from leaderboard.grading import Scored
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -143,6 +144,8 @@ def finish(engine: Engine, job_id: int, owner: str, result: JobResult) -> bool:
         submission.status = result.status
         submission.message = result.message
         if result.scored is not None:
+            from leaderboard.submitting import score_row
+
             session.add(
                 score_row(
                     submission.id,
@@ -158,6 +161,9 @@ def finish(engine: Engine, job_id: int, owner: str, result: JobResult) -> bool:
 
 def run_job(engine: Engine, job_id: int, config: WorkerConfig) -> JobResult:
     """Grade the job's submission; every failure becomes a result with its reason."""
+    # Scoring pulls in pandas; imported here so a worker claims its first job without the wait.
+    from leaderboard.grading import SubmissionError, score_predictions
+
     with Session(engine) as session:
         job = session.get(Job, job_id)
         submission = session.get(Submission, job.submission_id)
@@ -183,6 +189,10 @@ def run_job(engine: Engine, job_id: int, config: WorkerConfig) -> JobResult:
 
 
 def _grade_model(folder: Path, spec, config: WorkerConfig) -> JobResult:
+    import numpy as np
+
+    from leaderboard.grading import score_logits
+
     try:
         from grader.modelgrade import grade_model_folder
     except ImportError:
@@ -190,9 +200,10 @@ def _grade_model(folder: Path, spec, config: WorkerConfig) -> JobResult:
             "failed", "model grading is not available on this server (grader.modelgrade missing)"
         )
     grade = grade_model_folder(folder, spec, data_dir=config.data_dir, slot=config.slot)
-    failed = [f"{name}: {message}" for name, passed, message in grade.checks if not passed]
+    failed = [f"{check.name}: {check.message}" for check in grade.checks if not check.passed]
     if grade.status == "invalid":
-        return JobResult("invalid", "; ".join([grade.message, *failed]).strip("; "))
+        problems = [grade.message, *(e for e in grade.errors if e != grade.message), *failed]
+        return JobResult("invalid", "; ".join(p for p in problems if p))
     if grade.status != "ok" or grade.logits is None:
         return JobResult("failed", grade.message or "the model check returned no logits")
     logits = np.asarray(grade.logits)

@@ -12,7 +12,7 @@ trained once per learning rate while recording, at every step:
   -> **effective beta-smoothness**.
 
 ``run(config)`` writes three PNG figures and a JSON holding every curve for every learning rate
-with its provenance. The CPU default (``SMALL``) trains half-width VGG-A on the 5,085 real
+with its provenance. The CPU default (``SMALL``) trains quarter-width VGG-A on the 5,085 real
 CIFAR-10 images of the shared subset in minutes; ``FULL`` is the published width for a GPU.
 """
 
@@ -60,14 +60,14 @@ class BNConfig:
     """Learning rates; each model is trained once per rate from the same initialisation."""
     steps: int = 150
     """Optimisation steps per run (one batch each)."""
-    batch_size: int = 64
-    width: float = 0.5
+    batch_size: int = 32
+    width: float = 0.25
     """Channel multiplier of VGG-A (1.0 = published network)."""
     optimizer: Optimizer = "adam"
     probe_steps: tuple[float, ...] = (0.1, 0.2, 0.4)
     """Step sizes eta of the points ``w - eta * g`` along the gradient at which the gradient is
     measured again (the paper moves along the gradient with steps of this order)."""
-    probe_every: int = 1
+    probe_every: int = 10
     """Measure gradient predictiveness every this many steps (1 = every step)."""
     seed: int = 0
     """Seed of the initialisation and of the batch order."""
@@ -80,8 +80,9 @@ class BNConfig:
 
 
 SMALL = BNConfig()
-"""CPU scale: half-width VGG-A, batch 64, 150 steps, on the shared 5,085-image subset."""
-FULL = BNConfig(width=1.0, steps=2000, batch_size=128, out_dir=Path("out/bn-full"))
+"""CPU scale: quarter-width VGG-A, batch 32, 150 steps (about one epoch of the 5,085-image
+subset), gradient probed every 10th step."""
+FULL = BNConfig(width=1.0, steps=2000, batch_size=128, probe_every=1, out_dir=Path("out/bn-full"))
 """GPU scale: published VGG-A width, 2,000 steps of batch 128 (about 5 epochs of CIFAR-10)."""
 
 
@@ -165,13 +166,13 @@ def _probe(
     grad_norm = _norm(grads)
     dists, losses, beta = [], [], 0.0
     for eta in steps:
-        moved = [(p - eta * g).requires_grad_(True) for p, g in zip(point, grads)]
-        out = functional_call(model, {**dict(zip(names, moved)), **buffers}, (x,))
+        moved = [(p - eta * g).requires_grad_(True) for p, g in zip(point, grads, strict=True)]
+        out = functional_call(model, {**dict(zip(names, moved, strict=True)), **buffers}, (x,))
         loss = F.cross_entropy(out, y)
         new_grads = torch.autograd.grad(loss, moved)
-        dist = _norm([a - b for a, b in zip(new_grads, grads)])
+        dist = _norm([a - b for a, b in zip(new_grads, grads, strict=True)])
         dists.append(dist)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         moved_by = eta * grad_norm
         if moved_by > 0 and math.isfinite(dist):
             beta = max(beta, dist / moved_by)
@@ -212,9 +213,9 @@ def train_curves(
         grads = [
             p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params
         ]
-        curves.loss.append(float(loss))
+        curves.loss.append(float(loss.detach()))
         if previous is not None:
-            curves.grad_change.append(_norm([a - b for a, b in zip(grads, previous)]))
+            curves.grad_change.append(_norm([a - b for a, b in zip(grads, previous, strict=True)]))
         previous = grads
         if probe_steps and step % probe_every == 0:
             point = [p.detach() for p in params]
@@ -239,13 +240,16 @@ def band(curves: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
         raise BNExperimentError("no curves to make a band from")
     length = min(len(c) for c in curves)
     stacked = np.array([np.asarray(c[:length], dtype=float) for c in curves])
-    return np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
+    # fmin/fmax skip a NaN (a diverged probe) without the warning nanmin gives
+    return np.fmin.reduce(stacked, axis=0), np.fmax.reduce(stacked, axis=0)
 
 
 def band_width(curves: Sequence[Sequence[float]]) -> float:
     """Mean over steps of (max - min) across ``curves``: how much the learning rate matters."""
     low, high = band(curves)
-    return float(np.nanmean(high - low))
+    widths = high - low
+    widths = widths[np.isfinite(widths)]
+    return float(widths.mean()) if widths.size else math.nan
 
 
 # --- the whole experiment -------------------------------------------------------------------------
@@ -327,7 +331,7 @@ def run(config: BNConfig) -> dict[str, Any]:
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {
-        "curves": [dataclasses.asdict(r) for r in runs],
+        "curves": _jsonable([dataclasses.asdict(r) for r in runs]),
         "summary": summarise(runs),
         "provenance": {
             "config": _jsonable(dataclasses.asdict(config)),
@@ -385,6 +389,8 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # a diverged probe; JSON has no inf/nan
     return value
 
 
@@ -465,3 +471,86 @@ def _save(fig: Any, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# --- grading a student's VGG_BatchNorm ------------------------------------------------------------
+
+
+@dataclass
+class LocalContext:
+    """What :func:`student_band_task` needs, for trusted models run in this process.
+
+    The sandbox hands the task an object with the same attributes for a student's model.
+    """
+
+    build_model: Callable[[], nn.Module]
+    inputs: dict[str, np.ndarray]
+    args: dict[str, Any]
+    output_dir: Path
+
+
+def student_band_task(ctx: Any) -> dict[str, Any]:
+    """Train ``ctx.build_model()`` from one initialisation at each learning rate in ``ctx.args``.
+
+    Runs inside the sandbox. ``ctx.inputs`` holds the uint8 training ``images`` and their
+    ``labels``; ``ctx.args`` the ``lrs``, ``steps``, ``batch_size``, ``seed`` and
+    ``input_shape``. Returns the executed layers and the loss curve for every learning rate.
+    """
+    from grader.vggbn import executed_layers
+
+    args = ctx.args
+    seed = int(args.get("seed", 0))
+    torch.manual_seed(seed)
+    layers = executed_layers(ctx.build_model(), args.get("input_shape", (3, 32, 32)))
+    images = normalise(ctx.inputs["images"])
+    labels = torch.from_numpy(np.asarray(ctx.inputs["labels"], dtype=np.int64))
+    order = batch_order(
+        len(labels), steps=int(args["steps"]), batch_size=int(args["batch_size"]), seed=seed
+    )
+    curves = []
+    for lr in args["lrs"]:
+        torch.manual_seed(seed)  # the same initialisation for every learning rate
+        run_curves = train_curves(ctx.build_model(), images, labels, order, lr=float(lr))
+        curves.append({"lr": float(lr), "loss": run_curves.loss, "wall_s": run_curves.wall_s})
+    return {"layers": [dataclasses.asdict(layer) for layer in layers], "curves": curves}
+
+
+def reference_band_curves(
+    images: np.ndarray, labels: np.ndarray, schedule: Any, *, batch_norm: bool = False
+) -> list[list[float]]:
+    """Loss curves of the reference VGG-A (one per learning rate) on ``schedule``."""
+    from reference.models.vgg import vgg_a
+
+    ctx = LocalContext(
+        build_model=lambda: vgg_a(batch_norm=batch_norm),
+        inputs={"images": images, "labels": labels},
+        args={
+            "lrs": list(schedule.lrs),
+            "steps": schedule.steps,
+            "batch_size": schedule.batch_size,
+            "seed": schedule.seed,
+        },
+        output_dir=Path("."),
+    )
+    return [curve["loss"] for curve in student_band_task(ctx)["curves"]]
+
+
+def plot_band_comparison(bands: dict[str, list[list[float]]], path: Path, *, title: str) -> Path:
+    """One figure with a loss band (max/min over learning rates) per entry of ``bands``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for (label, curves), colour in zip(
+        bands.items(), ("tab:green", "tab:red", "tab:blue"), strict=False
+    ):
+        low, high = band(curves)
+        xs = np.arange(len(low))
+        ax.fill_between(xs, low, high, color=colour, alpha=0.35, label=label)
+        ax.plot(xs, low, color=colour, linewidth=0.6)
+        ax.plot(xs, high, color=colour, linewidth=0.6)
+    ax.set(xlabel="step", ylabel="training loss", title=title)
+    ax.legend()
+    return _save(fig, path)

@@ -1,8 +1,9 @@
 """Write the example prediction submissions in ``submissions/<student>/`` (seeded, reproducible).
 
-Predictions are made from the real CIFAR-10 test labels (``$GRADER_DATA_DIR/cifar10-test-labels.csv``)
-by replacing a share of them with wrong classes, the wrong class drawn from a fixed confusion
-pattern (cat<->dog, automobile<->truck, ...) the way real CNNs err. The set covers honest students
+Predictions are made from the real CIFAR-10 test labels
+(``$GRADER_DATA_DIR/cifar10-test-labels.csv``) by replacing a share of them with wrong classes,
+the wrong class drawn from a fixed confusion pattern (cat<->dog, automobile<->truck, ...) the
+way real CNNs err. The set covers honest students
 of different accuracies, a copied pair, a byte-identical pair, a perfect score and broken files
 that ``grader check`` must report without stopping. Only the folders listed here are written;
 other folders (e.g. model submissions) are left alone.

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from grader.data import load_dataset
 
-SIMPLENN = '''"""SimpleNN of ECE 661 Lab 1: conv5x5x8 - pool - conv{k}x{k}x16 - pool - fc120 - fc84 - fc10."""
+SIMPLENN = '''"""ECE 661 Lab 1 SimpleNN: conv5x5x8, pool, conv{k}x{k}x16, pool, fc120/84/10."""
 
 import torch.nn.functional as F
 from torch import nn

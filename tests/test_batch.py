@@ -145,14 +145,19 @@ def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):
     rng = np.random.default_rng(0)
 
     def logits(accuracy: float) -> np.ndarray:
-        predicted = np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, 10, len(labels)))
+        predicted = np.where(
+            rng.random(len(labels)) < accuracy, labels, rng.integers(0, 10, len(labels))
+        )
         return np.eye(10, dtype=np.float32)[predicted] + rng.normal(0, 0.01, (len(labels), 10))
 
     grades = {
         "m_good": FakeModelGrade("ok", logits=logits(0.6), total_params=82030, weights_sha256="a"),
         "m_copy": FakeModelGrade("ok", logits=logits(0.5), total_params=82030, weights_sha256="a"),
         "m_wrong_shape": FakeModelGrade(
-            "ok", logits=logits(0.4), total_params=99000, weights_sha256="b",
+            "ok",
+            logits=logits(0.4),
+            total_params=99000,
+            weights_sha256="b",
             checks=[Check("params_exact", False, "99000 parameters, expected 82030")],
         ),  # fmt: skip
         "m_crash": FakeModelGrade("invalid", message="model.py line 3: NameError: nn"),
@@ -180,8 +185,13 @@ def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):
     assert good.all_accuracy == pytest.approx(expected)
     assert good.flags == ["identical weights to m_copy"]
     assert "failed structure check: params_exact" in by_student["m_wrong_shape"].flags[0]
-    assert by_student["m_crash"].status == "invalid" and "NameError" in by_student["m_crash"].message
-    assert by_student["m_short"].status == "invalid" and "1017 test images" in by_student["m_short"].message
+    assert (
+        by_student["m_crash"].status == "invalid" and "NameError" in by_student["m_crash"].message
+    )
+    assert (
+        by_student["m_short"].status == "invalid"
+        and "1017 test images" in by_student["m_short"].message
+    )
     assert set(seen_slots) <= {0, 1}
     assert (tmp_path / "out" / "params_vs_accuracy.png").is_file()
 

@@ -75,7 +75,9 @@ def test_invalid_file_exits_1_listing_every_problem(broken, data_dir):
     for piece in ("'11', 'puppy', ''", "'four'", "appear more than once (20)", "missing (4, 9990"):
         assert piece in text
     human = invoke("score", str(broken), "--data-dir", str(data_dir))
-    assert human.exit_code == 1 and "not gradable" in human.output and "Traceback" not in human.output
+    assert (
+        human.exit_code == 1 and "not gradable" in human.output and "Traceback" not in human.output
+    )
 
 
 def test_messages_do_not_depend_on_the_labels(broken, data_dir, truth, tmp_path):

@@ -93,7 +93,9 @@ def test_wrong_delimiter_is_named(tmp_path, spec, ids, truth, sep, word):
 
 
 def test_missing_and_wrong_columns(tmp_path, spec, ids, truth):
-    errors = rejected(write(tmp_path, truth.rename(columns={"Category": "guess"})), spec, ids, truth)
+    errors = rejected(
+        write(tmp_path, truth.rename(columns={"Category": "guess"})), spec, ids, truth
+    )
     assert "missing column(s) 'Category'" in errors[0] and "'guess'" in errors[0]
     extra = truth.assign(confidence=0.5)
     errors = rejected(write(tmp_path, extra), spec, ids, truth)

@@ -20,7 +20,7 @@ import click
 @click.option(
     "--assignment",
     default=None,
-    help="Built-in assignment (e.g. simplenn, resnet20) or a spec .toml; default: generic CIFAR-10.",
+    help="Built-in assignment (simplenn, resnet20, ...) or a spec .toml (default: generic).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def sanity(model: Path, weights: Path | None, assignment: str | None, as_json: bool) -> None:

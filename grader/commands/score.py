@@ -52,9 +52,7 @@ def score(
             click.echo(json.dumps({"status": "error", "message": str(exc)}))
         raise GraderSetupError(str(exc)) from None
     try:
-        result = score_file(
-            predictions, spec=spec, solution=answer_key, name=predictions.name
-        )
+        result = score_file(predictions, spec=spec, solution=answer_key, name=predictions.name)
     except SubmissionError as exc:
         if as_json:
             click.echo(json.dumps({"status": "invalid", "errors": exc.errors}))

@@ -1,4 +1,4 @@
-"""SimpleNN of ECE 661 Lab 1: conv5x5x8 - pool - conv3x3x16 - pool - fc120 - fc84 - fc10."""
+"""ECE 661 Lab 1 SimpleNN: conv5x5x8, pool, conv3x3x16, pool, fc120/84/10."""
 
 import torch.nn.functional as F
 from torch import nn

@@ -241,9 +241,9 @@ def live_server(command: list[str], port: int, env: dict[str, str], log: Path):
             if proc.poll() is not None:
                 pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             try:
-                requests.get(base + "/", timeout=2)
+                requests.get(base + "/", timeout=5)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 if time.monotonic() > deadline:
                     pytest.fail(f"server did not answer within 60 s:\n{log.read_text()[-3000:]}")
                 time.sleep(0.2)

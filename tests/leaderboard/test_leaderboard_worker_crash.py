@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import REPO
 from jobs import queue_selftest_jobs
 from sqlalchemy import func, select, update
@@ -33,6 +34,12 @@ def _wait_for(predicate, timeout: float, what: str, log_path) -> None:
         time.sleep(0.1)
 
 
+# Worker subprocesses take several seconds each to start on a loaded machine: the default run
+# covers the multi-machine backend, the SQLite variant runs with -m slow (claims on SQLite are
+# covered in-process by test_leaderboard_db.py).
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("sqlite", marks=pytest.mark.slow), "postgresql"], indirect=True
+)
 def test_killed_worker_job_is_finished_once_by_another(database_url, tmp_path, make_predictions):
     engine = make_engine(database_url)
     (job_id,) = queue_selftest_jobs(engine, tmp_path / "up", make_predictions(1500), seconds=300)

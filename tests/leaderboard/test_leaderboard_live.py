@@ -1,0 +1,72 @@
+"""Against a real ``grader serve`` (gunicorn): the CLI submit command and headless Chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+from conftest import REPO
+
+from grader.cli import main
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+
+def test_cli_submit_scores_and_reports_problems(gunicorn_server, tmp_path, make_predictions):
+    base, people = gunicorn_server
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_bytes(make_predictions(wrong=3000))
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["submit", str(predictions), "--server", base, "--token", people.students["carol"]]
+    )
+    assert result.exit_code == 0, result.output
+    assert "scored: public accuracy 0.6" in result.output
+    broken = tmp_path / "broken.csv"
+    broken.write_text("Id,Category\n0,3\n0,4\n")
+    result = runner.invoke(
+        main, ["submit", str(broken), "--server", base, "--token", people.students["carol"]]
+    )
+    assert result.exit_code == 1
+    assert "invalid (HTTP 422)" in result.output and "Traceback" not in result.output
+    result = runner.invoke(main, ["submit", str(predictions), "--server", base, "--token", "nope"])
+    assert result.exit_code == 1 and "HTTP 401" in result.output
+    rows = requests.get(base + "/api/v1/leaderboard", timeout=10).json()["rows"]
+    assert [r["name"] for r in rows] == ["Carol"]
+
+
+def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predictions):
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup.sh as root)")
+    base, people = gunicorn_server
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_bytes(make_predictions(wrong=700))
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(java_script_enabled=False)  # the board works without JS
+            page.goto(base + "/submit")
+            page.fill("#token", people.students["alice"])
+            page.set_input_files("#file", str(predictions))
+            page.click("#submit")
+            page.wait_for_selector("#outcome")
+            assert "Scored: public accuracy" in page.inner_text("#outcome")
+            page.goto(base + "/")
+            board = page.inner_text("#board")
+            page.screenshot(path=str(artifacts / "leaderboard-board.png"), full_page=True)
+        finally:
+            browser.close()
+    assert "Alice" in board
+    first_row = board.splitlines()[1]
+    assert first_row.startswith("1") and "Alice" in first_row and "9" in first_row
+    assert (artifacts / "leaderboard-board.png").stat().st_size > 1000

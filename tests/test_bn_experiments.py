@@ -1,0 +1,124 @@
+"""The batch-norm experiments on the real CIFAR-10 subset: curves, JSON, figures, the claim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from reference.bn_experiments import (
+    FIGURE_NAMES,
+    RESULTS_NAME,
+    SMALL,
+    BNConfig,
+    BNExperimentError,
+    band,
+    batch_order,
+    run,
+)
+
+TINY = dict(
+    lrs=(1e-3, 1e-4),
+    steps=4,
+    batch_size=16,
+    width=0.125,
+    probe_every=2,
+    max_images=256,
+    progress=False,
+    device="cpu",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bn")
+    document = run(BNConfig(data_dir=data_dir, out_dir=out, **TINY))
+    return document, out
+
+
+def test_json_holds_every_curve_for_every_lr_and_model(tiny_run):
+    document, out = tiny_run
+    stored = json.loads((out / RESULTS_NAME).read_text())
+    assert stored == document
+    pairs = sorted((c["model"], c["lr"]) for c in stored["curves"])
+    assert pairs == sorted((m, lr) for m in ("vgg_a", "vgg_a_bn") for lr in (1e-3, 1e-4))
+    for curve in stored["curves"]:
+        assert len(curve["loss"]) == 4
+        assert len(curve["grad_change"]) == 3
+        assert curve["probe_at"] == [0, 2]
+        assert all(len(d) == len(SMALL.probe_steps) for d in curve["probe_grad_dist"])
+        assert len(curve["beta"]) == 2 and all(b > 0 for b in curve["beta"])
+        # ten classes at initialisation: the first loss is near ln(10)
+        assert 1.5 < curve["loss"][0] < 3.5
+
+
+def test_runs_share_initialisation_and_batches(tiny_run):
+    document, _ = tiny_run
+    first = {}
+    for curve in document["curves"]:
+        first.setdefault(curve["model"], set()).add(round(curve["loss"][0], 6))
+    # the first loss is computed before any update: equal across learning rates
+    assert all(len(values) == 1 for values in first.values())
+
+
+def test_provenance_and_figures_are_written(tiny_run):
+    document, out = tiny_run
+    prov = document["provenance"]
+    assert prov["data"]["images"] == 256
+    assert prov["data"]["source"].endswith("cifar-10-batches-py")
+    assert prov["config"]["lrs"] == [1e-3, 1e-4]
+    assert prov["seeds"]["init"] == 0 and prov["device"].startswith("cpu")
+    assert prov["torch"] and prov["wall_s"] > 0
+    for name in FIGURE_NAMES.values():
+        path = out / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert path.stat().st_size < 300_000
+
+
+def test_band_is_min_and_max_per_step():
+    low, high = band([[3.0, 2.0, 1.0], [1.0, 2.5, np.nan], [2.0, 2.2, 0.5, 9.0]])
+    assert low.tolist() == [1.0, 2.0, 0.5]
+    assert high.tolist() == [3.0, 2.5, 1.0]
+
+
+def test_batch_order_is_seeded_and_covers_each_epoch_once():
+    a = batch_order(100, steps=7, batch_size=30, seed=1)
+    assert a.shape == (7, 30)
+    assert np.array_equal(a, batch_order(100, steps=7, batch_size=30, seed=1))
+    assert len(set(a[:3].ravel())) == 90
+    with pytest.raises(BNExperimentError, match="--batch-size"):
+        batch_order(10, steps=2, batch_size=11, seed=0)
+
+
+def test_cli_refuses_bad_learning_rates(tmp_path: Path):
+    from grader.cli import main
+
+    result = CliRunner().invoke(
+        main, ["reproduce", "bn", "--lrs", "1e-3,abc", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "comma-separated numbers" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_runs_and_names_the_files(data_dir: Path, tmp_path: Path):
+    from grader.cli import main
+
+    args = ["reproduce", "bn", "--lrs", "1e-3,1e-4", "--steps", "2", "--batch-size", "8"]
+    args += ["--width", "0.125", "--data-dir", str(data_dir), "--out", str(tmp_path)]
+    args += ["--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'loss_landscape.png'}" in result.output
+    assert len(json.loads((tmp_path / RESULTS_NAME).read_text())["curves"]) == 4
+
+
+@pytest.mark.slow
+def test_batch_norm_narrows_the_loss_band(data_dir: Path, tmp_path: Path):
+    """Santurkar et al.: with BN the loss depends less on the learning rate."""
+    document = run(BNConfig(data_dir=data_dir, out_dir=tmp_path, probe_every=50, progress=False))
+    summary = document["summary"]
+    assert summary["vgg_a_bn"]["loss_band_width"] < summary["vgg_a"]["loss_band_width"]

@@ -1,0 +1,63 @@
+"""``grader sanity`` as a student runs it: a real process, the sandbox, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from grader.sandbox import bubblewrap_available
+
+HERE = Path(__file__).resolve().parent
+SIMPLENN = HERE / "attacks" / "simplenn.py"
+
+
+def _sanity(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "grader.cli", "sanity", *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The right and a wrong SimpleNN checked by two CLI processes in parallel."""
+    if not bubblewrap_available():
+        pytest.skip("bubblewrap not installed: grader sanity would run in-process")
+    wrong = tmp_path_factory.mktemp("wrong") / "model.py"
+    code = SIMPLENN.read_text().replace("nn.Conv2d(8, 16, 3)", "nn.Conv2d(8, 16, 5)")
+    wrong.write_text(code.replace("16 * 6 * 6", "16 * 5 * 5"))
+    with ThreadPoolExecutor(2) as pool:
+        right = pool.submit(_sanity, str(SIMPLENN), "--assignment", "simplenn")
+        bad = pool.submit(_sanity, str(wrong), "--assignment", "simplenn", "--json")
+        return right.result(), bad.result()
+
+
+def test_sanity_prints_the_simplenn_table_and_passes(runs):
+    right, _ = runs
+    assert right.returncode == 0, right.stdout + right.stderr
+    assert "total parameters: 82,030" in right.stdout
+    assert "[PASS] params_exact: 82,030 parameters, as required" in right.stdout
+    assert "not sandboxed" not in right.stdout
+
+
+def test_sanity_json_fails_a_wrong_simplenn_naming_the_layer(runs):
+    _, bad = runs
+    assert bad.returncode == 1
+    report = json.loads(bad.stdout)
+    assert report["total_params"] == 62_958 and report["output_shape"] == [2, 10]
+    assert isinstance(report["flops"], int) and report["sandboxed"] is True
+    failed = {c["name"]: c["message"] for c in report["checks"] if not c["passed"]}
+    assert "layer conv2 (Conv2d, 16x8x5x5 + 16 = 3,216)" in failed["params_exact"]
+
+
+def test_sanity_reports_a_missing_file_without_traceback(tmp_path):
+    result = _sanity(str(tmp_path / "nope.py"), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert "nope.py: no such file" in report["errors"][0]
+    assert "Traceback" not in result.stderr
