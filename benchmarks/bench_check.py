@@ -78,10 +78,16 @@ def main() -> None:
             batch = grade_folder(root, spec=spec, data_dir=DATA_DIR, jobs=jobs, out_dir=out,
                                  progress=False)  # fmt: skip
             timings[jobs] = batch.elapsed_s
+        warm_batch = grade_folder(root, spec=spec, data_dir=DATA_DIR, jobs=2,
+                                  out_dir=Path(tmp) / "out-jobs2", progress=False)  # fmt: skip
         base = timings[1]
         print(
             "  in process, cold, by --jobs: "
             + ", ".join(f"{j}: {t:.2f} s (x{base / t:.2f})" for j, t in timings.items())
+        )
+        print(
+            f"  in process, warm (all cached), 2 jobs: {warm_batch.elapsed_s:.2f} s "
+            f"({STUDENTS / warm_batch.elapsed_s:.0f}/s incl. flags + report)"
         )
 
 

@@ -210,6 +210,15 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
                 message=f"nothing gradable: expected {PREDICTIONS_FILE} or {MODEL_FILE} with a "
                 f"weights file ({', '.join(WEIGHT_SUFFIXES)}); found {found}",
             )
+        if kind == "model" and context.spec.model is None:
+            return StudentResult(
+                student,
+                "error",
+                "model",
+                message=f"a model submission, but assignment {context.spec.name!r} grades "
+                f"{PREDICTIONS_FILE} files; grade model folders with --assignment NAME "
+                f"(an assignment with a [model] table, e.g. simplenn)",
+            )
         contents = {p.name: p.read_bytes() for p in files}
         key = _cache_key(context, kind, contents)
         cached = _read_cache(context, key, student)

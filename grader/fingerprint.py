@@ -14,11 +14,19 @@ from functools import cache
 import torch
 from torch import nn
 
-TORCHVISION_MODELS: tuple[str, ...] = (
-    "alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19_bn",
-    "resnet18", "resnet34", "resnet50", "densenet121", "squeezenet1_0", "squeezenet1_1",
-    "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "efficientnet_b0", "googlenet",
-)  # fmt: skip
+TORCHVISION_PARAMS: dict[str, int] = {
+    "alexnet": 57_044_810, "vgg11": 128_807_306, "vgg11_bn": 128_812_810, "vgg13": 128_991_818,
+    "vgg13_bn": 128_997_706, "vgg16": 134_301_514, "vgg16_bn": 134_309_962,
+    "vgg19_bn": 139_622_218, "resnet18": 11_181_642, "resnet34": 21_289_802,
+    "resnet50": 23_528_522, "densenet121": 6_964_106, "squeezenet1_0": 740_554,
+    "squeezenet1_1": 727_626, "mobilenet_v2": 2_236_682, "mobilenet_v3_small": 1_528_106,
+    "shufflenet_v2_x1_0": 1_263_854, "efficientnet_b0": 4_020_358, "googlenet": 5_610_154,
+}  # fmt: skip
+"""torchvision models compared against, with their parameter counts at ``num_classes=10``.
+
+Importing torchvision costs seconds in every sandbox, so it is imported only when a submission
+has one of these counts; the fingerprint itself is then compared for real."""
+TORCHVISION_MODELS: tuple[str, ...] = tuple(TORCHVISION_PARAMS)
 EXTRA_KWARGS: dict[str, dict[str, object]] = {
     "googlenet": {"aux_logits": False, "init_weights": False},
 }
@@ -45,11 +53,18 @@ def fingerprint(model: nn.Module) -> str:
     return hashlib.sha256("\n".join(layer_signature(model)).encode()).hexdigest()
 
 
-def _torchvision_builders(num_classes: int) -> dict[str, Callable[[], nn.Module]]:
+def _torchvision_builders(
+    num_classes: int, total_params: int | None
+) -> dict[str, Callable[[], nn.Module]]:
+    names = TORCHVISION_MODELS
+    if num_classes == 10 and total_params is not None:
+        names = tuple(n for n in names if TORCHVISION_PARAMS[n] == total_params)
+    if not names:
+        return {}
     import torchvision.models as tvm
 
     builders = {}
-    for name in TORCHVISION_MODELS:
+    for name in names:
         factory = getattr(tvm, name, None)
         if factory is not None:
             kwargs = {"weights": None, "num_classes": num_classes, **EXTRA_KWARGS.get(name, {})}
@@ -66,10 +81,13 @@ def _reference_builders() -> dict[str, Callable[[], nn.Module]]:
 
 
 @cache
-def known_fingerprints(num_classes: int = 10) -> dict[str, str]:
-    """Fingerprint -> model name for torchvision's zoo and the reference models."""
+def known_fingerprints(num_classes: int = 10, total_params: int | None = None) -> dict[str, str]:
+    """Fingerprint -> model name for torchvision's zoo and the reference models.
+
+    With ``total_params``, torchvision models of another size are left out (they cannot match).
+    """
     known: dict[str, str] = {}
-    builders = {**_torchvision_builders(num_classes), **_reference_builders()}
+    builders = {**_torchvision_builders(num_classes, total_params), **_reference_builders()}
     for name, build in builders.items():
         try:
             with torch.device("meta"):
@@ -82,4 +100,5 @@ def known_fingerprints(num_classes: int = 10) -> dict[str, str]:
 
 def match_public_model(model: nn.Module, num_classes: int = 10) -> str | None:
     """The name of the known model with exactly ``model``'s architecture, or None."""
-    return known_fingerprints(num_classes).get(fingerprint(model))
+    total = sum(p.numel() for p in model.parameters())
+    return known_fingerprints(num_classes, total).get(fingerprint(model))

@@ -82,7 +82,7 @@ def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str
 def _save(fig, path: Path) -> str:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.9, bottom=0.25)  # tight_layout: +0.5 s
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path.name

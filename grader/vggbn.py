@@ -214,6 +214,8 @@ class Schedule:
     steps: int = 30
     batch_size: int = 32
     seed: int = 0
+    reference_width: float = 1.0
+    """Channel multiplier of the reference VGG-A (1.0: the shapes students must use)."""
 
 
 def grade_vgg_bn(

@@ -3,7 +3,8 @@
 ``create_app()`` only builds the app (config, database, blueprints); gunicorn runs
 ``"leaderboard:create_app()"``. Settings come from ``test_config`` or the environment:
 ``GRADER_DATABASE_URL``, ``GRADER_ASSIGNMENT``, ``GRADER_UPLOAD_DIR``, ``GRADER_DATA_DIR``,
-``GRADER_PSEUDONYMS``.
+``GRADER_PSEUDONYMS``, ``GRADER_API_RATE_LIMIT`` (API requests per minute per client) and
+``GRADER_BOARD_CACHE_S`` (how stale another server process's cached board may be).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_wtf.csrf import CSRFProtect
 
     from grader.assignment import Assignment, load_assignment
-    from leaderboard import api, board, db, instructor, security
+    from leaderboard import api, board, cache, db, instructor, security
 
     app = Flask(__name__)
     env = os.environ
@@ -33,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024 * 1024,
         API_RATE_LIMIT=int(env.get("GRADER_API_RATE_LIMIT", "600")),
         API_RATE_WINDOW_S=60,
+        BOARD_CACHE_S=float(env.get("GRADER_BOARD_CACHE_S", "1.0")),
         WTF_CSRF_TIME_LIMIT=None,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_HTTPONLY=True,
@@ -52,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     CSRFProtect(app).exempt(api.bp)
     security.init_app(app)
+    cache.init_app(app)
     app.register_blueprint(board.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(instructor.bp)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
 from leaderboard.auth import Identity, identify
+from leaderboard.cache import cached_response
 from leaderboard.db import get_session
 from leaderboard.models import Submission, utcnow
 from leaderboard.standings import as_json, is_revealed, load_baselines, standings
@@ -116,20 +119,23 @@ def list_submissions() -> Response:
 
 @bp.get("/leaderboard")
 def leaderboard() -> Response:
-    """The public board as JSON."""
-    session = get_session()
+    """The public board as JSON (cached like the page)."""
     spec = current_app.config["SPEC"]
-    revealed = is_revealed(session, spec, utcnow())
-    rows = standings(session, spec, revealed=revealed, pseudonyms=current_app.config["PSEUDONYMS"])
-    baselines = load_baselines(spec, current_app.config.get("BASELINE_DIR"))
-    return jsonify(
-        {
+
+    def render(revealed: bool) -> str:
+        rows = standings(
+            get_session(), spec, revealed=revealed, pseudonyms=current_app.config["PSEUDONYMS"]
+        )
+        baselines = load_baselines(spec, current_app.config.get("BASELINE_DIR"))
+        body = {
             "assignment": spec.name,
             "revealed": revealed,
             "rows": as_json(rows),
-            "baselines": [b.__dict__ for b in baselines],
+            "baselines": [dataclasses.asdict(b) for b in baselines],
         }
-    )
+        return json.dumps(body)
+
+    return cached_response("leaderboard.json", render, "application/json")
 
 
 def submission_json(submission: Submission, *, revealed: bool) -> dict:

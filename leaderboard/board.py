@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from pathlib import Path
 
 from flask import (
@@ -18,41 +17,34 @@ from flask import (
 from sqlalchemy import select
 
 from leaderboard.auth import identify
-from leaderboard.db import get_session, read_setting
+from leaderboard.cache import cached_response
+from leaderboard.db import get_session
 from leaderboard.models import Score, Student, Submission, utcnow
 from leaderboard.standings import display_name, is_revealed, load_baselines, standings
 from leaderboard.submitting import Upload, next_reset, submit, used_today
 
 bp = Blueprint("board", __name__)
-_CACHE_LOCK = threading.Lock()
 
 
 @bp.get("/")
 def index() -> Response:
-    """The public board (cached until a score, a reveal or a rescore changes it)."""
-    session = get_session()
+    """The public board (cached; see :mod:`leaderboard.cache`)."""
     spec = current_app.config["SPEC"]
-    now = utcnow()
-    revealed = is_revealed(session, spec, now)
-    key = (read_setting(session, "board_version", "0"), revealed, now.date())
-    cache = current_app.extensions.setdefault("board_cache", {})
-    html = cache.get(key)
-    if html is None:
+
+    def render(revealed: bool) -> str:
         rows = standings(
-            session, spec, revealed=revealed, pseudonyms=current_app.config["PSEUDONYMS"]
+            get_session(), spec, revealed=revealed, pseudonyms=current_app.config["PSEUDONYMS"]
         )
-        html = render_template(
+        return render_template(
             "board.html",
             spec=spec,
             rows=rows,
             baselines=load_baselines(spec, current_app.config.get("BASELINE_DIR")),
             revealed=revealed,
-            reset_at=next_reset(now),
+            reset_at=next_reset(utcnow()),
         )
-        with _CACHE_LOCK:
-            cache.clear()
-            cache[key] = html
-    return Response(html, mimetype="text/html")
+
+    return cached_response("board.html", render, "text/html")
 
 
 @bp.route("/submit", methods=["GET", "POST"])

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from grader.assignment import Assignment
+from grader.data import data_dir as resolve_data_dir
 from grader.predictions import SubmissionError, read_predictions
 from grader.scoring import Score, score, score_labels
 from grader.solution import load_solution
 
-_SOLUTIONS: dict[tuple[str, str, str], pd.DataFrame] = {}
+_SOLUTIONS: dict[tuple, pd.DataFrame] = {}
 _LOCK = threading.Lock()
 
 
@@ -50,8 +51,10 @@ class Scored:
 
 
 def solution_for(spec: Assignment, data_dir: Path | None = None) -> pd.DataFrame:
-    """The answer key of ``spec`` (cached per process)."""
-    key = (spec.name, str(spec.source), str(data_dir))
+    """The answer key of ``spec`` (cached per process; a changed labels file is read again)."""
+    path = spec.solution_path(resolve_data_dir(data_dir))
+    stamp = path.stat().st_mtime_ns if path is not None and path.is_file() else None
+    key = (spec.dataset, str(path), stamp, spec.id_column, spec.label_column, str(data_dir))
     with _LOCK:
         if key not in _SOLUTIONS:
             _SOLUTIONS[key] = load_solution(spec, data_dir)

@@ -522,7 +522,9 @@ def reference_band_curves(
     from reference.models.vgg import vgg_a
 
     ctx = LocalContext(
-        build_model=lambda: vgg_a(batch_norm=batch_norm),
+        build_model=lambda: vgg_a(
+            batch_norm=batch_norm, width=getattr(schedule, "reference_width", 1.0)
+        ),
         inputs={"images": images, "labels": labels},
         args={
             "lrs": list(schedule.lrs),

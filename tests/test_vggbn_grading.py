@@ -86,7 +86,7 @@ def train_set(data_dir: Path):
 
 def test_band_task_trains_each_lr_from_one_initialisation(train_set, tmp_path: Path):
     ctx = LocalContext(
-        build_model=lambda: student_class(GOOD)(),
+        build_model=lambda: VGG_BatchNorm(width=0.125),
         inputs={"images": train_set.images[:64], "labels": train_set.labels[:64]},
         args={"lrs": [1e-3, 1e-4], "steps": 3, "batch_size": 8, "seed": 0},
         output_dir=tmp_path,
@@ -102,22 +102,37 @@ def test_band_task_trains_each_lr_from_one_initialisation(train_set, tmp_path: P
 
 
 def test_report_compares_the_student_band_with_vgg_a(train_set, tmp_path: Path):
-    schedule = Schedule(lrs=(1e-3, 1e-4), steps=3, batch_size=4, seed=0)
+    # narrow models keep this fast; the checks then also flag the shapes
+    schedule = Schedule(lrs=(1e-3, 1e-4), steps=3, batch_size=4, seed=0, reference_width=0.125)
     images, labels = train_set.images[:32], train_set.labels[:32]
     ctx = LocalContext(
-        build_model=lambda: student_class(MISSING_BN)(),
+        build_model=lambda: VGG_BatchNorm(width=0.125),
         inputs={"images": images, "labels": labels},
         args={"lrs": list(schedule.lrs), "steps": 3, "batch_size": 4, "seed": 0},
         output_dir=tmp_path,
     )
-    report = VggBnReport(submission="model-vggbn-finn", status="ok")
+    report = VggBnReport(submission="narrow-vgg-bn", status="ok")
     finish_report(report, student_band_task(ctx), images, labels, schedule, tmp_path)
     assert not report.structure_ok
+    assert {c.rule for c in report.checks if not c.passed} == {"conv_shapes", "linear_shapes"}
     assert report.student_band_width > 0 and report.reference_band_width > 0
     assert report.narrowed == (report.student_band_width < report.reference_band_width)
     assert report.plot == tmp_path / PLOT_NAME
     assert report.plot.read_bytes()[:4] == b"\x89PNG"
     json.dumps(report.to_dict())
+
+
+@pytest.mark.slow
+def test_band_task_with_the_full_width_student_class(train_set, tmp_path: Path):
+    ctx = LocalContext(
+        build_model=lambda: student_class(GOOD)(),
+        inputs={"images": train_set.images[:64], "labels": train_set.labels[:64]},
+        args={"lrs": [1e-3, 1e-4], "steps": 3, "batch_size": 8, "seed": 0},
+        output_dir=tmp_path,
+    )
+    result = student_band_task(ctx)
+    assert [len(c["loss"]) for c in result["curves"]] == [3, 3]
+    assert sum(1 for layer in result["layers"] if layer["kind"] == "Conv2d") == 8
 
 
 @pytest.mark.slow

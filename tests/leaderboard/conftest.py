@@ -7,6 +7,7 @@ import dataclasses
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -249,7 +250,7 @@ def live_server(command: list[str], port: int, env: dict[str, str], log: Path):
                 time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGQUIT)  # gunicorn: quick shutdown, no graceful wait
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
