@@ -31,7 +31,10 @@ from grader.modelcheck import check_task
 from grader.modelgrade import grade_model_folder, model_spec_args
 from grader.sandbox import Limits, run_task
 
-MODEL_PY = "from reference.models import get_model\n\n\ndef build_model():\n    return get_model('resnet20')\n"
+MODEL_PY = (
+    "from reference.models import get_model\n\n\n"
+    "def build_model():\n    return get_model('resnet20')\n"
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 

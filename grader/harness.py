@@ -209,6 +209,9 @@ def main() -> int:
     except MemoryError:
         _write_status("invalid", "the model ran out of memory inside the sandbox", {}, [])
         return 0
+    except SystemExit as exc:
+        _write_status("invalid", f"the model code called exit() ({describe_error(exc)})", {}, [])
+        return 0
     except BaseException as exc:  # a task's unexpected failure becomes a result, never a crash
         _write_status("error", f"the check failed: {describe_error(exc)}", {}, [])
         return 0

@@ -78,7 +78,10 @@ def find_model_files(folder: Path) -> tuple[Path, Path | None]:
     model = folder / "model.py"
     if not model.is_file():
         raise ValueError(f"{folder}: no model.py (a model submission needs model.py + weights)")
-    weights = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    weights = sorted(
+        p for p in folder.iterdir()
+        if p.suffix in WEIGHT_SUFFIXES and p.is_file() and not p.is_symlink()
+    )  # fmt: skip
     if len(weights) > 1:
         names = ", ".join(p.name for p in weights)
         raise ValueError(f"{folder}: more than one weights file ({names}); keep exactly one")

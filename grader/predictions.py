@@ -128,19 +128,22 @@ def _read_well_formed(
 
     Returns None whenever anything is unusual; the careful path then finds every problem.
     """
-    try:
-        frame = pd.read_csv(io.StringIO(text))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-        return None
-    if frame.shape[1] != 2 or len(frame) == 0:
-        return None
-    id_name, label_name = (str(c).strip().lower() for c in frame.columns)
-    if id_name not in (spec.id_column.lower(), *ID_ALIASES) or label_name not in (
-        spec.label_column.lower(),
-        *LABEL_ALIASES,
+    end = text.find("\n")
+    header = [h.strip().strip('"').lower() for h in text[: end if end >= 0 else None].split(",")]
+    if (
+        len(header) != 2
+        or header[0] not in (spec.id_column.lower(), *ID_ALIASES)
+        or header[1] not in (spec.label_column.lower(), *LABEL_ALIASES)
     ):
         return None
-    id_col, label_col = frame.iloc[:, 0], frame.iloc[:, 1]
+    try:
+        # Naming the columns while reading: renaming afterwards costs a tenth of the read.
+        frame = pd.read_csv(io.StringIO(text), header=0, names=["id", "label"])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+    if frame.shape[1] != 2 or len(frame) == 0 or not isinstance(frame.index, pd.RangeIndex):
+        return None
+    id_col, label_col = frame["id"], frame["label"]
     if id_col.dtype.kind != "i" or label_col.dtype.kind != "i":
         return None
     ids = id_col.to_numpy()
@@ -161,8 +164,7 @@ def _read_well_formed(
             return None
     elif ids[0] < 0:
         return None
-    if in_order:  # rename instead of building a new frame: a third of the time of a read
-        frame.columns = ["id", "label"]
+    if in_order:
         return frame
     return pd.DataFrame({"id": ids, "label": labels}, copy=False)
 

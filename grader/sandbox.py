@@ -161,7 +161,8 @@ def _prepare_box(
 ) -> None:
     work, inp, out = box / "work", box / "in", box / "out"
     # Copy, never bind: the student's original files stay out of reach of the code that runs.
-    shutil.copytree(submission_dir, work, symlinks=False, ignore_dangling_symlinks=True)
+    # Symlinks are left behind: one could point at the labels or another student's files.
+    shutil.copytree(submission_dir, work, ignore=_symlinks)
     inp.mkdir()
     out.mkdir()
     for name, array in inputs.items():
@@ -175,6 +176,10 @@ def _prepare_box(
         path.chmod(0o755 if path.is_dir() else 0o644)
     os.chown(out, uid, uid)
     out.chmod(0o700)
+
+
+def _symlinks(folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if os.path.islink(os.path.join(folder, n))]
 
 
 def _mount_points() -> list[tuple[str, str]]:
@@ -349,7 +354,7 @@ def _collect(
             wall,
             log,
         )
-    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    total = sum(p.lstat().st_size for p in out.rglob("*"))
     if total > limits.output_mb * 1024 * 1024:
         return TaskResult(
             "invalid", f"the box wrote {total} bytes of output, over {limits.output_mb} MB",
@@ -368,7 +373,11 @@ def _collect(
     arrays: dict[str, np.ndarray] = {}
     for name in report.get("arrays", []) if status == "ok" else []:
         path = out / f"{name}.npy"
-        if not (isinstance(name, str) and name.isidentifier() and path.is_file()):
+        if not (isinstance(name, str) and name.isidentifier()) or path.is_symlink():
+            return TaskResult(
+                "error", f"output array {name!r} is not a file", result, {}, wall, log
+            )
+        if not path.is_file():
             return TaskResult("error", f"output array {name!r} is missing", result, {}, wall, log)
         try:
             arrays[name] = np.load(path, allow_pickle=False)

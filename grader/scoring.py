@@ -118,29 +118,38 @@ def macro_f1(matrix: np.ndarray) -> float:
 def _score_arrays(
     ids: np.ndarray, truth: np.ndarray, predicted: np.ndarray, spec: Assignment
 ) -> Score:
-    num_classes = len(spec.class_names)
-    public = split_ids(ids, spec.public_fraction, spec.split_seed)
-    matrices = {
-        "public": confusion_matrix(truth[public], predicted[public], num_classes),
-        "private": confusion_matrix(truth[~public], predicted[~public], num_classes),
-    }
-    matrices["all"] = matrices["public"] + matrices["private"]
+    k = len(spec.class_names)
+    private = ~split_ids(ids, spec.public_fraction, spec.split_seed)
+    # One bincount gives both splits' confusion matrices: index (split, true, predicted).
+    flat = private.astype(np.int64) * (k * k) + truth * k + predicted
+    both = np.bincount(flat, minlength=2 * k * k).reshape(2, k, k)
+    matrices = np.concatenate([both, both.sum(axis=0, keepdims=True)])  # public, private, all
+    totals = matrices.sum(axis=(1, 2))
+    correct = np.diagonal(matrices, axis1=1, axis2=2)
+    support = matrices.sum(axis=2)
+    guessed = matrices.sum(axis=1)
+    accuracy = np.divide(correct.sum(axis=1), totals, out=np.zeros(3), where=totals > 0)
+    recall = np.divide(correct, support, out=np.zeros((3, k)), where=support > 0)
+    # Macro-F1 over the classes present in truth or predictions, as scikit-learn averages it.
+    present = (support + guessed) > 0
+    f1 = np.divide(2 * correct, support + guessed, out=np.zeros((3, k)), where=present)
+    f1_macro = f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    names = ("public", "private", "all")
     splits: dict[str, dict[str, float]] = {}
-    per_class: dict[str, dict[str, float]] = {}
-    for split, matrix in matrices.items():
-        total = int(matrix.sum())
-        support = matrix.sum(axis=1)
-        recall = np.divide(np.diag(matrix), support, out=np.zeros(num_classes), where=support > 0)
-        metrics = {"accuracy": float(np.trace(matrix) / total) if total else 0.0}
+    for i, split in enumerate(names):
+        splits[split] = {"accuracy": float(accuracy[i])}
         if "macro_f1" in spec.metrics:
-            metrics["macro_f1"] = macro_f1(matrix)
-        splits[split] = metrics
-        per_class[split] = dict(zip(spec.class_names, recall.tolist(), strict=True))
+            splits[split]["macro_f1"] = float(f1_macro[i])
+    recall_rows = recall.tolist()
+    matrix_lists = matrices.tolist()
     return Score(
         splits=splits,
-        per_class=per_class,
-        confusion={split: matrix.tolist() for split, matrix in matrices.items()},
-        counts={split: int(matrix.sum()) for split, matrix in matrices.items()},
+        per_class={
+            split: dict(zip(spec.class_names, recall_rows[i], strict=True))
+            for i, split in enumerate(names)
+        },
+        confusion={split: matrix_lists[i] for i, split in enumerate(names)},
+        counts={split: int(totals[i]) for i, split in enumerate(names)},
         points=spec.points_for(splits[spec.grade_split]["accuracy"]),
         max_points=spec.max_points,
         grade_split=spec.grade_split,

@@ -129,9 +129,27 @@ def scatter() -> Response:
     ).all()
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.subplots()
-    if points:
-        axes.scatter([p[0] for p in points], [p[1] for p in points], alpha=0.7)
+    baselines = [
+        b
+        for b in load_baselines(spec, current_app.config.get("BASELINE_DIR"))
+        if b.parameters is not None
+    ]
+    if points or baselines:
+        if points:
+            axes.scatter(
+                [p[0] for p in points], [p[1] for p in points], alpha=0.7, label="submissions"
+            )
+        if baselines:
+            axes.scatter(
+                [b.parameters for b in baselines],
+                [b.accuracy for b in baselines],
+                marker="*",
+                s=120,
+                color="tab:red",
+                label="baselines (their own test images)",
+            )
         axes.set_xscale("log")
+        axes.legend(loc="lower right")
     else:
         axes.text(0.5, 0.5, "no model submissions scored yet", ha="center", va="center")
     axes.set_xlabel("trainable parameters")

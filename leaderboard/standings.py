@@ -39,6 +39,7 @@ class Baseline:
     model: str
     accuracy: float
     data: str
+    parameters: int | None = None
 
 
 def is_revealed(session: Session, spec: Assignment, now: dt.datetime) -> bool:
@@ -95,32 +96,57 @@ def standings(session: Session, spec: Assignment, *, revealed: bool, pseudonyms:
 
 
 def load_baselines(spec: Assignment, directory: Path | None = None) -> list[Baseline]:
-    """Baseline records (``*.json`` with a model name and an accuracy) for the spec's dataset."""
+    """Baseline records for the spec's dataset: ``<dir>/<model>/record.json`` or ``<dir>/*.json``.
+
+    A record needs a model name and an accuracy; ``data`` (a dict or a string) says what it was
+    trained and evaluated on, and is shown with it.
+    """
     directory = directory or BASELINE_DIR
+    if not directory.is_dir():
+        return []
     baselines = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+    for path in sorted([*directory.glob("*.json"), *directory.glob("*/record.json")]):
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue  # a record being written or broken is not shown; the board still renders
         if not isinstance(record, dict):
             continue
-        model = record.get("model") or record.get("name") or path.stem
+        model = record.get("model") or record.get("name") or path.parent.name
         accuracy = record.get("accuracy", record.get("test_accuracy"))
-        dataset = str(record.get("dataset", spec.dataset))
-        if not isinstance(accuracy, (int, float)) or dataset.split("-")[0] != spec.dataset:
+        data = record.get("data")
+        dataset = data.get("dataset") if isinstance(data, dict) else record.get("dataset")
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)):
             continue
-        baselines.append(Baseline(model=str(model), accuracy=float(accuracy), data=_data(record)))
+        if str(dataset or spec.dataset).split("-")[0] != spec.dataset:
+            continue
+        parameters = record.get("parameters")
+        baselines.append(
+            Baseline(
+                model=str(model),
+                accuracy=float(accuracy),
+                data=_data(record),
+                parameters=parameters if isinstance(parameters, int) else None,
+            )
+        )
     return baselines
 
 
 def _data(record: dict) -> str:
     """A short statement of what data a baseline used."""
+    data = record.get("data")
     parts = []
-    for key in ("data", "dataset", "train_images", "test_images", "epochs", "device"):
-        value = record.get(key)
-        if value is not None and not isinstance(value, (dict, list)):
-            parts.append(f"{key}={value}")
+    if isinstance(data, dict):
+        if data.get("train_images") is not None:
+            parts.append(f"trained on {data['train_images']:,} images")
+        if data.get("test_images") is not None:
+            whole = "" if data.get("full_test_set") else " (not the full test set)"
+            parts.append(f"accuracy on {data['test_images']:,} test images{whole}")
+    elif data is not None:
+        parts.append(str(data))
+    for key in ("epochs", "device"):
+        if record.get(key) is not None and not isinstance(record[key], (dict, list)):
+            parts.append(f"{key} {record[key]}")
     return ", ".join(parts) or "data not recorded"
 
 

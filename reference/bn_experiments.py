@@ -58,7 +58,7 @@ class BNConfig:
 
     lrs: tuple[float, ...] = (1e-3, 2e-3, 1e-4, 5e-4)
     """Learning rates; each model is trained once per rate from the same initialisation."""
-    steps: int = 150
+    steps: int = 100
     """Optimisation steps per run (one batch each)."""
     batch_size: int = 32
     width: float = 0.25
@@ -80,7 +80,7 @@ class BNConfig:
 
 
 SMALL = BNConfig()
-"""CPU scale: quarter-width VGG-A, batch 32, 150 steps (about one epoch of the 5,085-image
+"""CPU scale: quarter-width VGG-A, batch 32, 100 steps (3,200 of the 5,085 images of the
 subset), gradient probed every 10th step."""
 FULL = BNConfig(width=1.0, steps=2000, batch_size=128, probe_every=1, out_dir=Path("out/bn-full"))
 """GPU scale: published VGG-A width, 2,000 steps of batch 128 (about 5 epochs of CIFAR-10)."""

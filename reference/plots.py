@@ -81,3 +81,42 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def load_run(run_dir: str | Path) -> nn.Module:
+    """The trained model of a ``reference.train`` output folder (record.json + model.pt)."""
+    import json
+
+    from reference.models import get_model
+
+    run_dir = Path(run_dir)
+    try:
+        name = json.loads((run_dir / "record.json").read_text())["model"]
+        state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{run_dir}: not a training run folder ({exc})") from None
+    model = get_model(name)
+    model.load_state_dict(state)
+    return model
+
+
+def compare_runs(runs: Mapping[str, str | Path], path: str | Path) -> Path:
+    """Overlay the per-layer weight histograms of several runs of one model (e.g. L1 vs L2)."""
+    return plot_weight_histograms({label: load_run(d) for label, d in runs.items()}, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m reference.plots OUT.png LABEL=RUN_DIR ...``: compare weight histograms."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or not all("=" in a for a in args[1:]):
+        raise SystemExit(
+            "usage: python -m reference.plots OUT.png LABEL=RUN_DIR [LABEL=RUN_DIR ...]"
+        )
+    runs = dict(a.split("=", 1) for a in args[1:])
+    print(compare_runs(runs, args[0]))
+
+
+if __name__ == "__main__":
+    main()

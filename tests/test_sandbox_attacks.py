@@ -61,6 +61,8 @@ class Attack:
     task: str = IMPORT_TASK
     limits: Limits = LIGHT
     weights: bytes | None = None
+    link_to: Path | None = None
+    """A host file the submission folder holds a symlink to (``leak``)."""
 
 
 class Payload:
@@ -98,6 +100,7 @@ def _attacks(host: Path, port: int, labels: Path, other_student: Path) -> dict[s
                           "timeout=2)\n"),
         "read_labels": Attack(f"print(open({str(labels)!r}).read())\n"),
         "read_other_student": Attack(f"import os\nprint(os.listdir({str(other_student)!r}))\n"),
+        "symlinked_labels": Attack("print(open('leak').read())\n", link_to=labels),
         "read_shadow": Attack("print(open('/etc/shadow').read())\n"),
         "env_secret": Attack("import os\nraise RuntimeError(repr(dict(os.environ)) + "
                              "open('/proc/1/environ').read())\n"),
@@ -173,6 +176,8 @@ def battery(tmp_path_factory, data_dir):
         folder = root / name
         folder.mkdir()
         (folder / "model.py").write_text(attack.code)
+        if attack.link_to is not None:
+            (folder / "leak").symlink_to(attack.link_to)
         if attack.weights is not None:
             (folder / "model.pt").write_bytes(attack.weights)
         result = run_task(folder, task=attack.task, args=SPEC_ARGS, limits=attack.limits,
@@ -241,7 +246,9 @@ def test_network_connect_to_localhost_fails(battery):
         server.accept()  # nobody ever reached the listening socket
 
 
-@pytest.mark.parametrize("name", ["read_labels", "read_other_student", "read_shadow"])
+@pytest.mark.parametrize(
+    "name", ["read_labels", "symlinked_labels", "read_other_student", "read_shadow"]
+)
 def test_files_outside_the_box_cannot_be_read(battery, name):
     out = outcome(battery, name)
     assert out.result.status == "invalid"

@@ -33,7 +33,7 @@ def reproduce() -> None:
     type=click.Choice(["small", "full"]),
     default="small",
     show_default=True,
-    help="small: quarter-width VGG-A, 150 steps (CPU, minutes); full: VGG-A, 2000 steps (GPU).",
+    help="small: quarter-width VGG-A, 100 steps (CPU, minutes); full: VGG-A, 2000 steps (GPU).",
 )
 @click.option(
     "--lrs",

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from glob import glob
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
+from lb_support import REPO, enrol, free_port, live_server, new_postgres_database
 
 from grader.assignment import Assignment, load_assignment
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -52,13 +44,6 @@ def make_predictions(labels: pd.DataFrame):
         return frame.to_csv(index=False).encode()
 
     return build
-
-
-def free_port() -> int:
-    """A TCP port free on localhost right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -127,17 +112,6 @@ def postgres_server():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def new_postgres_database(server_url: str) -> str:
-    """Create an empty database on the server; return its URL."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    plain = server_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path: Path) -> str:
     """An empty database with the schema: SQLite in a temp dir, or a new PostgreSQL database."""
@@ -187,75 +161,6 @@ def make_app(tmp_path: Path, data_dir: Path, cifar_spec: Assignment, sqlite_url:
         return create_app(settings)
 
     return build
-
-
-@dataclasses.dataclass
-class People:
-    """Tokens created for a test: students by id, and one instructor."""
-
-    students: dict[str, str]
-    instructor: str
-
-
-def enrol(app, roster: str = "student,name\nalice,Alice\nbob,Bob\ncarol,Carol\n") -> People:
-    """Import a roster and an instructor into the app's database; return the tokens."""
-    from leaderboard.auth import create_instructor_token, import_roster
-    from leaderboard.db import session_scope
-
-    path = Path(app.config["UPLOAD_DIR"]).parent / f"roster-{uuid.uuid4().hex[:6]}.csv"
-    path.write_text(roster)
-    with session_scope(app.extensions["leaderboard_engine"]) as session:
-        created = dict(import_roster(session, path))
-        instructor = create_instructor_token(session)
-    return People(students=created, instructor=instructor)
-
-
-class Submitter:
-    """Small actions against the API of a test client."""
-
-    def __init__(self, client, people: People):
-        self.client = client
-        self.people = people
-
-    def api(self, student: str, content: bytes, name: str = "predictions.csv"):
-        """POST a file to the API as ``student``."""
-        return self.client.post(
-            "/api/v1/submissions",
-            headers={"Authorization": f"Bearer {self.people.students[student]}"},
-            data={"file": (io.BytesIO(content), name)},
-        )
-
-    def login_instructor(self):
-        """Sign the client in as the instructor."""
-        return self.client.post("/instructor/login", data={"token": self.people.instructor})
-
-
-@contextlib.contextmanager
-def live_server(command: list[str], port: int, env: dict[str, str], log: Path):
-    """Run a server subprocess until it answers on ``port``; stop it afterwards."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                requests.get(base + "/", timeout=5)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"server did not answer within 60 s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.2)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGQUIT)  # gunicorn: quick shutdown, no graceful wait
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

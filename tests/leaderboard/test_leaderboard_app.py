@@ -11,7 +11,7 @@ import zipfile
 
 import pandas as pd
 import pytest
-from conftest import Submitter, enrol
+from lb_support import Submitter, enrol
 
 PAST = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 FUTURE = dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)
@@ -345,11 +345,21 @@ def test_baselines_are_shown_labelled(make_app, tmp_path):
     app = make_app()
     baselines = tmp_path / "baselines"
     baselines.mkdir()
-    record = {"model": "resnet20", "accuracy": 0.61, "dataset": "cifar10", "train_images": 5085}
-    (baselines / "resnet20.json").write_text(json.dumps(record))
+    (baselines / "resnet20").mkdir()
+    record = {
+        "model": "resnet20",
+        "accuracy": 0.61,
+        "parameters": 272474,
+        "data": {"dataset": "cifar10", "train_images": 5085, "test_images": 1017},
+    }
+    (baselines / "resnet20" / "record.json").write_text(json.dumps(record))
+    (baselines / "lenet5.json").write_text(json.dumps({"model": "lenet5", "accuracy": 0.99,
+                                                       "dataset": "mnist"}))  # fmt: skip
     (baselines / "broken.json").write_text("{")
     html = app.test_client().get("/").get_data(as_text=True)
-    assert "baseline: resnet20" in html and "61.00%" in html and "train_images=5085" in html
+    assert "baseline: resnet20" in html and "61.00%" in html
+    assert "trained on 5,085 images" in html and "1,017 test images (not the full" in html
+    assert "lenet5" not in html  # another dataset's baseline
 
 
 def test_scatter_plot_is_a_png(actions):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -50,3 +51,32 @@ def test_roster_without_student_column_is_a_clear_error(tmp_path):
     assert result.exit_code == 1
     assert f"{roster}: no 'student' column" in result.output
     assert "Traceback" not in result.output
+
+
+def test_serve_rejects_an_unknown_assignment():
+    result = CliRunner().invoke(main, ["serve", "--assignment", "no-such-course"])
+    assert result.exit_code == 2
+    assert "unknown assignment 'no-such-course'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_init_db_on_an_unreachable_server_is_a_clear_error():
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=3"
+    result = CliRunner().invoke(main, ["init-db", "--database", url])
+    assert result.exit_code == 1
+    assert "cannot create the schema" in result.output and "Traceback" not in result.output
+
+
+def test_worker_once_on_an_empty_queue(tmp_path):
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    CliRunner().invoke(main, ["init-db", "--database", url])
+    result = CliRunner().invoke(main, ["worker", "--database", url, "--once"])
+    assert result.exit_code == 0 and "processed 0 job(s)" in result.output
+
+
+def test_app_on_a_database_without_schema_says_what_to_do(tmp_path):
+    from leaderboard import create_app
+    from leaderboard.db import DatabaseError
+
+    with pytest.raises(DatabaseError, match="run `grader init-db`"):
+        create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})

@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-from conftest import Submitter, enrol
-from jobs import queue_selftest_jobs
+from lb_jobs import queue_selftest_jobs
+from lb_support import Submitter, enrol
 from sqlalchemy import func, select
 
 from leaderboard.db import make_engine, session_scope

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import REPO
+from lb_support import REPO
 
 from grader.cli import main
 

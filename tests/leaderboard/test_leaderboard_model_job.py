@@ -6,7 +6,7 @@ import io
 import zipfile
 
 import pytest
-from conftest import REPO, Submitter, enrol
+from lb_support import REPO, Submitter, enrol
 
 from grader.assignment import load_assignment
 from leaderboard.db import make_engine

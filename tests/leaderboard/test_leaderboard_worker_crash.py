@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
-from jobs import queue_selftest_jobs
+from lb_jobs import queue_selftest_jobs
+from lb_support import REPO
 from sqlalchemy import func, select, update
 
 from leaderboard.db import make_engine, session_scope
