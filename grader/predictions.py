@@ -183,7 +183,7 @@ def _delimiter(text: str) -> str:
 
 def _parse(text: str, delimiter: str, name: str, spec: Assignment) -> pd.DataFrame:
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             io.StringIO(text),
             sep=delimiter,
             dtype=str,
@@ -199,6 +199,16 @@ def _parse(text: str, delimiter: str, name: str, spec: Assignment) -> pd.DataFra
         ) from None
     except pd.errors.EmptyDataError:
         raise SubmissionError([f"{name}: the file is empty; {_expected_format(spec)}"]) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas turns the leading fields into an index when rows are longer than the header.
+        raise SubmissionError(
+            [
+                f"{name}: the rows have more fields than the header's {frame.shape[1]} "
+                f"column(s) (a trailing delimiter at the end of each row?); "
+                f"{_expected_format(spec)}"
+            ]
+        )
+    return frame
 
 
 def _find_columns(

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from grader.data import load_dataset
+from grader.data import DataError, load_dataset
 from reference.augment import augment_batch
 from reference.models import MODELS, dataset_for, get_model
 
@@ -518,13 +518,22 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m reference.train``."""
-    args = get_args_parser().parse_args(argv)
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run_cli(args, parser)
+    except (ValueError, DataError) as exc:
+        parser.error(str(exc))  # exits with status 2 and the message, no traceback
+    return 2
+
+
+def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.all_baselines:
         out = Path(args.out) if args.out else BASELINE_DIR
         run_baselines(data_dir=args.data_dir, out=out, models=args.only)
         return 0
     if args.model is None:
-        get_args_parser().error("give a MODEL or --all-baselines")
+        parser.error("give a MODEL or --all-baselines")
     config = TrainConfig(
         model=args.model,
         epochs=args.epochs,

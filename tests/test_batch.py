@@ -50,6 +50,13 @@ def rows(batch) -> dict[str, object]:
     return {r.student: r for r in batch.results}
 
 
+def test_committed_examples_are_what_the_script_writes(examples_dir):
+    for folder in sorted(p for p in examples_dir.iterdir() if p.is_dir()):
+        for file in folder.iterdir():
+            committed = REPO / "submissions" / folder.name / file.name
+            assert committed.read_bytes() == file.read_bytes(), committed
+
+
 def test_every_student_gets_a_row_even_when_broken(first_run, examples_dir):
     students = sorted(p.name for p in examples_dir.iterdir() if p.is_dir())
     grades = pd.read_csv(first_run.grades_csv, keep_default_na=False)

@@ -164,5 +164,11 @@ def test_ragged_rows_are_a_clear_error(spec, ids, truth):
     assert "not a well-formed CSV" in errors[0] and "line 3" in errors[0]
 
 
+def test_trailing_delimiters_are_named(spec, ids):
+    body = "".join(f"{i},3,\n" for i in range(10_000))
+    errors = rejected(("Id,Category\n" + body).encode(), spec, ids, None)
+    assert errors[0].startswith("predictions.csv: the rows have more fields than the header's 2")
+
+
 def test_missing_file(tmp_path, spec, ids, truth):
     assert "no such file" in rejected(tmp_path / "nope.csv", spec, ids, truth)[0]
