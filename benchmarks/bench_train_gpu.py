@@ -70,12 +70,13 @@ def measure(
     name: str, images: np.ndarray, labels: np.ndarray, args: argparse.Namespace
 ) -> dict[str, float | str | None]:
     """Throughput of both pipelines and the recipe's fraction of peak for model ``name``."""
-    device = torch.device("cuda")
+    device = torch.device(args.device)
     images_t = torch.from_numpy(images).to(device)
     labels_t = torch.from_numpy(labels).to(device)
 
     model = get_model(name).to(device, memory_format=torch.channels_last)
-    warm = recipe_batches(images_t[: 4 * args.batch_size], labels_t[: 4 * args.batch_size], 256)
+    warm_count = 4 * args.batch_size
+    warm = recipe_batches(images_t[:warm_count], labels_t[:warm_count], args.batch_size)
     run_epoch(model, warm, device, channels_last=True)  # cuDNN autotuning, allocator warm-up
     seen, seconds = run_epoch(
         model, recipe_batches(images_t, labels_t, args.batch_size), device, channels_last=True
@@ -96,7 +97,7 @@ def measure(
     )
     baseline_rate = seen_b / seconds_b
 
-    gpu = torch.cuda.get_device_name(device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = peak_tflops(gpu, args.peak_tflops)
     achieved = flops * recipe_rate / 1e12
     return {
@@ -127,13 +128,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the bf16 peak")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the GPU test")
+    parser.add_argument("--device", default="cuda", help="cpu: a dry run of the code path")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_train_gpu: no CUDA device; run benchmarks/bench_train.py on CPU")
     if args.smoke:
-        args.epoch_images, args.baseline_images, args.batch_size = 1024, 512, 256
+        args.epoch_images, args.baseline_images, args.batch_size = 1024, 512, 128
         args.workers = min(args.workers, 2)
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = args.device == "cuda"
     torch.manual_seed(0)
     train = load_cifar10("train")
     repeats = -(-args.epoch_images // len(train))  # ceiling division
