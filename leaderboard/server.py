@@ -9,6 +9,12 @@ from pathlib import Path
 from leaderboard.db import create_schema, database_url, make_engine
 
 
+def _gunicorn_major() -> int:
+    from importlib.metadata import version
+
+    return int(version("gunicorn").split(".")[0])
+
+
 def init_database(*, database: str | None = None) -> str:
     """Create the schema in ``database`` (idempotent); return the URL used."""
     url = database_url(database)
@@ -52,6 +58,9 @@ def serve(
         "--preload",  # import once in the master, then fork the workers
         "--timeout", "120",
         "--access-logfile", "-",
-        "leaderboard:create_app()",
     ]  # fmt: skip
+    if _gunicorn_major() >= 27:
+        # One control socket per user by default: several servers on a machine would share it.
+        argv.append("--no-control-socket")
+    argv.append("leaderboard:create_app()")
     os.execv(sys.executable, argv)

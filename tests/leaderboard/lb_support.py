@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import signal
 import socket
 import subprocess
 import time
@@ -97,7 +96,7 @@ def live_server(command: list[str], port: int, env: dict[str, str], log: Path):
                 time.sleep(0.2)
         yield base
     finally:
-        proc.send_signal(signal.SIGQUIT)  # gunicorn: quick shutdown, no graceful wait
+        proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
