@@ -5,14 +5,15 @@ SHARED_DATA := $(abspath ../shared/data)
 export GRADER_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-slow test-gpu test-all lint bench
+.PHONY: setup demo test test-slow test-gpu test-all lint bench baselines
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	uv run grader check submissions/ --out out/demo
-	@echo "report: $(CURDIR)/out/demo/report.html"
+	uv run grader check submissions/cifar10 --out out/demo/cifar10
+	uv run grader check submissions/simplenn --assignment simplenn --out out/demo/simplenn
+	@echo "reports: $(CURDIR)/out/demo/cifar10/report.html $(CURDIR)/out/demo/simplenn/report.html"
 
 test: setup
 	uv run pytest $(PYTEST_ARGS)
@@ -32,3 +33,7 @@ lint: setup
 
 bench: setup
 	for script in benchmarks/bench_*.py; do uv run python "$$script" || exit 1; done
+
+# Reference baselines; on a machine with the full data set this is the full-data run.
+baselines: setup
+	OMP_NUM_THREADS=1 uv run python -m reference.train --all-baselines

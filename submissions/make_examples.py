@@ -1,4 +1,4 @@
-"""Write the example prediction submissions in ``submissions/<student>/`` (seeded, reproducible).
+"""Write the example prediction submissions in ``submissions/cifar10/<student>/`` (seeded, reproducible).
 
 Predictions are made from the real CIFAR-10 test labels
 (``$GRADER_DATA_DIR/cifar10-test-labels.csv``) by replacing a share of them with wrong classes,
@@ -8,7 +8,7 @@ of different accuracies, a copied pair, a byte-identical pair, a perfect score a
 that ``grader check`` must report without stopping. Only the folders listed here are written;
 other folders (e.g. model submissions) are left alone.
 
-    python submissions/make_examples.py [--data-dir DIR] [--out submissions]
+    python submissions/make_examples.py [--data-dir DIR] [--out submissions/cifar10]
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         default=Path(os.environ.get("GRADER_DATA_DIR", HERE.parent.parent / "shared" / "data")),
         help="folder with cifar10-test-labels.csv (default: $GRADER_DATA_DIR)",
     )
-    parser.add_argument("--out", type=Path, default=HERE, help="default: this folder")
+    parser.add_argument(
+        "--out", type=Path, default=HERE / "cifar10", help="default: submissions/cifar10"
+    )
     args = parser.parse_args(argv)
     labels_csv = args.data_dir / "cifar10-test-labels.csv"
     if not labels_csv.is_file():

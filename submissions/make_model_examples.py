@@ -1,11 +1,11 @@
-"""Write the example MODEL submissions (``submissions/model-*/``): model.py + trained weights.
+"""Write the example MODEL submissions (``submissions/simplenn/<student>/``): model.py + trained weights.
 
 Seeded and CPU-only: each SimpleNN trains for one epoch on the CIFAR-10 training images in
 ``$GRADER_DATA_DIR`` (the 5 x 1017 real images of the shared subset take ~10 s on 2 cores).
 
-- ``model-ada``: the ECE 661 SimpleNN (82,030 parameters), weights as ``model.pt``.
-- ``model-bao``: the same architecture with another seed, weights as ``model.safetensors``.
-- ``model-cruz``: a structure problem -- conv2 uses 5x5 kernels, so the parameter count is off.
+- ``ada``: the ECE 661 SimpleNN (82,030 parameters), weights as ``model.pt``.
+- ``bao``: the same architecture with another seed, weights as ``model.safetensors``.
+- ``cruz``: a structure problem -- conv2 uses 5x5 kernels, so the parameter count is off.
 
 Usage: ``uv run python submissions/make_model_examples.py [--out submissions] [--epochs 1]``
 """
@@ -48,9 +48,9 @@ class Net(nn.Module):
 '''
 
 EXAMPLES = {  # folder: (conv2 kernel, seed, weights file)
-    "model-ada": (3, 0, "model.pt"),
-    "model-bao": (3, 1, "model.safetensors"),
-    "model-cruz": (5, 2, "model.pt"),
+    "ada": (3, 0, "model.pt"),
+    "bao": (3, 1, "model.safetensors"),
+    "cruz": (5, 2, "model.pt"),
 }
 
 
@@ -104,8 +104,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).parent,
-        help="folder that receives model-*/ (default: submissions/)",
+        default=Path(__file__).parent / "simplenn",
+        help="folder that receives the student folders (default: submissions/simplenn)",
     )
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (default: 1)")
     return parser

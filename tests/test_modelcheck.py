@@ -21,7 +21,7 @@ from grader.weights import WeightsError, apply_state_dict, load_state_dict
 
 HERE = Path(__file__).resolve().parent
 SIMPLENN = HERE / "attacks" / "simplenn.py"
-SUBMISSIONS = HERE.parent / "submissions"
+SUBMISSIONS = HERE.parent / "submissions" / "simplenn"
 
 
 def _write(tmp_path: Path, name: str, code: str) -> Path:
@@ -124,12 +124,12 @@ def _grade(name: str, data_dir: Path, slot: int):
 
 
 def test_sandboxed_logits_give_the_same_accuracy_as_a_bare_run(data_dir, labels_csv):
-    grade = _grade("model-ada", data_dir, slot=1)
+    grade = _grade("ada", data_dir, slot=1)
     assert grade.status == "ok", grade.message
     test = load_dataset("cifar10", "test", data_dir)
     assert grade.logits.shape == (len(test), 10)
-    net = _load_net(SUBMISSIONS / "model-ada" / "model.py")
-    net.load_state_dict(torch.load(SUBMISSIONS / "model-ada" / "model.pt", weights_only=True))
+    net = _load_net(SUBMISSIONS / "ada" / "model.py")
+    net.load_state_dict(torch.load(SUBMISSIONS / "ada" / "model.pt", weights_only=True))
     with torch.inference_mode():
         bare = net.eval()(torch.from_numpy(test.images).float() / 255).numpy()
     np.testing.assert_allclose(grade.logits, bare, rtol=1e-4, atol=1e-4)
@@ -143,7 +143,7 @@ def test_sandboxed_logits_give_the_same_accuracy_as_a_bare_run(data_dir, labels_
 
 @pytest.mark.slow
 def test_structure_problem_submission_is_invalid(data_dir):
-    grade = _grade("model-cruz", data_dir, slot=2)
+    grade = _grade("cruz", data_dir, slot=2)
     assert grade.status == "invalid"
     assert grade.logits is not None  # it runs; it just is not the required architecture
     failed = {c.name: c.message for c in grade.checks if not c.passed}

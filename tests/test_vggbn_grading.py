@@ -27,8 +27,8 @@ from reference.bn_experiments import LocalContext, student_band_task
 from reference.models.vgg import VGG_A, VGG_BatchNorm
 
 REPO = Path(__file__).resolve().parents[1]
-GOOD = REPO / "submissions" / "model-vggbn-eve"
-MISSING_BN = REPO / "submissions" / "model-vggbn-finn"
+GOOD = REPO / "submissions" / "vgg-bn" / "eve"
+MISSING_BN = REPO / "submissions" / "vgg-bn" / "finn"
 
 
 def student_class(folder: Path) -> type[nn.Module]:

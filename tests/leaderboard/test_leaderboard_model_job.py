@@ -12,7 +12,7 @@ from grader.assignment import load_assignment
 from leaderboard.db import make_engine
 from leaderboard.worker import WorkerConfig, process_one
 
-EXAMPLE = REPO / "submissions" / "model-ada"
+EXAMPLE = REPO / "submissions" / "simplenn" / "ada"
 
 
 @pytest.mark.slow  # runs torch inside the sandbox on the CIFAR-10 test images
