@@ -259,6 +259,26 @@ def band_width(curves: Sequence[Sequence[float]]) -> float:
     return float(widths.mean()) if widths.size else math.nan
 
 
+def landscape_band(probe_loss: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per probed step, the min and max of the loss over the eta grid (paper, figure 4a)."""
+    if not probe_loss:
+        raise BNExperimentError("no probed steps: the landscape run recorded no probe losses")
+    return band(np.asarray(probe_loss, dtype=float).T.tolist())
+
+
+def landscape_width(probe_loss: Sequence[Sequence[float]]) -> float:
+    """Mean over probed steps of (max - min) of the loss along the gradient direction."""
+    return band_width(np.asarray(probe_loss, dtype=float).T.tolist())
+
+
+def landscape_lr(config: BNConfig) -> float:
+    """The learning rate of the probed run: ``config.landscape_lr``, else the median of lrs."""
+    if config.landscape_lr is not None:
+        return config.landscape_lr
+    ordered = sorted(config.lrs)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 # --- the whole experiment -------------------------------------------------------------------------
 
 
@@ -286,10 +306,17 @@ def _validate(config: BNConfig) -> None:
         raise BNExperimentError(f"probe_every must be at least 1, got {config.probe_every}")
     if config.width <= 0:
         raise BNExperimentError(f"--width must be positive, got {config.width}")
+    if not config.probe_steps or any(not (e > 0 and math.isfinite(e)) for e in config.probe_steps):
+        raise BNExperimentError(f"probe step sizes must be positive numbers, got {config.probe_steps}")
+    if config.landscape_lr is not None and config.landscape_lr not in config.lrs:
+        raise BNExperimentError(
+            f"landscape_lr {config.landscape_lr:g} is not one of the learning rates {config.lrs}"
+        )
 
 
 def run(config: BNConfig) -> dict[str, Any]:
-    """Train VGG-A and VGG-A-BN at every learning rate; write the figures and the JSON.
+    """Train VGG-A and VGG-A-BN at every learning rate, probing the landscape run; write the
+    figures and the JSON.
 
     Returns the JSON document (``curves``, ``summary``, ``provenance``, ``files``).
     """
@@ -311,6 +338,7 @@ def run(config: BNConfig) -> dict[str, Any]:
         len(labels), steps=config.steps, batch_size=config.batch_size, seed=config.seed
     )
 
+    probed_lr = landscape_lr(config)
     runs: list[RunCurves] = []
     total = len(MODEL_KINDS) * len(config.lrs) * config.steps
     with tqdm(total=total, desc="BN experiments", unit="step", disable=not config.progress) as bar:
@@ -327,7 +355,7 @@ def run(config: BNConfig) -> dict[str, Any]:
                         order,
                         lr=lr,
                         optimizer=config.optimizer,
-                        probe_steps=config.probe_steps,
+                        probe_steps=config.probe_steps if lr == probed_lr else (),
                         probe_every=config.probe_every,
                         name=kind,
                         on_step=bar.update,
@@ -339,14 +367,15 @@ def run(config: BNConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {
         "curves": _jsonable([dataclasses.asdict(r) for r in runs]),
-        "summary": summarise(runs),
+        "summary": summarise(runs, probed_lr),
         "provenance": {
             "config": _jsonable(dataclasses.asdict(config)),
+            "landscape_lr": probed_lr,
             "seeds": {"init": config.seed, "batch_order": config.seed},
             "data": {
                 "dataset": "cifar10",
                 "split": "train",
-                "source": str(data.source),
+                "source": _relative_source(Path(data.source), config.data_dir),
                 "images": int(len(labels)),
                 "description": "CIFAR-10 training images (python layout), normalised per channel",
             },
@@ -364,23 +393,42 @@ def run(config: BNConfig) -> dict[str, Any]:
     return document
 
 
-def summarise(runs: Sequence[RunCurves]) -> dict[str, dict[str, float]]:
-    """Per model: mean band widths of loss, gradient change and beta over learning rates."""
+def summarise(runs: Sequence[RunCurves], probed_lr: float) -> dict[str, dict[str, float]]:
+    """Per model: the landscape band width along the gradient (``loss_band_width``), gradient
+    predictiveness and beta of the probed run, and the loss band width over learning rates."""
     summary: dict[str, dict[str, float]] = {}
     for kind in sorted({r.model for r in runs}):
         mine = [r for r in runs if r.model == kind]
-        entry = {
-            "loss_band_width": band_width([r.loss for r in mine]),
+        probed = next((r for r in mine if r.lr == probed_lr and r.probe_at), None)
+        if probed is None:
+            raise BNExperimentError(f"{kind}: no run at lr {probed_lr:g} was probed")
+        summary[kind] = {
+            "loss_band_width": landscape_width(probed.probe_loss),
+            "lr_band_width": band_width([r.loss for r in mine]),
+            "landscape_first_loss": float(np.mean(probed.loss[:5])),
+            "landscape_final_loss": float(np.mean(probed.loss[-10:])),
             "final_loss_mean": float(np.mean([np.mean(r.loss[-10:]) for r in mine])),
-            "grad_change_mean": float(np.mean([np.mean(r.grad_change) for r in mine])),
+            "grad_change_mean": float(np.mean(probed.grad_change)),
+            "grad_probe_dist_max_mean": _finite_mean([max(d) for d in probed.probe_grad_dist]),
+            "beta_max_mean": _finite_mean(probed.beta),
         }
-        if all(r.beta for r in mine):
-            entry["grad_probe_dist_max_mean"] = float(
-                np.mean([np.mean([max(d) for d in r.probe_grad_dist]) for r in mine])
-            )
-            entry["beta_max_mean"] = float(np.mean([np.mean(r.beta) for r in mine]))
-        summary[kind] = entry
     return summary
+
+
+def _finite_mean(values: Sequence[float]) -> float:
+    array = np.asarray(values, dtype=float)
+    array = array[np.isfinite(array)]
+    return float(array.mean()) if array.size else math.nan
+
+
+def _relative_source(source: Path, explicit: Path | None) -> str:
+    """The data folder relative to the data directory, so the JSON names no local path."""
+    from grader.data import data_dir
+
+    try:
+        return str(source.resolve().relative_to(data_dir(explicit).resolve()))
+    except ValueError:
+        return source.name
 
 
 def _device_name(device: torch.device) -> str:
