@@ -31,8 +31,16 @@ StructureRule = Literal["batchnorm_after_conv", "no_batchnorm", "residual"]
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "cifar10": (
-        "airplane", "automobile", "bird", "cat", "deer",
-        "dog", "frog", "horse", "ship", "truck",
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
     ),
     "mnist": tuple(str(d) for d in range(10)),
 }
@@ -211,9 +219,7 @@ def _build(cls: type, raw: Any, where: str, skip: frozenset[str] | set[str] = fr
     missing = [name for name in required if name not in raw]
     if missing:
         raise SpecError(f"{where}: missing required key(s) {', '.join(map(repr, missing))}")
-    values = {
-        key: _convert(hints[key], value, f"{where}: {key}") for key, value in raw.items()
-    }
+    values = {key: _convert(hints[key], value, f"{where}: {key}") for key, value in raw.items()}
     return cls(**values)
 
 

@@ -47,7 +47,7 @@ class ImageSet:
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The data directory: ``explicit``, else ``$GRADER_DATA_DIR``, else ``~/.cache/grader/data``."""
+    """The data directory: ``explicit``, else ``$GRADER_DATA_DIR``, else ~/.cache/grader/data."""
     if explicit is not None:
         return Path(explicit).expanduser()
     env = os.environ.get(DATA_DIR_ENV)

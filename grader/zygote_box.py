@@ -37,7 +37,7 @@ from grader.harness import StudentError, TaskContext, describe_error, find_weigh
 
 BOX_IN = Path("/box/in")
 BOX_JOBS = Path("/box/jobs")
-WORK_ROOT = Path("/work")
+WORK_ROOT = Path("/box/children")
 PR_SET_NO_NEW_PRIVS = 38
 LOG_BYTES = 64 * 1024
 """How much of a child's stdout/stderr comes back (its start)."""

@@ -307,7 +307,9 @@ def _validate(config: BNConfig) -> None:
     if config.width <= 0:
         raise BNExperimentError(f"--width must be positive, got {config.width}")
     if not config.probe_steps or any(not (e > 0 and math.isfinite(e)) for e in config.probe_steps):
-        raise BNExperimentError(f"probe step sizes must be positive numbers, got {config.probe_steps}")
+        raise BNExperimentError(
+            f"probe step sizes must be positive numbers, got {config.probe_steps}"
+        )
     if config.landscape_lr is not None and config.landscape_lr not in config.lrs:
         raise BNExperimentError(
             f"landscape_lr {config.landscape_lr:g} is not one of the learning rates {config.lrs}"
@@ -468,6 +470,14 @@ def _band_plot(ax: Any, xs: np.ndarray, curves: list[list[float]], kind: str) ->
     ax.plot(xs, high, color=colour, linewidth=0.6)
 
 
+def _probed(curves: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((c for c in curves if c["probe_at"]), None)
+
+
+def _finite(values: list[Any]) -> np.ndarray:
+    return np.array([math.nan if v is None else v for v in values], dtype=float)
+
+
 def plot_all(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """The three figures of the experiments as PNGs in ``out_dir``."""
     import matplotlib
@@ -477,28 +487,49 @@ def plot_all(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
     grouped = _by_model(document)
     lrs = ", ".join(f"{lr:g}" for lr in document["provenance"]["config"]["lrs"])
+    etas = ", ".join(f"{e:g}" for e in document["provenance"]["config"]["probe_steps"])
+    probed_lr = document["provenance"]["landscape_lr"]
     paths: dict[str, Path] = {}
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     for kind, curves in grouped.items():
-        _band_plot(ax, np.arange(len(curves[0]["loss"])), [c["loss"] for c in curves], kind)
-    ax.set(xlabel="step", ylabel="training loss", title=f"Loss landscape (band over lr: {lrs})")
-    ax.legend()
+        probed = _probed(curves)
+        if probed is not None:
+            losses = _finite([value for row in probed["probe_loss"] for value in row])
+            rows = losses.reshape(len(probed["probe_at"]), -1).T.tolist()
+            _band_plot(left, np.asarray(probed["probe_at"]), rows, kind)
+        _band_plot(right, np.arange(len(curves[0]["loss"])), [c["loss"] for c in curves], kind)
+    left.set(
+        xlabel="step",
+        ylabel="loss(w - eta g)",
+        title=f"Loss landscape along the gradient (lr {probed_lr:g}, eta {etas})",
+    )
+    right.set(xlabel="step", ylabel="training loss", title=f"Loss band over lr {lrs}")
+    for ax in (left, right):
+        ax.legend()
     paths["loss_landscape"] = _save(fig, out_dir / FIGURE_NAMES["loss_landscape"])
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     for kind, curves in grouped.items():
-        changes = [c["grad_change"] for c in curves]
-        _band_plot(left, np.arange(1, 1 + len(changes[0])), changes, kind)
-        if all(c["probe_at"] for c in curves):
-            dists = [[max(d) for d in c["probe_grad_dist"]] for c in curves]
-            _band_plot(right, np.asarray(curves[0]["probe_at"]), dists, kind)
-    left.set(xlabel="step", ylabel="||g_t - g_(t-1)||", title="Gradient change between steps")
-    right.set(
+        probed = _probed(curves)
+        if probed is None:
+            continue
+        dists = _finite([value for row in probed["probe_grad_dist"] for value in row])
+        rows = dists.reshape(len(probed["probe_at"]), -1).T.tolist()
+        _band_plot(left, np.asarray(probed["probe_at"]), rows, kind)
+        right.plot(
+            np.arange(1, 1 + len(probed["grad_change"])),
+            _finite(probed["grad_change"]),
+            color=MODEL_COLOURS.get(kind, "tab:blue"),
+            linewidth=0.8,
+            label=MODEL_LABELS.get(kind, kind),
+        )
+    left.set(
         xlabel="step",
-        ylabel="max ||g(w - eta g) - g(w)||",
-        title="Gradient predictiveness along the gradient",
+        ylabel="||g(w - eta g) - g(w)||",
+        title=f"Gradient predictiveness (lr {probed_lr:g}, eta {etas})",
     )
+    right.set(xlabel="step", ylabel="||g_t - g_(t-1)||", title="Gradient change between steps")
     for ax in (left, right):
         ax.set_yscale("log")
         ax.legend()
@@ -506,12 +537,19 @@ def plot_all(document: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for kind, curves in grouped.items():
-        if all(c["probe_at"] for c in curves):
-            _band_plot(ax, np.asarray(curves[0]["probe_at"]), [c["beta"] for c in curves], kind)
+        probed = _probed(curves)
+        if probed is not None:
+            ax.plot(
+                np.asarray(probed["probe_at"]),
+                _finite(probed["beta"]),
+                color=MODEL_COLOURS.get(kind, "tab:blue"),
+                marker=".",
+                label=MODEL_LABELS.get(kind, kind),
+            )
     ax.set(
         xlabel="step",
-        ylabel="max ||dg|| / ||dw||",
-        title="Effective beta-smoothness (band over lr)",
+        ylabel="max over eta ||dg|| / ||eta g||",
+        title=f"Effective beta-smoothness (lr {probed_lr:g})",
     )
     ax.set_yscale("log")
     ax.legend()

@@ -1,4 +1,4 @@
-"""Write the example prediction submissions in ``submissions/cifar10/<student>/`` (seeded, reproducible).
+"""Write the example prediction submissions (``submissions/cifar10/<student>/``), seeded.
 
 Predictions are made from the real CIFAR-10 test labels
 (``$GRADER_DATA_DIR/cifar10-test-labels.csv``) by replacing a share of them with wrong classes,

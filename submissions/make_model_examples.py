@@ -1,4 +1,4 @@
-"""Write the example MODEL submissions (``submissions/simplenn/<student>/``): model.py + trained weights.
+"""Write the example MODEL submissions (``submissions/simplenn/<student>/``): model.py + weights.
 
 Seeded and CPU-only: each SimpleNN trains for one epoch on the CIFAR-10 training images in
 ``$GRADER_DATA_DIR`` (the 5 x 1017 real images of the shared subset take ~10 s on 2 cores).

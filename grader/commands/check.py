@@ -6,33 +6,19 @@ from pathlib import Path
 
 import click
 
-
-class GraderSetupError(click.ClickException):
-    """A bad assignment spec, answer key or submissions folder."""
-
-    exit_code = 2
+from grader.commands.options import (
+    GraderSetupError,
+    assignment_option,
+    data_dir_option,
+    solution_option,
+)
 
 
 @click.command()
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@click.option(
-    "--assignment",
-    default="cifar10",
-    show_default=True,
-    help="Built-in assignment name or path of a spec .toml file.",
-)
-@click.option(
-    "--solution",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Labels CSV to grade against (default: the assignment's).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Data folder (default: $GRADER_DATA_DIR, else ~/.cache/grader/data).",
-)
+@assignment_option
+@solution_option
+@data_dir_option
 @click.option(
     "--out",
     "out_dir",

@@ -7,33 +7,19 @@ from pathlib import Path
 
 import click
 
-
-class GraderSetupError(click.ClickException):
-    """A bad assignment spec or a missing answer key: the grader's setup, not the file."""
-
-    exit_code = 2
+from grader.commands.options import (
+    GraderSetupError,
+    assignment_option,
+    data_dir_option,
+    solution_option,
+)
 
 
 @click.command()
 @click.argument("predictions", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--assignment",
-    default="cifar10",
-    show_default=True,
-    help="Built-in assignment name or path of a spec .toml file.",
-)
-@click.option(
-    "--solution",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Labels CSV to score against (default: the assignment's).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    help="Data folder (default: $GRADER_DATA_DIR, else ~/.cache/grader/data).",
-)
+@assignment_option
+@solution_option
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def score(
     predictions: Path, assignment: str, solution: Path | None, data_dir: Path | None, as_json: bool
