@@ -1,8 +1,8 @@
 """Cost of the batch-norm experiments' gradient probes, against plain training steps.
 
 Trains quarter-width VGG-A-BN on random CIFAR-sized batches twice in this process: once recording
-only the loss (the baseline) and once probing the gradient at three points along it every step
-(what ``probe_every=1`` costs). Prints seconds per step of each and their ratio.
+only the loss (the baseline) and once probing the gradient at every point of the eta grid along it,
+every step (what ``probe_every=1`` costs). Prints seconds per step of each and their ratio.
 
 Usage: ``uv run python benchmarks/bench_bn.py [--steps 20] [--width 0.25] [--batch-size 32]``
 """

@@ -75,7 +75,8 @@ def bn(scale: str, **options) -> None:
     out = Path(document["provenance"]["config"]["out_dir"])
     for kind, entry in document["summary"].items():
         click.echo(
-            f"{kind:9s} loss band width {entry['loss_band_width']:.4f}  "
+            f"{kind:9s} landscape band (along g) {entry['loss_band_width']:.4f}  "
+            f"band over lrs {entry['lr_band_width']:.4f}  "
             f"final loss {entry['final_loss_mean']:.4f}"
         )
     click.echo(
