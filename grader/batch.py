@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from grader.flags import batch_flags, join_flags
 from grader.predictions import SubmissionError
 from grader.scoring import Score, score, score_labels
 from grader.solution import load_solution
+
+if TYPE_CHECKING:
+    from grader.zygote import ZygotePool
 
 Status = Literal["ok", "invalid", "error"]
 Kind = Literal["predictions", "model", "none"]
@@ -104,8 +107,13 @@ def grade_folder(
     out_dir: Path,
     progress: bool = True,
     solution_path: Path | None = None,
+    pre_fork: bool = False,
 ) -> BatchResult:
-    """Grade every student folder under ``root`` and write ``grades.csv`` and ``report.html``."""
+    """Grade every student folder under ``root`` and write ``grades.csv`` and ``report.html``.
+
+    ``pre_fork=True`` grades model folders in pre-forked jailed workers (:mod:`grader.zygote`,
+    one per thread) that import torch once, instead of one fresh box per submission.
+    """
     from grader.report import write_report
 
     start = time.perf_counter()
@@ -119,7 +127,13 @@ def grade_folder(
     context = _Context(spec=spec, data_dir=data_dir, solution=solution, out_dir=out_dir)
     context.cache_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, jobs or min(8, len(folders) or 1))
-    results = _run_all(folders, context, workers, progress)
+    if pre_fork and spec.model is not None:
+        context.zygotes = _zygote_pool(spec, data_dir)
+    try:
+        results = _run_all(folders, context, workers, progress)
+    finally:
+        if context.zygotes is not None:
+            context.zygotes.close()
     _add_flags(results, context)
     grades = out_dir / "grades.csv"
     _write_grades(results, grades)
@@ -142,6 +156,8 @@ class _Context:
     solution: pd.DataFrame
     out_dir: Path
     model_solution: pd.DataFrame | None = None
+    zygotes: ZygotePool | None = None
+    """Pre-forked workers for model folders (one per slot), when the batch asked for them."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -234,6 +250,17 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
         return StudentResult(student, "error", "none", message=f"{type(exc).__name__}: {exc}")
 
 
+def _zygote_pool(spec: Assignment, data_dir: Path | None) -> ZygotePool:
+    """Workers holding the test images (never the labels); each starts on its first model."""
+    from grader.data import load_dataset
+    from grader.modelgrade import model_spec_args
+    from grader.zygote import ZygotePool
+
+    images = load_dataset(spec.dataset, "test", data_dir).images
+    warm_up = model_spec_args(spec.model, require_weights=True) if spec.model else None
+    return ZygotePool(images=images, warm_up=warm_up)
+
+
 def _find_submission(folder: Path, spec: Assignment) -> tuple[Kind, list[Path]]:
     files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
     predictions = files.get(PREDICTIONS_FILE)
@@ -284,7 +311,10 @@ def _grade_model(student: str, folder: Path, context: _Context, slot: int) -> St
         return StudentResult(
             student, "error", "model", message="model submissions need the model grader"
         )
-    grade = grade_model_folder(folder, context.spec, data_dir=context.data_dir, slot=slot)
+    pre_forked = {"zygote": context.zygotes.get(slot)} if context.zygotes is not None else {}
+    grade = grade_model_folder(
+        folder, context.spec, data_dir=context.data_dir, slot=slot, **pre_forked
+    )
     failed = [c for c in grade.checks if not c.passed]
     flags = list(grade.flags)
     flags += [f"failed structure check: {c.name} ({c.message})" for c in failed]

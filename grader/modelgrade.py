@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from grader.sandbox import (
     bubblewrap_available,
     run_task,
 )
+
+if TYPE_CHECKING:
+    from grader.zygote import Zygote
 
 GradeStatus = Literal["ok", "invalid", "error"]
 CHECK_TASK = "grader.modelcheck:check_task"
@@ -103,10 +106,17 @@ def model_spec_args(spec: ModelSpec, *, require_weights: bool) -> dict[str, Any]
 
 
 def grade_model_folder(
-    folder: Path, spec: Assignment, *, data_dir: Path | None = None, slot: int = 0
+    folder: Path,
+    spec: Assignment,
+    *,
+    data_dir: Path | None = None,
+    slot: int = 0,
+    zygote: Zygote | None = None,
 ) -> ModelGrade:
     """Check a model submission in the sandbox and return its logits on the test images.
 
+    With ``zygote`` (a :class:`grader.zygote.Zygote` holding the same test images) the check
+    runs in a child forked from that pre-forked jailed worker instead of a fresh box.
     Raises :class:`SandboxUnavailable` when bubblewrap is missing: never runs unjailed.
     """
     from grader.data import load_dataset
@@ -121,14 +131,15 @@ def grade_model_folder(
         return ModelGrade("invalid", str(exc), errors=[str(exc)])
     digest = sha256_file(weights) if weights else None
     images = load_dataset(spec.dataset, "test", data_dir).images  # labels stay out here
-    result = run_task(
-        Path(folder),
-        task=CHECK_TASK,
-        args=model_spec_args(spec.model, require_weights=True),
-        limits=Limits.from_model_spec(spec.model),
-        inputs={"images": images},
-        slot=slot,
-    )
+    args = model_spec_args(spec.model, require_weights=True)
+    limits = Limits.from_model_spec(spec.model)
+    if zygote is not None:
+        result = zygote.run(Path(folder), args=args, limits=limits)
+    else:
+        result = run_task(
+            Path(folder), task=CHECK_TASK, args=args, limits=limits, inputs={"images": images},
+            slot=slot,
+        )  # fmt: skip
     grade = grade_from_result(result, sandboxed=True)
     grade.weights_sha256 = digest
     if grade.status == "ok" and (grade.logits is None or len(grade.logits) != len(images)):

@@ -64,6 +64,10 @@ class ZygoteError(RuntimeError):
 class Zygote:
     """One jailed worker that grades submissions one after another by forking.
 
+    ``warm_up`` (the check's args, :func:`grader.modelgrade.model_spec_args`) names the
+    assignment's reference model: the worker runs it once at start so that each child finds
+    the CPU kernels and fingerprints of a submission of that shape ready.
+
     Use as a context manager, or call :meth:`close`. Not for concurrent use: give each thread
     of a batch its own worker (its own ``slot``).
     """
@@ -74,10 +78,12 @@ class Zygote:
         task: str = "grader.modelcheck:check_task",
         images: np.ndarray | None = None,
         slot: int = 0,
+        warm_up: dict[str, Any] | None = None,
         tmpfs_mb: int = 1024,
         startup_s: float = 600.0,
     ) -> None:
         self.task, self.images, self.slot = task, images, int(slot)
+        self.warm_up = warm_up
         self.tmpfs_mb, self.startup_s = tmpfs_mb, startup_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -85,6 +91,8 @@ class Zygote:
         self._log = _CappedLog()
         self._jobs = 0
         self._base_vm_mb = 0
+        self.startup: dict[str, float] = {}
+        """Seconds the worker spent importing (``import_s``) and warming up (``warm_up_s``)."""
         self._lock = threading.Lock()
 
     def __enter__(self) -> Zygote:
@@ -111,7 +119,7 @@ class Zygote:
         (root / "jobs").mkdir(mode=0o700)
         if self.images is not None:
             np.save(root / "in" / "images.npy", np.ascontiguousarray(self.images))
-        config = {"task": self.task, "images": self.images is not None}
+        config = {"task": self.task, "images": self.images is not None, "warm_up": self.warm_up}
         (root / "in" / "zygote.json").write_text(json.dumps(config), encoding="utf-8")
         for path in (root, root / "in", *(root / "in").iterdir()):
             path.chmod(0o755 if path.is_dir() else 0o644)
@@ -133,6 +141,7 @@ class Zygote:
             self.close()
             raise ZygoteError(f"{reason}\n{self._log.text()[-4000:]}")
         self._base_vm_mb = int(ready.get("vm_mb", 0))
+        self.startup = {k: v for k, v in ready.items() if k.endswith("_s")}
 
     def run(self, submission_dir: Path, *, args: dict[str, Any], limits: Limits) -> TaskResult:
         """Run the worker's task on a COPY of ``submission_dir`` in a fresh child.
@@ -146,7 +155,8 @@ class Zygote:
             raise FileNotFoundError(f"{submission_dir}: no such submission folder")
         with self._lock:
             self.start()
-            assert self._tmp is not None and self._proc is not None  # set by start()
+            if self._tmp is None or self._proc is None or self._proc.stdin is None:
+                raise ZygoteError("the pre-forked worker is not running")
             self._jobs += 1
             name = str(self._jobs)
             uid = ZYGOTE_BASE_UID + self.slot * UIDS_PER_SLOT + self._jobs % UIDS_PER_SLOT
@@ -160,8 +170,8 @@ class Zygote:
                     "args": args,
                     "limits": {**dataclasses.asdict(limits), "base_vm_mb": self._base_vm_mb},
                 }
-                self._proc.stdin.write((json.dumps(request) + "\n").encode())  # type: ignore[union-attr]
-                self._proc.stdin.flush()  # type: ignore[union-attr]
+                self._proc.stdin.write((json.dumps(request) + "\n").encode())
+                self._proc.stdin.flush()
                 answer = self._answer(limits.wall_s + GRACE_S)
                 if answer is None or answer.get("job") != name:
                     log = self._log.text()
@@ -170,6 +180,8 @@ class Zygote:
                         "error", "the pre-forked worker stopped answering; it is restarted for "
                         "the next submission", {}, {}, limits.wall_s, log,
                     )  # fmt: skip
+                if "error" in answer:
+                    return TaskResult("error", str(answer["error"]), {}, {}, 0.0, "")
                 return self._result(job_dir / "out", answer, limits)
             except (BrokenPipeError, OSError) as exc:
                 log = self._log.text()
@@ -244,6 +256,11 @@ class Zygote:
         if os.path.exists("/etc/ld.so.cache"):
             cmd += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
         mounts = _mount_points() + [(str(root / "in"), "/box/in")]
+        # A bytecode cache outside the venv (PYTHONPYCACHEPREFIX) spares the worker compiling
+        # torch from source; the box reads it and writes nothing.
+        pycache = sys.pycache_prefix
+        if pycache and Path(pycache).is_dir():
+            mounts.append((pycache, pycache))
         made: set[str] = {"/etc"}
         for _host, target in [*mounts, ("", "/box/jobs"), ("", "/box/children")]:
             # bwrap creates missing parents as 0700, which a child's uid could not traverse.
@@ -254,7 +271,8 @@ class Zygote:
         for host, target in mounts:
             cmd += ["--ro-bind", host, target]
         cmd += ["--bind", str(root / "jobs"), "/box/jobs"]
-        cmd += ["--perms", "0711", "--size", str(self.tmpfs_mb * 1024 * 1024), "--tmpfs", "/box/children"]
+        size = str(self.tmpfs_mb * 1024 * 1024)
+        cmd += ["--perms", "0711", "--size", size, "--tmpfs", "/box/children"]
         cmd += ["--perms", "0755", "--dir", "/tmp"]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", "/box/children"]
         env = {
@@ -267,7 +285,9 @@ class Zygote:
         for key, value in env.items():
             cmd += ["--setenv", key, value]
         cmd += [
-            "--", sys.executable, "-I", "-c",
+            "--", sys.executable, "-I",
+            *(["-X", f"pycache_prefix={pycache}"] if pycache and Path(pycache).is_dir() else []),
+            "-c",
             f"import sys; sys.path.insert(0, {BOX_LIB!r}); "
             "from grader.zygote_box import main; sys.exit(main())",
         ]  # fmt: skip
@@ -277,9 +297,14 @@ class Zygote:
 class ZygotePool:
     """One lazily started :class:`Zygote` per batch slot, all closed by :meth:`close`."""
 
-    def __init__(self, *, task: str = "grader.modelcheck:check_task",
-                 images: np.ndarray | None = None) -> None:  # fmt: skip
-        self.task, self.images = task, images
+    def __init__(
+        self,
+        *,
+        task: str = "grader.modelcheck:check_task",
+        images: np.ndarray | None = None,
+        warm_up: dict[str, Any] | None = None,
+    ) -> None:
+        self.task, self.images, self.warm_up = task, images, warm_up
         self._workers: dict[int, Zygote] = {}
         self._lock = threading.Lock()
 
@@ -287,7 +312,9 @@ class ZygotePool:
         """The worker of ``slot`` (created on first use; it starts on its first job)."""
         with self._lock:
             if slot not in self._workers:
-                self._workers[slot] = Zygote(task=self.task, images=self.images, slot=slot)
+                self._workers[slot] = Zygote(
+                    task=self.task, images=self.images, slot=slot, warm_up=self.warm_up
+                )
             return self._workers[slot]
 
     def close(self) -> None:

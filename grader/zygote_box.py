@@ -45,14 +45,20 @@ DENIED_IPC_SYSCALLS = ("shmget", "msgget", "semget", "mq_open")
 """System V / POSIX IPC objects would outlive a child and reach the next one: refused."""
 
 
-def _preload(task: str) -> Any:
-    """Import everything a child needs, so no child imports trusted code after dropping its uid."""
+_STARTED = time.perf_counter()
+_TIMINGS: dict[str, float] = {}
+
+
+def _preload(task: str, warm_up: dict[str, Any]) -> Any:
+    """Import everything a child needs, so no child imports trusted code after dropping its uid.
+
+    torchvision is left out: the fingerprint imports it only for a submission whose parameter
+    count equals a zoo model's, and importing it here would cost every batch seconds.
+    """
     import pyseccomp  # noqa: F401
     import safetensors.torch  # noqa: F401
-    import torch
     import torch.utils.flop_counter  # noqa: F401
     import torchinfo  # noqa: F401
-    import torchvision.models  # noqa: F401  (the fingerprint's zoo comparison)
 
     import grader.fingerprint  # noqa: F401
     import grader.weights  # noqa: F401
@@ -63,10 +69,63 @@ def _preload(task: str) -> Any:
         pass  # a grader without the reference models: fingerprints skip them
     harness.pin_threads()
     fn = harness._load_task(task)
-    # A first forward pass initialises torch's lazy CPU kernels once, not in every child.
-    with torch.no_grad():
-        torch.nn.Conv2d(3, 4, 3)(torch.zeros(1, 3, 8, 8)).sum().item()
+    imported = time.perf_counter()
+    _warm_up(fn)
+    _warm_up_reference(warm_up)
+    _TIMINGS.update(import_s=imported - _STARTED, warm_up_s=time.perf_counter() - imported)
     return fn
+
+
+def _warm_up(task: Any) -> None:
+    """Run the task once on a small trusted model: torch's lazy kernels, torchinfo and the
+    FLOP counter initialise here once instead of in every child."""
+    import types
+
+    import torch
+    from torch import nn
+
+    class WarmUp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.bn(self.conv(x)))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y + y, 1), 1))
+
+    module = types.ModuleType("warm_up")
+    module.Net = WarmUp  # type: ignore[attr-defined]
+    args = {"entry": "Net", "input_shape": [3, 32, 32], "num_classes": 10, "rules": [],
+            "require_weights": False, "batch_size": 8}  # fmt: skip
+    images = np.zeros((8, 3, 32, 32), np.uint8)
+    ctx = TaskContext(WORK_ROOT, WORK_ROOT, args, {"images": images}, module, None)
+    task(ctx)
+
+
+def _warm_up_reference(spec: dict[str, Any]) -> None:
+    """Run the assignment's reference model at the grading batch size and fingerprint its
+    parameter count: the CPU kernels for those shapes and the public-model fingerprints that a
+    submission of the expected size is compared with are then ready in every child."""
+    name = spec.get("reference")
+    if not name:
+        return
+    import torch
+
+    from grader.fingerprint import known_fingerprints
+
+    try:
+        from reference.models import get_model
+
+        model = get_model(name).eval()
+    except (ImportError, ValueError, TypeError, RuntimeError):
+        return  # no such reference model here: the children warm up on their own
+    x = torch.zeros((max(1, int(spec.get("batch_size", 256))), *spec["input_shape"]))
+    with torch.inference_mode():
+        for _ in range(2):
+            model(x)
+    known_fingerprints(int(spec.get("num_classes", 10)), sum(p.numel() for p in model.parameters()))
 
 
 def _respond(message: dict[str, Any]) -> None:
@@ -78,13 +137,13 @@ def main() -> int:
     """Serve jobs from stdin until it closes; exit code 0."""
     config = json.loads((BOX_IN / "zygote.json").read_text(encoding="utf-8"))
     try:
-        task = _preload(config["task"])
+        task = _preload(config["task"], config.get("warm_up") or {})
         images = np.load(BOX_IN / "images.npy") if config["images"] else None
     except Exception as exc:  # the grader's own set-up failed: report it, serve nothing
         _respond({"ready": False, "error": f"worker set-up failed: {describe_error(exc)}"})
         return 0
     inputs = {"images": images} if images is not None else {}
-    _respond({"ready": True, "vm_mb": _vm_size_mb()})
+    _respond({"ready": True, "vm_mb": _vm_size_mb(), **_TIMINGS})
     for line in sys.stdin:
         job = json.loads(line)
         _respond(_serve(job, task, inputs))
@@ -104,7 +163,10 @@ def _serve(job: dict[str, Any], task: Any, inputs: dict[str, np.ndarray]) -> dic
     work = WORK_ROOT / name
     started = time.perf_counter()
     try:
-        _make_private_copy(staged / "sub", work, uid)
+        try:
+            _make_private_copy(staged / "sub", work, uid)
+        except OSError as exc:  # e.g. the box's tmpfs is full: this job fails, the worker serves on
+            return {"job": name, "error": f"copying the submission into the box failed: {exc}"}
         pid = os.fork()
         if pid == 0:  # the child: never returns
             _child(work, uid, job, task, inputs)
@@ -146,7 +208,7 @@ def _wait(pid: int, wall_s: float) -> tuple[int, bool]:
 
 def _kill_uid(uid: int) -> None:
     """SIGKILL every process of ``uid``: a helper that becomes ``uid`` and signals all it may."""
-    for _ in range(2):  # the second round catches forks that raced the first
+    for _ in range(100):  # more rounds only while a fork bomb races the kill
         pid = os.fork()
         if pid == 0:
             try:
@@ -157,6 +219,25 @@ def _kill_uid(uid: int) -> None:
                 pass  # ESRCH: none left
             os._exit(0)
         os.waitpid(pid, 0)
+        if not _alive(uid):
+            return
+        time.sleep(0.01)
+
+
+def _alive(uid: int) -> bool:
+    """Whether a process of ``uid`` still runs in this box (zombies, already dead, do not count)."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+        except OSError:
+            continue  # ended while we looked
+        if fields.get("Uid", "").split()[:1] == [str(uid)] and fields.get("State", "").split()[
+            :1
+        ] not in (["Z"], ["X"]):
+            return True
+    return False
 
 
 def _copy_outputs(source: Path, target: Path, output_mb: int) -> None:
@@ -215,6 +296,11 @@ def _child(work: Path, uid: int, job: dict[str, Any], task: Any, inputs: dict) -
     except BaseException:  # nothing may return into the worker's loop from a child
         code = 71
     finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # the student's prints, for the log
+            except BaseException:  # a closed or replaced stream: its output is lost, not fatal
+                pass
         os._exit(code)
 
 
