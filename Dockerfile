@@ -30,7 +30,7 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY grader ./grader
 COPY reference ./reference
 COPY leaderboard ./leaderboard
-RUN uv sync --frozen --no-dev
+RUN uv sync --frozen --no-dev --compile-bytecode
 
 RUN useradd --system --create-home --uid 10001 grader \
     && mkdir -p /data/uploads \

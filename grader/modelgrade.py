@@ -144,6 +144,12 @@ def grade_model_folder(
     grade.weights_sha256 = digest
     if grade.status == "ok" and (grade.logits is None or len(grade.logits) != len(images)):
         grade.status, grade.message = "error", "the check returned no logits for the test images"
+    if grade.status == "ok" and weights is not None:
+        from grader.weights import count_mismatch_flag  # imports torch: only for graded models
+
+        mismatch = count_mismatch_flag(grade.total_params, weights)
+        if mismatch:
+            grade.flags.append(mismatch)
     return grade
 
 

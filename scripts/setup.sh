@@ -25,4 +25,5 @@ if ! command -v uv >/dev/null; then
     echo "installing uv"
     python3 -m pip install -q uv
 fi
-uv sync --all-extras --frozen -q
+# Bytecode compiled once at install: every sandbox box and fresh process skips compiling torch.
+uv sync --all-extras --frozen --compile-bytecode -q

@@ -14,12 +14,16 @@ from grader.weights import count_mismatch_flag, load_state_dict, parameter_count
 HERE = Path(__file__).parent
 ADA = HERE.parent / "submissions" / "simplenn" / "ada"
 
-# A SimpleNN whose parameters() hides fc1 (48,120 values), so the in-box count reads 33,910.
-SLY_MODEL = (HERE / "attacks" / "simplenn.py").read_text() + '''
+# A SimpleNN whose parameters() hides fc1 (576 * 120 + 120 = 69,240 values): the in-box count
+# reads 82,030 - 69,240 = 12,790.
+SLY_MODEL = (
+    (HERE / "attacks" / "simplenn.py").read_text()
+    + """
 
     def parameters(self, recurse=True):
         return (p for name, p in self.named_parameters(recurse=recurse) if "fc1" not in name)
-'''
+"""
+)
 
 
 def test_parameter_count_of_a_real_state_dict_skips_batchnorm_statistics():
@@ -32,9 +36,9 @@ def test_parameter_count_of_a_real_state_dict_skips_batchnorm_statistics():
 def test_matching_count_raises_no_flag_and_a_mismatch_names_both_numbers():
     weights = ADA / "model.pt"
     assert count_mismatch_flag(82_030, weights) is None
-    flag = count_mismatch_flag(33_910, weights)
+    flag = count_mismatch_flag(12_790, weights)
     assert flag is not None
-    assert "33,910" in flag and "82,030" in flag and "model.pt" in flag
+    assert "12,790" in flag and "82,030" in flag and "model.pt" in flag
 
 
 def test_a_model_hiding_parameters_passes_its_own_count_but_is_flagged(tmp_path, data_dir):
@@ -48,6 +52,6 @@ def test_a_model_hiding_parameters_passes_its_own_count_but_is_flagged(tmp_path,
         "[model]\nparams_max = 50000\ntime_limit_s = 120\n"
     )
     grade = grade_model_folder(folder, load_assignment(spec_file), data_dir=data_dir, slot=45)
-    assert grade.total_params == 33_910  # what the model claims inside the box
+    assert grade.total_params == 12_790  # what the model claims inside the box
     assert grade.status == "ok", grade.message
     assert any("parameter count mismatch" in f and "82,030" in f for f in grade.flags)

@@ -31,6 +31,11 @@ from grader.commands.options import (
     "--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers (default: up to 8)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--pre-fork",
+    is_flag=True,
+    help="Grade model submissions in pre-forked jailed workers that import torch once per batch.",
+)
 def check(
     folder: Path,
     assignment: str,
@@ -39,6 +44,7 @@ def check(
     out_dir: Path,
     jobs: int | None,
     quiet: bool,
+    pre_fork: bool,
 ) -> None:
     """Grade every student folder in FOLDER; write grades.csv and report.html to --out."""
     from grader.assignment import SpecError, load_assignment
@@ -54,6 +60,7 @@ def check(
             jobs=jobs,
             out_dir=out_dir,
             progress=not quiet,
+            pre_fork=pre_fork,
             solution_path=solution,
         )
     except (SpecError, SolutionError, BatchError) as exc:
