@@ -82,6 +82,9 @@ class ModelSpec:
     """Address-space limit inside the sandbox."""
     batch_size: int = 256
     """Batch size used to evaluate the test images."""
+    experiment: Literal["bn_landscape"] | None = None
+    """An experiment run with the student's class in the sandbox besides the checks:
+    ``bn_landscape`` trains it briefly and compares its loss band with the reference VGG-A."""
 
 
 @dataclass(frozen=True)

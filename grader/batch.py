@@ -217,6 +217,8 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
     student = folder.name
     try:
         kind, files = _find_submission(folder, context.spec)
+        if kind == "none" and _runs_experiment(context.spec) and (folder / MODEL_FILE).is_file():
+            kind, files = "model", sorted(p for p in folder.iterdir() if p.is_file())
         if kind == "none":
             found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
             return StudentResult(
@@ -242,8 +244,12 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
             return cached
         if kind == "predictions":
             result = _grade_predictions(student, contents[files[0].name], files[0], context)
-        else:
+        elif _has_weights(files):
             result = _grade_model(student, folder, context, slot)
+        else:  # a class to train in the experiment; nothing to evaluate on the test images
+            result = StudentResult(student, "ok", "model", message="no weights: not evaluated")
+        if _runs_experiment(context.spec) and result.status != "error":
+            _add_experiment(result, folder, context, slot)
         _write_cache(context, key, result)
         return result
     except Exception as exc:  # any failure becomes this student's row, never the batch's end
@@ -259,6 +265,38 @@ def _zygote_pool(spec: Assignment, data_dir: Path | None) -> ZygotePool:
     images = load_dataset(spec.dataset, "test", data_dir).images
     warm_up = model_spec_args(spec.model, require_weights=True) if spec.model else None
     return ZygotePool(images=images, warm_up=warm_up)
+
+
+def _runs_experiment(spec: Assignment) -> bool:
+    return spec.model is not None and spec.model.experiment == "bn_landscape"
+
+
+def _has_weights(files: list[Path]) -> bool:
+    return any(p.suffix.lower() in WEIGHT_SUFFIXES for p in files)
+
+
+def _add_experiment(result: StudentResult, folder: Path, context: _Context, slot: int) -> None:
+    """Run the batch-norm landscape experiment with the student's class (in the sandbox)."""
+    from grader.vggbn import grade_vgg_bn
+
+    out = context.out_dir / "experiments" / result.student
+    report = grade_vgg_bn(folder, context.spec, data_dir=context.data_dir, out_dir=out, slot=slot)
+    failed = [c for c in report.checks if not c.passed]
+    result.flags += [f"failed structure check: {c.rule} ({c.message})" for c in failed]
+    if report.status != "ok":
+        result.status = "invalid"
+        result.message = f"BN experiment: {report.message}"
+        return
+    if failed:
+        result.status = "invalid"
+    verdict = "narrower" if report.narrowed else "not narrower"
+    summary = (
+        f"BN loss band {report.student_band_width:.3f} vs VGG-A "
+        f"{report.reference_band_width:.3f} ({verdict})"
+    )
+    if report.plot is not None:
+        summary += f"; plot: experiments/{result.student}/{report.plot.name}"
+    result.message = f"{result.message}; {summary}" if result.message else summary
 
 
 def _find_submission(folder: Path, spec: Assignment) -> tuple[Kind, list[Path]]:

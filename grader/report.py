@@ -36,7 +36,8 @@ def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in batch.results if r.status == "ok"]
+    # Rows with an accuracy (a model graded only by an experiment has none).
+    ok = [r for r in batch.results if r.status == "ok" and r.all_accuracy is not None]
     plots: dict[str, str] = {}
     if not ok:
         return plots

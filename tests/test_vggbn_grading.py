@@ -151,3 +151,23 @@ def test_grading_through_the_sandbox(data_dir: Path, tmp_path: Path):
     stored = json.loads((tmp_path / REPORT_NAME).read_text())
     assert stored["student_band_width"] == pytest.approx(report.student_band_width)
     assert np.isfinite(stored["reference_band_width"])
+
+
+@pytest.mark.slow
+def test_grader_check_runs_the_experiment_for_every_vgg_bn_folder(tmp_path, data_dir):
+    from grader.batch import grade_folder
+
+    batch = grade_folder(
+        GOOD.parent,
+        spec=load_assignment("vgg-bn"),
+        data_dir=data_dir,
+        out_dir=tmp_path,
+        progress=False,
+    )
+    rows = {r.student: r for r in batch.results}
+    assert rows["eve"].status == "ok", rows["eve"].message
+    assert "BN loss band" in rows["eve"].message
+    assert (tmp_path / "experiments" / "eve" / "vggbn_loss_band.png").stat().st_size > 0
+    assert rows["finn"].status == "invalid"
+    assert any("stage3.3" in flag for flag in rows["finn"].flags)
+    assert (tmp_path / "report.html").exists()
