@@ -218,7 +218,10 @@ def _bwrap_command(box: Path, *, limits: Limits, uid: int) -> list[str]:
     cmd += ["--perms", "0755", "--dir", "/etc"]
     if os.path.exists("/etc/ld.so.cache"):
         cmd += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    made: set[str] = {"/etc"}
+    # The scratch tmpfs goes first: a checkout or venv that lives under /tmp is bound on top of it.
+    tmp_bytes = str(limits.fsize_mb * 1024 * 1024)
+    cmd += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]
+    made: set[str] = {"/etc", "/tmp"}
     mounts = _mount_points() + [
         (str(box / "work"), BOX_WORK),
         (str(box / "in"), BOX_INPUT),
@@ -232,8 +235,6 @@ def _bwrap_command(box: Path, *, limits: Limits, uid: int) -> list[str]:
     for host, target in mounts:
         cmd += ["--ro-bind", host, target]
     cmd += ["--bind", str(box / "out"), BOX_OUTPUT]
-    tmp_bytes = str(limits.fsize_mb * 1024 * 1024)
-    cmd += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", BOX_WORK]
     env = {
         "HOME": "/tmp",
