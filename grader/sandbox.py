@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -200,16 +201,17 @@ def _parents(path: str) -> list[str]:
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _bwrap_command(box: Path, *, limits: Limits, uid: int) -> list[str]:
-    bwrap = bubblewrap_path() or "bwrap"
+def jail_args(capabilities: Sequence[str]) -> list[str]:
+    """bwrap arguments every box shares: new namespaces, a cleared environment, ``capabilities``
+    kept (bwrap drops the rest), and the system directories read-only."""
     cmd = [
-        bwrap,
+        bubblewrap_path() or "bwrap",
         "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup",
-        "--die-with-parent", "--new-session", "--clearenv",
-        "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-        "--hostname", "box",
+        "--die-with-parent", "--new-session", "--clearenv", "--hostname", "box",
         "--ro-bind", "/usr", "/usr",
     ]  # fmt: skip
+    for cap in capabilities:
+        cmd += ["--cap-add", cap]
     for link in ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32"):
         if os.path.islink(link):
             cmd += ["--symlink", os.readlink(link), link]
@@ -218,15 +220,17 @@ def _bwrap_command(box: Path, *, limits: Limits, uid: int) -> list[str]:
     cmd += ["--perms", "0755", "--dir", "/etc"]
     if os.path.exists("/etc/ld.so.cache"):
         cmd += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    # The scratch tmpfs goes first: a checkout or venv that lives under /tmp is bound on top of it.
-    tmp_bytes = str(limits.fsize_mb * 1024 * 1024)
-    cmd += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]
-    made: set[str] = {"/etc", "/tmp"}
-    mounts = _mount_points() + [
-        (str(box / "work"), BOX_WORK),
-        (str(box / "in"), BOX_INPUT),
-    ]
-    for _host, target in mounts + [("", BOX_OUTPUT)]:
+    return cmd
+
+
+def read_only_binds(
+    mounts: Sequence[tuple[str, str]], other_targets: Sequence[str], made: Iterable[str]
+) -> list[str]:
+    """Read-only binds of ``mounts``, after making every parent of them and of ``other_targets``
+    (mounted later by the caller) traversable; ``made`` are directories that already exist."""
+    cmd: list[str] = []
+    made = {"/etc", *made}
+    for target in [t for _h, t in mounts] + list(other_targets):
         # bwrap creates missing parents as 0700, which the dropped uid could not traverse.
         for parent in _parents(target):
             if parent not in made:
@@ -234,6 +238,19 @@ def _bwrap_command(box: Path, *, limits: Limits, uid: int) -> list[str]:
                 cmd += ["--perms", "0755", "--dir", parent]
     for host, target in mounts:
         cmd += ["--ro-bind", host, target]
+    return cmd
+
+
+def _bwrap_command(box: Path, *, limits: Limits, uid: int) -> list[str]:
+    cmd = jail_args(("CAP_SETUID", "CAP_SETGID"))
+    # The scratch tmpfs goes first: a checkout or venv that lives under /tmp is bound on top of it.
+    tmp_bytes = str(limits.fsize_mb * 1024 * 1024)
+    cmd += ["--perms", "1777", "--size", tmp_bytes, "--tmpfs", "/tmp"]
+    mounts = _mount_points() + [
+        (str(box / "work"), BOX_WORK),
+        (str(box / "in"), BOX_INPUT),
+    ]
+    cmd += read_only_binds(mounts, [BOX_OUTPUT], made={"/tmp"})
     cmd += ["--bind", str(box / "out"), BOX_OUTPUT]
     cmd += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/", "--chdir", BOX_WORK]
     env = {

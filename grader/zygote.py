@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -39,10 +38,10 @@ from grader.sandbox import (
     _drain,
     _kill_group,
     _mount_points,
-    _parents,
     _symlinks,
     bubblewrap_available,
-    bubblewrap_path,
+    jail_args,
+    read_only_binds,
 )
 
 ZYGOTE_BASE_UID = 100000
@@ -239,37 +238,14 @@ class Zygote:
         return _collect(out, returncode, timed_out, log, wall, limits)
 
     def _command(self, root: Path) -> list[str]:
-        cmd = [
-            bubblewrap_path() or "bwrap",
-            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-            "--unshare-cgroup", "--die-with-parent", "--new-session", "--clearenv",
-            "--hostname", "box", "--ro-bind", "/usr", "/usr",
-        ]  # fmt: skip
-        for cap in CAPABILITIES:
-            cmd += ["--cap-add", cap]
-        for link in ("/bin", "/lib", "/lib64", "/sbin", "/lib32", "/libx32"):
-            if os.path.islink(link):
-                cmd += ["--symlink", os.readlink(link), link]
-            elif os.path.isdir(link):
-                cmd += ["--ro-bind", link, link]
-        cmd += ["--perms", "0755", "--dir", "/etc"]
-        if os.path.exists("/etc/ld.so.cache"):
-            cmd += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        cmd = jail_args(CAPABILITIES)
         mounts = _mount_points() + [(str(root / "in"), "/box/in")]
         # A bytecode cache outside the venv (PYTHONPYCACHEPREFIX) spares the worker compiling
         # torch from source; the box reads it and writes nothing.
         pycache = sys.pycache_prefix
         if pycache and Path(pycache).is_dir():
             mounts.append((pycache, pycache))
-        made: set[str] = {"/etc"}
-        for _host, target in [*mounts, ("", "/box/jobs"), ("", "/box/children")]:
-            # bwrap creates missing parents as 0700, which a child's uid could not traverse.
-            for parent in _parents(target):
-                if parent not in made:
-                    made.add(parent)
-                    cmd += ["--perms", "0755", "--dir", parent]
-        for host, target in mounts:
-            cmd += ["--ro-bind", host, target]
+        cmd += read_only_binds(mounts, ["/box/jobs", "/box/children"], made=())
         cmd += ["--bind", str(root / "jobs"), "/box/jobs"]
         size = str(self.tmpfs_mb * 1024 * 1024)
         cmd += ["--perms", "0711", "--size", size, "--tmpfs", "/box/children"]
