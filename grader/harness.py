@@ -171,11 +171,14 @@ def _load_task(name: str) -> Callable[[TaskContext], dict[str, Any]]:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def _write_status(status: str, message: str, result: dict[str, Any], arrays: list[str]) -> None:
+def write_status(
+    out: Path, status: str, message: str, result: dict[str, Any], arrays: list[str]
+) -> None:
+    """Write ``status.json`` into ``out`` atomically: what the grader reads back from the box."""
     payload = {"status": status, "message": message, "result": result, "arrays": arrays}
-    tmp = BOX_OUTPUT / "status.json.part"
+    tmp = out / "status.json.part"
     tmp.write_text(json.dumps(payload, default=_json_default), encoding="utf-8")
-    tmp.replace(BOX_OUTPUT / "status.json")
+    tmp.replace(out / "status.json")
 
 
 def _json_default(value: Any) -> Any:
@@ -184,6 +187,37 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+def run_student_task(
+    task: Any, *, work: Path, out: Path, args: dict[str, Any], inputs: dict[str, np.ndarray]
+) -> None:
+    """Import the student's code from ``work``, run ``task`` and write its outputs to ``out``.
+
+    Every outcome ends as a ``status.json``: the student's faults are ``invalid``, a task's own
+    failure ``error``.
+    """
+    ctx = TaskContext(work, out, args, inputs, None, None)
+    try:
+        ctx.weights_path = find_weights(work)
+        ctx.module = import_student_module(work)
+        result = task(ctx)
+    except StudentError as exc:
+        write_status(out, "invalid", str(exc), getattr(exc, "result", {}) or {}, [])
+        return
+    except MemoryError:
+        write_status(out, "invalid", "the model ran out of memory inside the sandbox", {}, [])
+        return
+    except SystemExit as exc:
+        message = f"the model code called exit() ({describe_error(exc)})"
+        write_status(out, "invalid", message, {}, [])
+        return
+    except BaseException as exc:  # a task's unexpected failure becomes a result, never a crash
+        write_status(out, "error", f"the check failed: {describe_error(exc)}", {}, [])
+        return
+    for name, array in ctx.arrays.items():
+        np.save(out / f"{name}.npy", array, allow_pickle=False)
+    write_status(out, "ok", "", result, sorted(ctx.arrays))
 
 
 def main() -> int:
@@ -196,26 +230,7 @@ def main() -> int:
         inputs = {name: np.load(BOX_INPUT / f"{name}.npy") for name in spec["inputs"]}
         apply_seccomp()
     except Exception as exc:  # the grader's own set-up failed: not the student's fault
-        _write_status("error", f"sandbox set-up failed: {describe_error(exc)}", {}, [])
+        write_status(BOX_OUTPUT, "error", f"sandbox set-up failed: {describe_error(exc)}", {}, [])
         return 0
-    ctx = TaskContext(BOX_WORK, BOX_OUTPUT, spec["args"], inputs, None, None)
-    try:
-        ctx.weights_path = find_weights(BOX_WORK)
-        ctx.module = import_student_module(BOX_WORK)
-        result = task(ctx)
-    except StudentError as exc:
-        _write_status("invalid", str(exc), getattr(exc, "result", {}) or {}, [])
-        return 0
-    except MemoryError:
-        _write_status("invalid", "the model ran out of memory inside the sandbox", {}, [])
-        return 0
-    except SystemExit as exc:
-        _write_status("invalid", f"the model code called exit() ({describe_error(exc)})", {}, [])
-        return 0
-    except BaseException as exc:  # a task's unexpected failure becomes a result, never a crash
-        _write_status("error", f"the check failed: {describe_error(exc)}", {}, [])
-        return 0
-    for name, array in ctx.arrays.items():
-        np.save(BOX_OUTPUT / f"{name}.npy", array, allow_pickle=False)
-    _write_status("ok", "", result, sorted(ctx.arrays))
+    run_student_task(task, work=BOX_WORK, out=BOX_OUTPUT, args=spec["args"], inputs=inputs)
     return 0

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from grader import harness
-from grader.harness import StudentError, TaskContext, describe_error, find_weights
+from grader.harness import TaskContext, describe_error
 
 BOX_IN = Path("/box/in")
 BOX_JOBS = Path("/box/jobs")
@@ -345,39 +345,8 @@ def _deny_ipc() -> None:
 
 def _run(work: Path, args: dict[str, Any], task: Any, inputs: dict) -> int:
     """What :func:`grader.harness.main` does after its set-up, with this child's folders."""
-    sub, out = work / "sub", work / "out"
-    ctx = TaskContext(sub, out, args, inputs, None, None)
-    try:
-        ctx.weights_path = find_weights(sub)
-        ctx.module = harness.import_student_module(sub)
-        result = task(ctx)
-    except StudentError as exc:
-        _write_status(out, "invalid", str(exc), getattr(exc, "result", {}) or {}, [])
-        return 0
-    except MemoryError:
-        _write_status(out, "invalid", "the model ran out of memory inside the sandbox", {}, [])
-        return 0
-    except SystemExit as exc:
-        _write_status(
-            out, "invalid", f"the model code called exit() ({describe_error(exc)})", {}, []
-        )
-        return 0
-    except BaseException as exc:  # a task's unexpected failure becomes a result, never a crash
-        _write_status(out, "error", f"the check failed: {describe_error(exc)}", {}, [])
-        return 0
-    for name, array in ctx.arrays.items():
-        np.save(out / f"{name}.npy", array, allow_pickle=False)
-    _write_status(out, "ok", "", result, sorted(ctx.arrays))
+    harness.run_student_task(task, work=work / "sub", out=work / "out", args=args, inputs=inputs)
     return 0
-
-
-def _write_status(
-    out: Path, status: str, message: str, result: dict[str, Any], arrays: list[str]
-) -> None:
-    payload = {"status": status, "message": message, "result": result, "arrays": arrays}
-    tmp = out / "status.json.part"
-    tmp.write_text(json.dumps(payload, default=harness._json_default), encoding="utf-8")
-    tmp.replace(out / "status.json")
 
 
 if __name__ == "__main__":
