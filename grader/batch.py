@@ -258,11 +258,11 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
 
 def _zygote_pool(spec: Assignment, data_dir: Path | None) -> ZygotePool:
     """Workers holding the test images (never the labels); each starts on its first model."""
-    from grader.data import load_dataset
+    from grader.data import cached_dataset
     from grader.modelgrade import model_spec_args
     from grader.zygote import ZygotePool
 
-    images = load_dataset(spec.dataset, "test", data_dir).images
+    images = cached_dataset(spec.dataset, "test", data_dir).images
     warm_up = model_spec_args(spec.model, require_weights=True) if spec.model else None
     return ZygotePool(images=images, warm_up=warm_up)
 

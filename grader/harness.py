@@ -164,7 +164,8 @@ def import_task(ctx: TaskContext) -> dict[str, Any]:
     return {"imported": ctx.module is not None, "weights": ctx.weights_path is not None}
 
 
-def _load_task(name: str) -> Callable[[TaskContext], dict[str, Any]]:
+def load_task(name: str) -> Callable[[TaskContext], dict[str, Any]]:
+    """Import the trusted task ``module:function`` (grader or reference code only)."""
     module_name, _, attr = name.partition(":")
     if not module_name.startswith(("grader.", "reference.")):
         raise ValueError(f"task {name!r} is not trusted grader code")
@@ -224,7 +225,7 @@ def main() -> int:
     """Run the task described in ``/box/in/task.json``; exit code 0 once a status is written."""
     spec = json.loads((BOX_INPUT / "task.json").read_text(encoding="utf-8"))
     try:
-        task = _load_task(spec["task"])
+        task = load_task(spec["task"])
         if "torch" in sys.modules:
             pin_threads()
         inputs = {name: np.load(BOX_INPUT / f"{name}.npy") for name in spec["inputs"]}

@@ -119,7 +119,7 @@ def grade_model_folder(
     runs in a child forked from that pre-forked jailed worker instead of a fresh box.
     Raises :class:`SandboxUnavailable` when bubblewrap is missing: never runs unjailed.
     """
-    from grader.data import load_dataset
+    from grader.data import cached_dataset
 
     if not bubblewrap_available():
         raise SandboxUnavailable()
@@ -130,7 +130,7 @@ def grade_model_folder(
     except ValueError as exc:
         return ModelGrade("invalid", str(exc), errors=[str(exc)])
     digest = sha256_file(weights) if weights else None
-    images = load_dataset(spec.dataset, "test", data_dir).images  # labels stay out here
+    images = cached_dataset(spec.dataset, "test", data_dir).images  # labels stay out here
     args = model_spec_args(spec.model, require_weights=True)
     limits = Limits.from_model_spec(spec.model)
     if zygote is not None:

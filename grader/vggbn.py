@@ -234,13 +234,13 @@ def grade_vgg_bn(
     """
     import numpy as np
 
-    from grader.data import load_dataset
+    from grader.data import cached_dataset
     from grader.sandbox import Limits, run_task
 
     folder = Path(folder)
     if spec.model is None:
         raise VggBnError(f"assignment {spec.name!r} has no [model] table: use 'vgg-bn'")
-    data = load_dataset(spec.dataset, "train", data_dir)
+    data = cached_dataset(spec.dataset, "train", data_dir)
     args = {
         "lrs": list(schedule.lrs),
         "steps": schedule.steps,

@@ -68,7 +68,7 @@ def _preload(task: str, warm_up: dict[str, Any]) -> Any:
     except ImportError:
         pass  # a grader without the reference models: fingerprints skip them
     harness.pin_threads()
-    fn = harness._load_task(task)
+    fn = harness.load_task(task)
     imported = time.perf_counter()
     _warm_up(fn)
     _warm_up_reference(warm_up)

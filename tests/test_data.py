@@ -67,3 +67,13 @@ def test_truncated_batch_is_a_clear_error(tmp_path):
 def test_unknown_dataset_names_the_choices():
     with pytest.raises(DataError, match="'cifar10' or 'mnist'"):
         load_dataset("svhn")
+
+
+def test_cached_dataset_reads_once_and_cannot_be_modified():
+    from grader.data import cached_dataset
+
+    first = cached_dataset("cifar10", "test", DATA_DIR)
+    assert cached_dataset("cifar10", "test", DATA_DIR) is first
+    np.testing.assert_array_equal(first.images, load_cifar10("test", DATA_DIR).images)
+    with pytest.raises(ValueError, match="read-only"):
+        first.images[0, 0, 0, 0] = 0
