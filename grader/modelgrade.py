@@ -65,7 +65,8 @@ class ModelGrade:
     fingerprint_match: str | None = None
     output_shape: list[int] | None = None
     errors: list[str] = field(default_factory=list)
-    sandboxed: bool = True
+    sandboxed: bool | None = True
+    """Whether the model ran in the sandbox; None when it never ran (bad path or spec)."""
     wall_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -272,7 +273,7 @@ def run_sanity(
         spec = load_assignment(assignment) if assignment else None
         grade = sanity_check(model_path, weights=weights, assignment=spec)
     except (SpecError, OSError, ValueError) as exc:
-        grade = ModelGrade("invalid", str(exc), errors=[str(exc)], sandboxed=False)
+        grade = ModelGrade("invalid", str(exc), errors=[str(exc)], sandboxed=None)
     report = grade.to_json()
     report["text"] = render_text(grade)
     return report, grade.status == "ok"
@@ -294,7 +295,7 @@ def render_text(grade: ModelGrade) -> str:
         lines.append(f"FLOPs per image:  {grade.flops:,}")
     if grade.output_shape is not None:
         lines.append(f"output shape:     {tuple(grade.output_shape)} on a dummy batch")
-    if not grade.sandboxed:
+    if grade.sandboxed is False:
         lines.append("note: bubblewrap not found, so the model ran in-process (not sandboxed)")
     lines.append("")
     for check in grade.checks:

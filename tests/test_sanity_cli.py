@@ -56,3 +56,10 @@ def test_sanity_reports_a_missing_file_without_traceback(tmp_path):
     report = json.loads(result.stdout)
     assert "nope.py: no such file" in report["errors"][0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_that_never_ran_is_not_called_unsandboxed(tmp_path):
+    result = _sanity(str(tmp_path / "nope.py"))
+    assert result.returncode == 1
+    assert "no such file" in result.stdout
+    assert "not sandboxed" not in result.stdout
