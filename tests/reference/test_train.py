@@ -180,7 +180,7 @@ def test_gpu_benchmark_smoke(tmp_path, data_dir, monkeypatch):
     if not torch.cuda.is_available():
         pytest.fail("the gpu marker needs a CUDA device")
     monkeypatch.setenv("GRADER_DATA_DIR", str(data_dir))
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train_gpu.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_train_gpu.py"
     spec = importlib.util.spec_from_file_location("bench_train_gpu", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -12,7 +12,7 @@ from grader.modelgrade import grade_model_folder
 from grader.weights import count_mismatch_flag, load_state_dict, parameter_count
 
 HERE = Path(__file__).parent
-ADA = HERE.parent / "submissions" / "simplenn" / "ada"
+ADA = HERE.parents[1] / "submissions" / "simplenn" / "ada"
 
 # A SimpleNN whose parameters() hides fc1 (576 * 120 + 120 = 69,240 values): the in-box count
 # reads 82,030 - 69,240 = 12,790.

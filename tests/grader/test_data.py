@@ -13,7 +13,7 @@ import pytest
 
 from grader.data import DataError, load_cifar10, load_dataset, load_mnist
 
-DATA_DIR = Path(os.environ.get("GRADER_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
+DATA_DIR = Path(os.environ.get("GRADER_DATA_DIR", Path(__file__).parents[3] / "shared" / "data"))
 
 
 def test_cifar10_subset_reads_any_batch_size():

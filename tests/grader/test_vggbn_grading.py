@@ -26,7 +26,7 @@ from grader.vggbn import (
 from reference.bn_experiments import LocalContext, student_band_task
 from reference.models.vgg import VGG_A, VGG_BatchNorm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GOOD = REPO / "submissions" / "vgg-bn" / "eve"
 MISSING_BN = REPO / "submissions" / "vgg-bn" / "finn"
 

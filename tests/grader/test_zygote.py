@@ -256,7 +256,7 @@ def test_batch_with_pre_forked_workers_grades_like_fresh_boxes(tmp_path, data_di
     from grader.assignment import load_assignment
     from grader.batch import grade_folder
 
-    examples = Path(__file__).resolve().parents[1] / "submissions" / "simplenn"
+    examples = Path(__file__).resolve().parents[2] / "submissions" / "simplenn"
     spec = load_assignment("simplenn")
     runs = {
         pre_fork: grade_folder(examples, spec=spec, data_dir=data_dir, jobs=2, progress=False,

@@ -21,7 +21,7 @@ from grader.weights import WeightsError, apply_state_dict, load_state_dict
 
 HERE = Path(__file__).resolve().parent
 SIMPLENN = HERE / "attacks" / "simplenn.py"
-SUBMISSIONS = HERE.parent / "submissions" / "simplenn"
+SUBMISSIONS = HERE.parents[1] / "submissions" / "simplenn"
 
 
 def _write(tmp_path: Path, name: str, code: str) -> Path:

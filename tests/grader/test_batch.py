@@ -16,7 +16,7 @@ from grader.assignment import load_assignment
 from grader.batch import GRADES_COLUMNS, grade_folder
 from grader.data import load_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load_make_examples():
