@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sys
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
+
+from grader.records import from_data
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,7 +27,11 @@ BUILTIN_DIR = Path(__file__).parent / "assignments"
 Dataset = Literal["cifar10", "mnist"]
 Metric = Literal["accuracy", "macro_f1"]
 Split = Literal["public", "private", "all"]
-StructureRule = Literal["batchnorm_after_conv", "no_batchnorm", "residual"]
+StructureRule = Literal[
+    "batchnorm_after_conv", "no_batchnorm", "residual", "has_dropout", "has_pooling",
+    "has_activation", "has_conv", "has_linear", "has_batchnorm", "reference_layers",
+]  # fmt: skip
+"""Names of the structure rules of :mod:`grader.models.rules`."""
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "cifar10": (
@@ -85,6 +89,12 @@ class ModelSpec:
     experiment: Literal["bn_landscape"] | None = None
     """An experiment run with the student's class in the sandbox besides the checks:
     ``bn_landscape`` trains it briefly and compares its loss band with the reference VGG-A."""
+    unverified: Literal["accept", "invalid"] = "accept"
+    """What happens to a model that cannot be captured as a graph: ``accept`` scores the logits
+    its own process computes (flagged unverified; no structure, parameter or FLOP check can pass),
+    ``invalid`` refuses it."""
+    variants: tuple[str, ...] = ()
+    """Image variants (corruptions, flips, shifts) the model is also evaluated on."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ def load_assignment(name_or_path: str | Path = "cifar10") -> Assignment:
 def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignment:
     """Build an :class:`Assignment` from a parsed TOML table, validating every key."""
     where = str(source) if source else "assignment"
-    spec = _build(Assignment, raw, where, skip={"source"})
+    spec = from_data(Assignment, raw, where, error=SpecError, skip={"source"})
     spec = dataclasses.replace(spec, source=source)
     if not spec.class_names:
         spec = dataclasses.replace(spec, class_names=CLASS_NAMES[spec.dataset])
@@ -198,80 +208,3 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
             )
         spec = dataclasses.replace(spec, model=model)
     return spec
-
-
-# --- generic TOML -> dataclass conversion with key-naming errors --------------------------------
-
-
-def _build(cls: type, raw: Any, where: str, skip: frozenset[str] | set[str] = frozenset()):
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a table, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise SpecError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed keys: {', '.join(sorted(known))}"
-        )
-    required = [
-        name
-        for name, f in known.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = [name for name in required if name not in raw]
-    if missing:
-        raise SpecError(f"{where}: missing required key(s) {', '.join(map(repr, missing))}")
-    values = {key: _convert(hints[key], value, f"{where}: {key}") for key, value in raw.items()}
-    return cls(**values)
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = get_origin(tp)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            raise SpecError(
-                f"{where} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}"
-            )
-        return value
-    if origin in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(args[0], value, where)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise SpecError(f"{where} must be a list, got {value!r}")
-        (item_tp, *_rest) = get_args(tp)
-        return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if tp is dt.datetime:
-        if isinstance(value, dt.datetime):
-            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        if isinstance(value, str):
-            try:
-                parsed = dt.datetime.fromisoformat(value)
-            except ValueError:
-                pass
-            else:
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-        raise SpecError(f"{where} = {value!r} is not a date-time; use e.g. 2026-12-15T23:59:00Z")
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{where} must be an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise SpecError(f"{where} must be a string, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise SpecError(f"{where} must be true or false, got {value!r}")
-        return value
-    raise TypeError(f"unsupported spec field type {tp!r}")  # a bug in this module, not user input

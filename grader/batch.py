@@ -12,7 +12,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,15 +29,15 @@ from grader.scoring import Score, score, score_labels
 from grader.solution import load_solution
 
 if TYPE_CHECKING:
-    from grader.zygote import ZygotePool
+    from grader.sandbox.pool import BoxPool
 
 Status = Literal["ok", "invalid", "error"]
 Kind = Literal["predictions", "model", "none"]
 PREDICTIONS_FILE = "predictions.csv"
 MODEL_FILE = "model.py"
-WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
+WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")  # grader.models.files, without importing it
 CACHE_DIR = ".grader-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 GRADES_COLUMNS = (
     "student",
     "status",
@@ -72,6 +71,9 @@ class StudentResult:
     flops: int | None = None
     predictions_sha256: str | None = None
     weights_sha256: str | None = None
+    """For models: the digest of the verified graph's parameters (else of the weights file)."""
+    verified: bool | None = None
+    """For models: whether the grade comes from the verified evaluation of the captured graph."""
     flags: list[str] = field(default_factory=list)
     cached: bool = False
     labels: np.ndarray | None = field(default=None, repr=False)
@@ -107,12 +109,13 @@ def grade_folder(
     out_dir: Path,
     progress: bool = True,
     solution_path: Path | None = None,
-    pre_fork: bool = False,
+    pre_fork: bool = True,
 ) -> BatchResult:
     """Grade every student folder under ``root`` and write ``grades.csv`` and ``report.html``.
 
-    ``pre_fork=True`` grades model folders in pre-forked jailed workers (:mod:`grader.zygote`,
-    one per thread) that import torch once, instead of one fresh box per submission.
+    Model folders are graded by :func:`grader.models.pipeline.grade_model` in a pool of jailed
+    boxes (one per thread) that import torch once and fork a child per stage; ``pre_fork`` is
+    kept for callers of the earlier API and changes nothing.
     """
     from grader.report import write_report
 
@@ -127,13 +130,13 @@ def grade_folder(
     context = _Context(spec=spec, data_dir=data_dir, solution=solution, out_dir=out_dir)
     context.cache_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, jobs or min(8, len(folders) or 1))
-    if pre_fork and spec.model is not None:
-        context.zygotes = _zygote_pool(spec, data_dir)
+    if spec.model is not None and any(_is_model_folder(f) for f in folders):
+        context.boxes = _model_pool(spec, data_dir, workers)
     try:
         results = _run_all(folders, context, workers, progress)
     finally:
-        if context.zygotes is not None:
-            context.zygotes.close()
+        if context.boxes is not None:
+            context.boxes.close()
     _add_flags(results, context)
     grades = out_dir / "grades.csv"
     _write_grades(results, grades)
@@ -156,8 +159,8 @@ class _Context:
     solution: pd.DataFrame
     out_dir: Path
     model_solution: pd.DataFrame | None = None
-    zygotes: ZygotePool | None = None
-    """Pre-forked workers for model folders (one per slot), when the batch asked for them."""
+    boxes: BoxPool | None = None
+    """Jailed boxes for model folders (one per thread), started on first use."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -191,16 +194,9 @@ def _run_all(
     from tqdm import tqdm
 
     _ = context.identity  # computed once, before the threads share it
-    slots: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for slot in range(workers):
-        slots.put(slot)
 
     def one(folder: Path) -> StudentResult:
-        slot = slots.get()
-        try:
-            return _grade_student(folder, context, slot)
-        finally:
-            slots.put(slot)
+        return _grade_student(folder, context)
 
     results: list[StudentResult] = []
     with (
@@ -213,12 +209,10 @@ def _run_all(
     return results
 
 
-def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
+def _grade_student(folder: Path, context: _Context) -> StudentResult:
     student = folder.name
     try:
         kind, files = _find_submission(folder, context.spec)
-        if kind == "none" and _runs_experiment(context.spec) and (folder / MODEL_FILE).is_file():
-            kind, files = "model", sorted(p for p in folder.iterdir() if p.is_file())
         if kind == "none":
             found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
             return StudentResult(
@@ -237,86 +231,57 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
                 f"{PREDICTIONS_FILE} files; grade model folders with --assignment NAME "
                 f"(an assignment with a [model] table, e.g. simplenn)",
             )
-        contents = {p.name: p.read_bytes() for p in files}
-        key = _cache_key(context, kind, contents)
+        from grader.sandbox.staging import IntakeError, sha256_file
+
+        try:
+            digests = {p.name: sha256_file(p) for p in files}
+        except IntakeError as exc:
+            return StudentResult(student, "invalid", kind, message=str(exc))
+        key = _cache_key(context, kind, digests)
         cached = _read_cache(context, key, student)
         if cached is not None:
             return cached
         if kind == "predictions":
-            result = _grade_predictions(student, contents[files[0].name], files[0], context)
-        elif _has_weights(files):
-            result = _grade_model(student, folder, context, slot)
-        else:  # a class to train in the experiment; nothing to evaluate on the test images
-            result = StudentResult(student, "ok", "model", message="no weights: not evaluated")
-        if _runs_experiment(context.spec) and result.status != "error":
-            _add_experiment(result, folder, context, slot)
+            raw = files[0].read_bytes()  # a plain file within the size limit (checked above)
+            result = _grade_predictions(student, raw, files[0], context)
+        else:
+            result = _grade_model(student, folder, context)
         _write_cache(context, key, result)
         return result
     except Exception as exc:  # any failure becomes this student's row, never the batch's end
         return StudentResult(student, "error", "none", message=f"{type(exc).__name__}: {exc}")
 
 
-def _zygote_pool(spec: Assignment, data_dir: Path | None) -> ZygotePool:
-    """Workers holding the test images (never the labels); each starts on its first model."""
-    from grader.data import cached_dataset
-    from grader.modelgrade import model_spec_args
-    from grader.zygote import ZygotePool
+def _model_pool(spec: Assignment, data_dir: Path | None, workers: int) -> BoxPool:
+    """Boxes holding the test images (never the labels); each starts on its first model."""
+    from grader.models.pipeline import model_pool
 
-    images = cached_dataset(spec.dataset, "test", data_dir).images
-    warm_up = model_spec_args(spec.model, require_weights=True) if spec.model else None
-    return ZygotePool(images=images, warm_up=warm_up)
+    return model_pool(spec, data_dir=data_dir, size=workers)
+
+
+def _is_model_folder(folder: Path) -> bool:
+    return any(p.name.lower() == MODEL_FILE for p in folder.iterdir())
 
 
 def _runs_experiment(spec: Assignment) -> bool:
     return spec.model is not None and spec.model.experiment == "bn_landscape"
 
 
-def _has_weights(files: list[Path]) -> bool:
-    return any(p.suffix.lower() in WEIGHT_SUFFIXES for p in files)
-
-
-def _add_experiment(result: StudentResult, folder: Path, context: _Context, slot: int) -> None:
-    """Run the batch-norm landscape experiment with the student's class (in the sandbox)."""
-    from grader.vggbn import grade_vgg_bn
-
-    out = context.out_dir / "experiments" / result.student
-    report = grade_vgg_bn(folder, context.spec, data_dir=context.data_dir, out_dir=out, slot=slot)
-    failed = [c for c in report.checks if not c.passed]
-    result.flags += [f"failed structure check: {c.rule} ({c.message})" for c in failed]
-    if report.status != "ok":
-        result.status = "invalid"
-        result.message = f"BN experiment: {report.message}"
-        return
-    if failed:
-        result.status = "invalid"
-    verdict = "narrower" if report.narrowed else "not narrower"
-    summary = (
-        f"BN loss band {report.student_band_width:.3f} vs VGG-A "
-        f"{report.reference_band_width:.3f} ({verdict})"
-    )
-    if report.plot is not None:
-        summary += f"; plot: experiments/{result.student}/{report.plot.name}"
-    result.message = f"{result.message}; {summary}" if result.message else summary
-
-
 def _find_submission(folder: Path, spec: Assignment) -> tuple[Kind, list[Path]]:
-    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file() or p.is_symlink()}
     predictions = files.get(PREDICTIONS_FILE)
     model = files.get(MODEL_FILE)
-    weights = sorted(p for p in files.values() if p.suffix.lower() in WEIGHT_SUFFIXES)
-    has_model = model is not None and bool(weights)
-    if has_model and (spec.model is not None or predictions is None):
+    if model is not None and (spec.model is not None or predictions is None):
         return "model", sorted(files.values())
     if predictions is not None:
         return "predictions", [predictions]
     return "none", []
 
 
-def _cache_key(context: _Context, kind: Kind, contents: dict[str, bytes]) -> str:
+def _cache_key(context: _Context, kind: Kind, digests: dict[str, str]) -> str:
     digest = hashlib.sha256(f"{context.identity}:{kind}".encode())
-    for name in sorted(contents):
-        digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256(contents[name]).digest())
+    for name in sorted(digests):
+        digest.update(name.encode() + b"\0" + digests[name].encode())
     return digest.hexdigest()
 
 
@@ -342,37 +307,42 @@ def _grade_predictions(student: str, raw: bytes, path: Path, context: _Context) 
     return result
 
 
-def _grade_model(student: str, folder: Path, context: _Context, slot: int) -> StudentResult:
-    try:
-        from grader.modelgrade import grade_model_folder
-    except ImportError:
-        return StudentResult(
-            student, "error", "model", message="model submissions need the model grader"
-        )
-    pre_forked = {"zygote": context.zygotes.get(slot)} if context.zygotes is not None else {}
-    grade = grade_model_folder(
-        folder, context.spec, data_dir=context.data_dir, slot=slot, **pre_forked
+def _grade_model(student: str, folder: Path, context: _Context) -> StudentResult:
+    from grader.models.pipeline import grade_model
+
+    grade = grade_model(
+        folder,
+        context.spec,
+        data_dir=context.data_dir,
+        pool=context.boxes,
+        require_weights=not _runs_experiment(context.spec),
+        experiment_dir=context.out_dir / "experiments" / student,
     )
-    failed = [c for c in grade.checks if not c.passed]
     flags = list(grade.flags)
-    flags += [f"failed structure check: {c.name} ({c.message})" for c in failed]
+    flags += [f"failed structure check: {c.name} ({c.message})" for c in grade.failed_checks]
     base = {
         "total_params": grade.total_params,
         "flops": grade.flops,
-        "weights_sha256": grade.weights_sha256,
+        "weights_sha256": grade.parameter_digest or grade.weights_sha256,
         "flags": flags,
+        "verified": grade.verified,
     }
+    message = grade.message
+    if grade.experiment is not None:
+        message = f"{message}; {grade.experiment.summary}"
     if grade.status != "ok" or grade.logits is None:
-        status = grade.status if grade.status != "ok" else "error"
-        message = grade.message or "the model produced no outputs"
-        return StudentResult(student, status, "model", message=message, **base)
+        if grade.status == "ok":  # checked, but there were no weights to evaluate
+            return StudentResult(
+                student, "ok", "model", message=f"{message}; no weights: not evaluated", **base
+            )
+        return StudentResult(student, str(grade.status), "model", message=message, **base)
     labels = np.asarray(grade.logits).argmax(axis=1).astype(np.int64)
     try:
         scored = score_labels(context.model_labels(), labels, context.spec)
     except ValueError as exc:
         return StudentResult(student, "invalid", "model", message=str(exc), **base)
     result = _from_score(student, "model", scored)
-    result.message = grade.message
+    result.message = message
     for name, value in base.items():
         setattr(result, name, value)
     return result
@@ -391,7 +361,7 @@ def _from_score(student: str, kind: Kind, scored: Score) -> StudentResult:
     )
 
 
-# --- cache ---------------------------------------------------------------------------------------
+# --- cache ----------------------------------------------------------------------------------------
 
 
 def _read_cache(context: _Context, key: str, student: str) -> StudentResult | None:
@@ -424,7 +394,7 @@ def _write_cache(context: _Context, key: str, result: StudentResult) -> None:
     tmp.replace(path)
 
 
-# --- flags and grades.csv ------------------------------------------------------------------------
+# --- flags and grades.csv -------------------------------------------------------------------------
 
 
 def _add_flags(results: list[StudentResult], context: _Context) -> None:

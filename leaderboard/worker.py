@@ -47,13 +47,28 @@ class WorkerConfig:
     """Stop when the queue is empty instead of waiting for more jobs."""
     max_jobs: int | None = None
     data_dir: Path | None = None
-    slot: int = 0
-    """Sandbox slot (distinct per worker on one machine)."""
     allow_test_jobs: bool = False
     """Run ``selftest`` jobs (a delayed predictions scoring used to test crash recovery)."""
+    pools: dict = field(default_factory=dict)
+    """Warm sandbox pools, one per assignment, kept between jobs."""
     owner: str = field(
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
+
+
+    def boxes(self, spec):
+        """The warm pool of sandbox boxes for ``spec``'s models (started on first use)."""
+        if spec.name not in self.pools:
+            from grader.models.pipeline import model_pool
+
+            self.pools[spec.name] = model_pool(spec, data_dir=self.data_dir)
+        return self.pools[spec.name]
+
+    def close(self) -> None:
+        """Stop the sandbox boxes this worker kept warm."""
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
 
 
 @dataclass
@@ -194,23 +209,25 @@ def _grade_model(folder: Path, spec, config: WorkerConfig) -> JobResult:
     from leaderboard.grading import score_logits
 
     try:
-        from grader.modelgrade import grade_model_folder
+        from grader.models.pipeline import grade_model
     except ImportError:
         return JobResult(
-            "failed", "model grading is not available on this server (grader.modelgrade missing)"
+            "failed", "model grading is not available on this server (grader.models missing)"
         )
-    grade = grade_model_folder(folder, spec, data_dir=config.data_dir, slot=config.slot)
-    failed = [f"{check.name}: {check.message}" for check in grade.checks if not check.passed]
+    grade = grade_model(folder, spec, data_dir=config.data_dir, pool=config.boxes(spec))
+    failed = [f"{check.name}: {check.message}" for check in grade.failed_checks]
+    notes = [*failed, *grade.flags]
+    if not grade.verified and grade.status == "ok":
+        notes.insert(0, "unverified: the accuracy comes from the model's own process")
     if grade.status == "invalid":
-        problems = [grade.message, *(e for e in grade.errors if e != grade.message), *failed]
-        return JobResult("invalid", "; ".join(p for p in problems if p))
+        return JobResult("invalid", "; ".join(dict.fromkeys([grade.message, *notes])))
     if grade.status != "ok" or grade.logits is None:
         return JobResult("failed", grade.message or "the model check returned no logits")
     logits = np.asarray(grade.logits)
     np.save(folder / "logits.npy", logits)
     return JobResult(
         "done",
-        message="; ".join(failed),
+        message="; ".join(notes),
         scored=score_logits(logits, spec, data_dir=config.data_dir),
         total_params=grade.total_params,
         flops=grade.flops,
@@ -259,5 +276,6 @@ def run_worker(config: WorkerConfig, *, stop: threading.Event | None = None) -> 
             else:
                 stop.wait(config.poll_s)
     finally:
+        config.close()
         engine.dispose()
     return done

@@ -28,7 +28,7 @@ def sanity(model: Path, weights: Path | None, assignment: str | None, as_json: b
 
     Exits 0 when every check passes, 1 otherwise.
     """
-    from grader.modelgrade import run_sanity
+    from grader.models.sanity import run_sanity
 
     report, ok = run_sanity(model_path=model, weights=weights, assignment=assignment)
     click.echo(json.dumps(report) if as_json else report["text"])

@@ -13,7 +13,9 @@ import click
 @click.option("--poll", "poll_s", default=1.0, show_default=True, help="Idle poll seconds.")
 @click.option("--once", is_flag=True, help="Exit when the queue is empty.")
 @click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
-@click.option("--slot", default=0, show_default=True, help="Sandbox slot of this worker.")
+@click.option(
+    "--slot", default=0, hidden=True, help="Ignored: box uids come from a per-process range."
+)
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), default=None, help="Data [GRADER_DATA_DIR]."
 )
@@ -33,7 +35,6 @@ def worker(database, lease_s, poll_s, once, max_jobs, slot, data_dir, allow_test
         once=once,
         max_jobs=max_jobs,
         data_dir=data_dir,
-        slot=slot,
         allow_test_jobs=allow_test_jobs,
     )
     try:

@@ -1,4 +1,4 @@
-"""Reading a submission's weights: a ``state_dict`` only, never a pickled object.
+"""Reading a submission's weights (INSIDE a box): a ``state_dict`` only, never a pickled object.
 
 ``.pt``/``.pth`` files are read with ``torch.load(..., weights_only=True)`` (always explicit, so
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` in an environment cannot turn it off); ``.safetensors`` with
@@ -26,7 +26,7 @@ class WeightsError(ValueError):
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a state_dict from ``.pt``/``.pth`` or ``.safetensors``; raise :class:`WeightsError`."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
         try:
@@ -110,33 +110,3 @@ def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: s
             + ". Save the state_dict of the same model class you submit."
         )  # fmt: skip
     model.load_state_dict(state, strict=True)
-
-
-BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def parameter_count(state: dict[str, torch.Tensor]) -> int:
-    """Values in a state_dict's parameters: every tensor but BatchNorm's running statistics."""
-    return sum(t.numel() for k, t in state.items() if not k.endswith(BUFFER_SUFFIXES))
-
-
-def count_mismatch_flag(reported: int | None, weights: Path) -> str | None:
-    """A flag when the parameter count the model reported differs from its weights file.
-
-    The count is reported by code running next to the student's model, so it can be faked; the
-    weights file is read here, outside the sandbox. Weights load strictly into the model, so the
-    file holds every parameter: a lower reported count means faked numbers or extra buffers, both
-    worth an instructor's look.
-    """
-    if reported is None:
-        return None
-    try:
-        counted = parameter_count(load_state_dict(weights))
-    except WeightsError:
-        return None  # the sandboxed check already reports unreadable weights
-    if counted == reported:
-        return None
-    return (
-        f"parameter count mismatch: the model reports {reported:,} parameters, its weights file "
-        f"{weights.name} holds {counted:,}"
-    )
