@@ -55,7 +55,6 @@ class WorkerConfig:
         default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     )
 
-
     def boxes(self, spec):
         """The warm pool of sandbox boxes for ``spec``'s models (started on first use)."""
         if spec.name not in self.pools:

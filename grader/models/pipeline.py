@@ -234,7 +234,7 @@ def _evaluate(
         )
     result = verified_result(record, model)
     images = worker.images
-    if images is not None and weights is not None:
+    if images is not None and weights is not None and result.status is GradeStatus.OK:
         try:
             result.logits = read_array(
                 job.out / LOGITS_FILE, shape=(len(images), model.num_classes)

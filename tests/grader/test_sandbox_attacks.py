@@ -44,8 +44,8 @@ def _attacks(host: Path, port: int, labels: Path, other: Path) -> dict[str, tupl
         "big_file_tmp": ("chunk = b'x' * 2 ** 20\nimport os\n"
                          "with open(os.environ['TMPDIR'] + '/big', 'wb') as f:\n"
                          "    for _ in range(5 * 1024):\n        f.write(chunk)\n", LIGHT),
-        "network": (f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n",
-                    LIGHT),
+        "network": ("import socket\n"
+                    f"socket.create_connection(('127.0.0.1', {port}), timeout=2)\n", LIGHT),
         "raw_socket": ("import socket\nsocket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n", LIGHT),
         "io_uring": ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                      "params = ctypes.create_string_buffer(120)\n"
@@ -54,7 +54,8 @@ def _attacks(host: Path, port: int, labels: Path, other: Path) -> dict[str, tupl
                      LIGHT),
         "new_user_namespace": ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
                                "rc = libc.unshare(0x10000000)\n"
-                               "raise PermissionError(f'unshare={rc} errno={ctypes.get_errno()}')\n",
+                               "errno = ctypes.get_errno()\n"
+                               "raise PermissionError(f'unshare={rc} errno={errno}')\n",
                                LIGHT),
         "read_labels": (f"print(open({str(labels)!r}).read())\n", LIGHT),
         "read_other_student": (f"import os\nprint(os.listdir({str(other)!r}))\n", LIGHT),
