@@ -29,6 +29,7 @@ IMPORT_TASK = "grader.sandbox.inside.tasks:import_task"
 LIGHT = Limits(wall_s=30, memory_mb=1024, cpu_s=10, nproc=16, fsize_mb=64, output_mb=64)
 SHORT = Limits(wall_s=6, memory_mb=1024, cpu_s=10, nproc=16, fsize_mb=64)
 SECRET = "s3cret-token-4242"
+OUT_DIR = "import sys, pathlib\nOUT = pathlib.Path(sys.path[-1]).parent / 'out'\n"
 
 
 def _attacks(host: Path, port: int, labels: Path, other: Path) -> dict[str, tuple[str, Limits]]:
@@ -80,6 +81,13 @@ def _attacks(host: Path, port: int, labels: Path, other: Path) -> dict[str, tupl
         "deep_tree": (textwrap.dedent("""
             import os
             os.chdir(os.environ['TMPDIR'])
+            for _ in range(3000):
+                os.mkdir('d')
+                os.chdir('d')
+            """), LIGHT),
+        "deep_tree_out": (OUT_DIR + textwrap.dedent("""
+            import os
+            os.chdir(OUT)
             for _ in range(3000):
                 os.mkdir('d')
                 os.chdir('d')
@@ -255,8 +263,9 @@ def test_double_forked_daemon_does_not_outlive_its_job(battery):
     assert out.wall_s < LIGHT.wall_s
 
 
-def test_a_3000_deep_folder_tree_is_cleaned_up(battery):
-    out = outcome(battery, "deep_tree")
+@pytest.mark.parametrize("name", ["deep_tree", "deep_tree_out"])
+def test_a_3000_deep_folder_tree_is_cleaned_up(battery, name):
+    out = outcome(battery, name)
     assert out.status == "ok", out.message
 
 
