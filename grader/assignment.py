@@ -214,6 +214,24 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
     return spec
 
 
+def assignment_table(spec: Assignment) -> dict[str, Any]:
+    """``spec`` as a JSON-able table that :func:`parse_assignment` reads back to an equal spec
+    (how a spec travels to a grading worker on another machine)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        return value
+
+    table = dataclasses.asdict(dataclasses.replace(spec, source=None))
+    table.pop("source")
+    return plain(table)
+
+
 # --- generic TOML -> dataclass conversion with key-naming errors --------------------------------
 
 

@@ -72,6 +72,7 @@ def test_worker_once_on_an_empty_queue(tmp_path):
     CliRunner().invoke(main, ["init-db", "--database", url])
     result = CliRunner().invoke(main, ["worker", "--database", url, "--once"])
     assert result.exit_code == 0 and "processed 0 job(s)" in result.output
+    assert "grader worker" in result.output and "embedded, queue(s) cpu, gpu" in result.output
 
 
 def test_app_on_a_database_without_schema_says_what_to_do(tmp_path):

@@ -27,7 +27,7 @@ def test_cli_submit_scores_and_reports_problems(gunicorn_server, tmp_path, make_
         main, ["submit", str(predictions), "--server", base, "--token", people.students["carol"]]
     )
     assert result.exit_code == 0, result.output
-    assert "scored: public accuracy 0.6" in result.output
+    assert "graded: public accuracy 0.6" in result.output
     broken = tmp_path / "broken.csv"
     broken.write_text("Id,Category\n0,3\n0,4\n")
     result = runner.invoke(
@@ -60,10 +60,10 @@ def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predi
             page.set_input_files("#file", str(predictions))
             page.click("#submit")
             page.wait_for_selector("#outcome")
-            assert "Scored: public accuracy" in page.inner_text("#outcome")
+            assert "Graded: public accuracy" in page.inner_text("#outcome")
             # Another gunicorn worker may serve its cached board for up to BOARD_CACHE_S (1 s).
             for _ in range(20):
-                page.goto(base + "/")
+                page.goto(base + "/assignments/cifar10/")
                 board = page.inner_text("#board")
                 if "Alice" in board:
                     break
