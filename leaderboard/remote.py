@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -169,12 +170,9 @@ def visibility_timeout(course: dict, config: RemoteConfig) -> float:
 def start_line(course: dict, config: RemoteConfig, visibility_s: float) -> str:
     """What the worker prints when it starts: who it is, its queues and assignments."""
     queues = {q.value for q in config.queues}
-    served = [a["name"] for a in course.get("assignments", []) if a.get("queue") in queues]
-    others = [
-        f"{a['name']} ({a['queue']})"
-        for a in course.get("assignments", [])
-        if a.get("kind") == "model" and a.get("queue") not in queues
-    ]
+    models = [a for a in course.get("assignments", []) if a.get("kind") == "model"]
+    served = [a["assignment"] for a in models if a.get("queue") in queues]
+    others = [f"{a['assignment']} ({a['queue']})" for a in models if a.get("queue") not in queues]
     gpu = f", GPU {config.grading.gpu.index}" if config.grading.gpu is not None else ""
     line = (
         f"grader worker {config.owner}: queue(s) {', '.join(sorted(queues))}{gpu}; "
@@ -212,6 +210,11 @@ def start_remote_worker(config: RemoteConfig, echo: Callable[[str], None] = prin
         visibility_s,
     )
     echo(start_line(course, config, visibility_s))
+    from celery.exceptions import SecurityWarning
+
+    # The sandbox needs root to start its boxes; the jobs run as unprivileged uids inside them,
+    # and the worker accepts only JSON messages (no pickle), which is what the warning is about.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
     try:
         app.worker_main(
             argv=[

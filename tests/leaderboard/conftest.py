@@ -143,19 +143,26 @@ def cifar_spec(data_dir: Path) -> Assignment:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, data_dir: Path, cifar_spec: Assignment, sqlite_url: str):
-    """``make_app(database_url=None, config=None, course=None, **spec_changes)``: an app on a
-    fresh database serving ``course`` (a Course), else the cifar10 spec with ``spec_changes``.
+def make_app(tmp_path: Path, data_dir: Path, cifar_spec: Assignment):
+    """``make_app(database_url=None, config=None, course=None, **spec_changes)``: an app serving
+    ``course`` (a Course), else the cifar10 spec with ``spec_changes``, on ``database_url`` or
+    a fresh SQLite database of its own.
 
     Real names are shown unless ``config`` says ``PSEUDONYMS``: most tests read names."""
     from leaderboard import create_app
+    from leaderboard.server import init_database
+
+    made = iter(range(1000))
 
     def build(database_url: str | None = None, config: dict | None = None, course=None,
               **spec_changes):  # fmt: skip
         spec = dataclasses.replace(cifar_spec, **spec_changes)
+        if database_url is None:
+            database_url = f"sqlite:///{tmp_path / f'app-{next(made)}.db'}"
+            init_database(database=database_url)
         settings = {
             "TESTING": True,
-            "DATABASE_URL": database_url or sqlite_url,
+            "DATABASE_URL": database_url,
             "ASSIGNMENT": spec,
             "COURSE": course,
             "DATA_DIR": str(data_dir),
