@@ -153,7 +153,7 @@ def run_wrk(url: str, seconds: int, script: Path | None) -> dict[str, float]:
     }
 
 
-def main() -> None:  # noqa: PLR0915 - one script, in phases
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-runs", type=int, default=10, help="model uploads (default 10)")
     parser.add_argument("--uploads", type=int, default=200, help="concurrent uploads (200)")

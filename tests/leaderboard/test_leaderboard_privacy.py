@@ -118,3 +118,24 @@ def test_create_app_defaults_to_pseudonyms(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'g.db'}"
     init_database(database=url)
     assert create_app({"DATABASE_URL": url}).config["PSEUDONYMS"] is True
+
+
+def test_a_signed_in_student_uploads_without_pasting_the_token(make_app, make_predictions):
+    import io
+
+    app = make_app()
+    people = enrol(app)
+    client = app.test_client()
+    client.post("/login", data={"token": people.students["bob"]})
+    form = client.get("/submit").get_data(as_text=True)
+    assert "signed in: leave empty" in form and 'name="assignment"' in form
+    response = client.post(
+        "/submit",
+        data={"assignment": "cifar10", "file": (io.BytesIO(make_predictions(10)), "p.csv")},
+    )
+    assert response.status_code == 200 and "Graded: public accuracy" in response.get_data(
+        as_text=True
+    )
+    client.post("/logout")
+    anonymous = client.post("/submit", data={"file": (io.BytesIO(make_predictions(10)), "p.csv")})
+    assert anonymous.status_code == 401
