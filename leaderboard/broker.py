@@ -75,6 +75,10 @@ class JobPublisher:
         with self._lock:
             if self._app is None or self._pid != os.getpid():
                 self._app = celery_app(self.url)
+                # An upload must not wait for a broker that is down: fail at once, the job
+                # stays queued in the database.
+                options = self._app.conf.broker_transport_options
+                self._app.conf.broker_transport_options = {**options, "max_retries": 0}
                 self._pid = os.getpid()
             return self._app
 

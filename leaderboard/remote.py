@@ -69,6 +69,8 @@ class ServerClient:
                 f"{url} refused the worker token (HTTP {response.status_code}); create one with "
                 "`grader roster worker` on the server"
             )
+        if response.status_code >= 500:  # the server failed: the task is tried again later
+            raise requests.HTTPError(f"{url} answered HTTP {response.status_code}")
         return response
 
     def hello(self) -> dict:
