@@ -21,10 +21,16 @@ from leaderboard.models import Submission, utcnow
 from leaderboard.rules import entrant_for, is_revealed, naive_utc, next_reset, reveal_at
 from leaderboard.standings import load_baselines, own_submissions, real_names_shown, standings
 from leaderboard.status import Role
-from leaderboard.student import may_see
 from leaderboard.submitting import submit
 from leaderboard.uploads import Upload
-from leaderboard.web import assignment_or_404, bearer_identity, course, json_error, send_job
+from leaderboard.web import (
+    assignment_or_404,
+    bearer_identity,
+    course,
+    json_error,
+    may_see,
+    send_job,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 ISO = "%Y-%m-%dT%H:%M:%SZ"

@@ -123,13 +123,7 @@ def grade_rows(
         entry = by_entrant.get(entrant.key)
         mine = own_submissions(session, entrant, spec)
         if entry is not None:
-            graded = (
-                entry.score.private_accuracy
-                if spec.grade_split == "private"
-                else entry.score.public_accuracy
-                if spec.grade_split == "public"
-                else entry.score.all_accuracy
-            )
+            graded = getattr(entry.score, f"{spec.grade_split}_accuracy")
             rows.append(
                 GradeRow(
                     person=person,

@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from leaderboard.auth import Identity, identify
+from leaderboard.auth import identify
 from leaderboard.db import begin_write, get_session
 from leaderboard.finals import FinalError, mark_final
 from leaderboard.models import Student, Submission, utcnow
@@ -34,25 +34,9 @@ from leaderboard.rules import (
 )
 from leaderboard.standings import own_submissions
 from leaderboard.status import Role
-from leaderboard.web import course, is_instructor, signed_in, viewer
+from leaderboard.web import course, is_instructor, may_see, signed_in, viewer
 
 bp = Blueprint("student", __name__)
-
-
-def may_see(identity: Identity | None, submission: Submission) -> bool:
-    """Whether ``identity`` may see ``submission``: its student, their team, or an instructor."""
-    if identity is None:
-        return False
-    if identity.role is Role.INSTRUCTOR:
-        return True
-    if identity.role is not Role.STUDENT or identity.student_id is None:
-        return False
-    if submission.student_id == identity.student_id:
-        return True
-    if submission.team_id is None:
-        return False
-    student = get_session().get(Student, identity.student_id)
-    return student is not None and student.team_id == submission.team_id
 
 
 @bp.route("/login", methods=["GET", "POST"])

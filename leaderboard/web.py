@@ -9,6 +9,7 @@ from flask import Response, abort, current_app, jsonify, request, session
 from leaderboard.auth import Identity, identify, identity_of_token_id
 from leaderboard.course import Course, CourseAssignment
 from leaderboard.db import get_session
+from leaderboard.models import Student, Submission
 from leaderboard.status import JobQueue, Role
 
 log = logging.getLogger(__name__)
@@ -75,3 +76,19 @@ def send_job(job_id: int | None, queue: JobQueue) -> None:
         publisher.send(job_id, queue)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the job stays queued
         log.error("job %s could not be sent to the broker: %s", job_id, exc)
+
+
+def may_see(identity: Identity | None, submission: Submission) -> bool:
+    """Whether ``identity`` may see ``submission``: its student, their team, or an instructor."""
+    if identity is None:
+        return False
+    if identity.role is Role.INSTRUCTOR:
+        return True
+    if identity.role is not Role.STUDENT or identity.student_id is None:
+        return False
+    if submission.student_id == identity.student_id:
+        return True
+    if submission.team_id is None:
+        return False
+    student = get_session().get(Student, identity.student_id)
+    return student is not None and student.team_id == submission.team_id
