@@ -69,9 +69,19 @@ def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predi
                     break
                 page.wait_for_timeout(250)
             page.screenshot(path=str(artifacts / "leaderboard-board.png"), full_page=True)
+            page.goto(base + "/")
+            index = page.inner_text("#assignments")
+            page.screenshot(path=str(artifacts / "leaderboard-course.png"), full_page=True)
+            page.goto(base + "/me")  # not signed in: the sign-in page
+            page.fill("#token", people.students["alice"])
+            page.click("#sign-in")
+            history = page.inner_text("main")
+            page.screenshot(path=str(artifacts / "leaderboard-history.png"), full_page=True)
         finally:
             browser.close()
     assert "Alice" in board
     first_row = board.splitlines()[1]
     assert first_row.startswith("1") and "Alice" in first_row and "9" in first_row
     assert (artifacts / "leaderboard-board.png").stat().st_size > 1000
+    assert "CIFAR-10 image classification" in index and "Alice" in index  # the leader
+    assert "Submissions of Alice" in history and "graded" in history
