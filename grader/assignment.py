@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from grader.records import from_data
+from grader.records import from_data, to_data
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,7 +118,13 @@ class Assignment:
     daily_limit: int = 5
     deadline: dt.datetime | None = None
     late_policy: Literal["refuse", "flag"] = "refuse"
-    entry_rule: Literal["best", "last"] = "best"
+    entry_rule: Literal["best", "last", "chosen"] = "best"
+    """Which submission stands for a student: the best public score, the last one, or (Kaggle's
+    final selection) the best private score among those the student marked final."""
+    final_submissions: int = 2
+    """How many submissions a student may mark final under ``entry_rule = "chosen"``."""
+    teams: bool = False
+    """Teams (the roster's ``team`` column) share one daily limit and one board row."""
     max_file_bytes: int = 2_000_000
     model: ModelSpec | None = None
     source: Path | None = field(default=None, compare=False)
@@ -157,8 +163,14 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
 
 
-def load_assignment(name_or_path: str | Path = "cifar10") -> Assignment:
-    """Load a built-in spec by name, or a spec from a TOML file path."""
+def load_assignment(
+    name_or_path: str | Path = "cifar10", overrides: dict[str, Any] | None = None
+) -> Assignment:
+    """Load a built-in spec by name, or a spec from a TOML file path.
+
+    ``overrides`` (top-level keys, e.g. a course's ``daily_limit`` or ``deadline``) replace the
+    file's values before validation, so a bad override is reported like a bad key in the file.
+    """
     path = Path(name_or_path)
     if path.suffix != ".toml" or not path.exists():
         builtin = BUILTIN_DIR / f"{name_or_path}.toml"
@@ -177,7 +189,7 @@ def load_assignment(name_or_path: str | Path = "cifar10") -> Assignment:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_assignment(raw, source=path)
+    return parse_assignment({**raw, **(overrides or {})}, source=path)
 
 
 def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignment:
@@ -193,6 +205,8 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
         raise SpecError(f"{where}: daily_limit must be at least 1")
     if spec.max_file_bytes < 1:
         raise SpecError(f"{where}: max_file_bytes must be positive")
+    if spec.final_submissions < 1:
+        raise SpecError(f"{where}: final_submissions must be at least 1")
     for level in spec.rubric:
         if not 0.0 <= level.min_accuracy <= 1.0:
             raise SpecError(f"{where}: rubric min_accuracy must be between 0 and 1")
@@ -208,3 +222,19 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
             )
         spec = dataclasses.replace(spec, model=model)
     return spec
+
+
+def assignment_table(spec: Assignment) -> dict[str, Any]:
+    """``spec`` as a JSON-able table that :func:`parse_assignment` reads back to an equal spec
+    (how a spec travels to a grading worker on another machine)."""
+
+    def without_empty(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_empty(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [without_empty(v) for v in value]
+        return value
+
+    table = to_data(dataclasses.replace(spec, source=None))
+    table.pop("source")
+    return without_empty(table)

@@ -42,6 +42,7 @@ from grader.models.registry import reference_layers
 from grader.models.result import Check, GradeStatus, ModelResult
 from grader.models.rules import RuleContext, check_rules, flop_check, parameter_checks
 from grader.records import to_data
+from grader.sandbox.gpu import GpuDevice
 from grader.sandbox.local import LocalWorker
 from grader.sandbox.pool import BoxPool, BoxWorker
 from grader.sandbox.protocol import Limits, ProtocolError, read_array, read_record
@@ -57,7 +58,7 @@ def model_pool(
     data_dir: Path | None = None,
     size: int = 1,
     with_images: bool = True,
-    gpu: int | None = None,
+    gpu: GpuDevice | None = None,
 ) -> BoxPool:
     """A pool of boxes for ``spec``'s model submissions, holding its test images (never labels)."""
     images = None

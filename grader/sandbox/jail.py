@@ -18,6 +18,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from grader.sandbox.gpu import GpuDevice
 
 BOX_LIB = "/box/lib"
 BOX_IN = "/box/in"
@@ -29,7 +33,6 @@ SUPERVISOR_CAPABILITIES = (
 """What the supervisor keeps: to hand each child a uid and a folder, and to clean up after it."""
 HIDDEN_PACKAGES = ("reference", "leaderboard")
 """Packages of this project that never enter a box, wherever they are installed."""
-GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -40,10 +43,6 @@ class SandboxUnavailable(RuntimeError):
             "model submissions run only inside the sandbox: install bubblewrap "
             "(apt-get install bubblewrap) and run the grader as root"
         )
-
-
-class GpuUnavailable(RuntimeError):
-    """A GPU box was asked for on a machine whose GPU cannot be handed to a box."""
 
 
 @dataclass(frozen=True)
@@ -66,26 +65,6 @@ def bubblewrap_path() -> str | None:
 def bubblewrap_available() -> bool:
     """Whether boxes can be started here: ``bwrap`` exists and this process is root."""
     return bubblewrap_path() is not None and os.geteuid() == 0
-
-
-def gpu_device_binds(index: int) -> list[str]:
-    """bwrap arguments that hand GPU ``index`` (and only it) to a box.
-
-    The device nodes must already exist: ``/dev/nvidia-uvm`` is made by the setuid
-    ``nvidia-modprobe`` on first use, which cannot run under no_new_privs inside a box.
-    """
-    node = f"/dev/nvidia{int(index)}"
-    missing = [path for path in (*GPU_DEVICES, node) if not os.path.exists(path)]
-    if missing:
-        raise GpuUnavailable(
-            f"cannot hand GPU {index} to the sandbox: {', '.join(missing)} missing. Load the "
-            "driver's device nodes first (run nvidia-smi once, or nvidia-modprobe -u -c=0 as "
-            "root), then start the worker again"
-        )
-    args: list[str] = []
-    for path in (*GPU_DEVICES, node):
-        args += ["--dev-bind", path, path]
-    return args
 
 
 def python_mounts() -> list[tuple[str, str]]:
@@ -169,7 +148,7 @@ def box_environment(threads: int = 1, *, gpu: bool = False) -> dict[str, str]:
 
 
 def box_command(
-    layout: BoxLayout, *, entry: str, threads: int = 1, gpu: int | None = None
+    layout: BoxLayout, *, entry: str, threads: int = 1, gpu: GpuDevice | None = None
 ) -> list[str]:
     """The full command that starts a box running ``python -c entry`` as its supervisor."""
     bwrap = bubblewrap_path() or "bwrap"
@@ -195,7 +174,7 @@ def box_command(
     cmd += ["--perms", "0755", "--dir", "/tmp"]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     if gpu is not None:
-        cmd += gpu_device_binds(gpu)
+        cmd += gpu.bwrap_args()
     cmd += ["--remount-ro", "/", "--chdir", BOX_CHILDREN]
     for key, value in box_environment(threads, gpu=gpu is not None).items():
         cmd += ["--setenv", key, value]

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from grader.sandbox.protocol import (
     read_bytes,
 )
 from grader.sandbox.uids import process_uids
+
+if TYPE_CHECKING:
+    from grader.sandbox.gpu import GpuDevice
 
 GRACE_S = 60.0
 """How much longer than a job's wall-clock limit the host waits for the supervisor's answer."""
@@ -97,7 +100,7 @@ class BoxWorker:
         images: np.ndarray | None = None,
         warm_up: dict[str, Any] | None = None,
         children_mb: int = 2048,
-        gpu: int | None = None,
+        gpu: GpuDevice | None = None,
         threads: int = 1,
         startup_s: float = STARTUP_S,
     ) -> None:
@@ -329,7 +332,7 @@ class BoxPool:
         size: int = 1,
         images: np.ndarray | None = None,
         warm_up: dict[str, Any] | None = None,
-        gpu: int | None = None,
+        gpu: GpuDevice | None = None,
         children_mb: int = 2048,
     ) -> None:
         self.size = max(1, int(size))

@@ -123,7 +123,7 @@ def test_rerun_uses_the_cache_and_regrades_what_changed(examples_dir, spec, data
     assert rows(second)["bob"].private_accuracy == rows(first)["bob"].private_accuracy
 
 
-# --- model submissions, through a stand-in for grader.modelgrade.grade_model_folder --------------
+# --- model submissions, through a stand-in for grader.models.pipeline.grade_model ------------
 
 
 def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):

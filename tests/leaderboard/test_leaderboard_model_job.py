@@ -10,6 +10,7 @@ from lb_support import REPO, Submitter, enrol
 
 from grader.assignment import load_assignment
 from leaderboard.db import make_engine
+from leaderboard.grading import GradingConfig
 from leaderboard.worker import WorkerConfig, process_one
 
 EXAMPLE = REPO / "submissions" / "simplenn" / "ada"
@@ -29,15 +30,18 @@ def test_model_zip_is_graded_by_the_worker(make_app, data_dir):
     body = actions.api("alice", buffer.getvalue(), name="ada.zip").get_json()
     assert body["status"] == "queued", body
     engine = make_engine(app.config["DATABASE_URL"])
-    config = WorkerConfig(database_url=app.config["DATABASE_URL"], data_dir=data_dir)
+    config = WorkerConfig(
+        database_url=app.config["DATABASE_URL"], grading=GradingConfig(data_dir=data_dir)
+    )
     assert process_one(engine, config)
     engine.dispose()
     status = actions.client.get(
         f"/api/v1/submissions/{body['submission_id']}",
         headers={"Authorization": f"Bearer {actions.people.students['alice']}"},
     ).get_json()
-    assert status["status"] == "done", status
-    assert status["total_params"] == 82030
+    assert status["status"] == "graded", status
+    assert status["assignment"] == "simplenn" and status["total_params"] == 82030
+    assert {c["name"] for c in status["checks"]} and all(c["passed"] for c in status["checks"])
     assert 0.2 < status["scores"]["public"]["accuracy"] <= 1.0
-    png = actions.client.get("/plot/accuracy-vs-params.png")
+    png = actions.client.get("/assignments/simplenn/accuracy-vs-params.png")
     assert png.data[:4] == b"\x89PNG"
