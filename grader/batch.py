@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 
 from grader.assignment import Assignment
-from grader.flags import batch_flags, join_flags
-from grader.predictions import SubmissionError
-from grader.scoring import Score, score, score_labels
-from grader.solution import load_solution
+from grader.predictions.flags import batch_flags, join_flags
+from grader.predictions.read import SubmissionError
+from grader.predictions.scoring import Score, score, score_labels
+from grader.predictions.solution import load_solution
 
 if TYPE_CHECKING:
     from grader.zygote import ZygotePool
@@ -321,7 +321,7 @@ def _cache_key(context: _Context, kind: Kind, contents: dict[str, bytes]) -> str
 
 
 def _grade_predictions(student: str, raw: bytes, path: Path, context: _Context) -> StudentResult:
-    from grader.predictions import read_predictions
+    from grader.predictions.read import read_predictions
 
     sha = hashlib.sha256(raw).hexdigest()
     try:

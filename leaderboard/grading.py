@@ -15,9 +15,9 @@ import pandas as pd
 
 from grader.assignment import Assignment
 from grader.data import data_dir as resolve_data_dir
-from grader.predictions import SubmissionError, read_predictions
-from grader.scoring import Score, score, score_labels
-from grader.solution import load_solution
+from grader.predictions.read import SubmissionError, read_predictions
+from grader.predictions.scoring import Score, score, score_labels
+from grader.predictions.solution import load_solution
 
 _SOLUTIONS: dict[tuple, pd.DataFrame] = {}
 _LOCK = threading.Lock()
@@ -37,7 +37,7 @@ class Scored:
 
     @classmethod
     def from_score(cls, result: Score) -> Scored:
-        """Flatten a :class:`grader.scoring.Score`."""
+        """Flatten a :class:`grader.predictions.scoring.Score`."""
         splits = result.splits
         return cls(
             public_accuracy=float(splits["public"]["accuracy"]),

@@ -49,7 +49,7 @@ def check(
     """Grade every student folder in FOLDER; write grades.csv and report.html to --out."""
     from grader.assignment import SpecError, load_assignment
     from grader.batch import BatchError, grade_folder
-    from grader.solution import SolutionError
+    from grader.predictions.solution import SolutionError
 
     try:
         spec = load_assignment(assignment)

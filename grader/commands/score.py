@@ -26,9 +26,9 @@ def score(
 ) -> None:
     """Score PREDICTIONS (a CSV of id,label rows) and print the accuracy."""
     from grader.assignment import SpecError, load_assignment
-    from grader.predictions import SubmissionError
-    from grader.scoring import score_file
-    from grader.solution import SolutionError, load_solution
+    from grader.predictions.read import SubmissionError
+    from grader.predictions.scoring import score_file
+    from grader.predictions.solution import SolutionError, load_solution
 
     try:
         spec = load_assignment(assignment)
