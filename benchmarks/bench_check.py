@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from grader.assignment import load_assignment
-from grader.batch import grade_folder
+from grader.batch.run import grade_folder
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("GRADER_DATA_DIR", REPO.parent / "shared" / "data"))

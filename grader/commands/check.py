@@ -48,7 +48,7 @@ def check(
 ) -> None:
     """Grade every student folder in FOLDER; write grades.csv and report.html to --out."""
     from grader.assignment import SpecError, load_assignment
-    from grader.batch import BatchError, grade_folder
+    from grader.batch.run import BatchError, grade_folder
     from grader.predictions.solution import SolutionError
 
     try:

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from grader.assignment import load_assignment
-from grader.batch import GRADES_COLUMNS, grade_folder
+from grader.batch.results import GRADES_COLUMNS
+from grader.batch.run import grade_folder
 from grader.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[2]

@@ -155,7 +155,7 @@ def test_grading_through_the_sandbox(data_dir: Path, tmp_path: Path):
 
 @pytest.mark.slow
 def test_grader_check_runs_the_experiment_for_every_vgg_bn_folder(tmp_path, data_dir):
-    from grader.batch import grade_folder
+    from grader.batch.run import grade_folder
 
     batch = grade_folder(
         GOOD.parent,

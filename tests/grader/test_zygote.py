@@ -254,7 +254,7 @@ def test_same_logits_as_a_fresh_box(zygote, tmp_path, images, data_dir):
 @pytest.mark.slow
 def test_batch_with_pre_forked_workers_grades_like_fresh_boxes(tmp_path, data_dir):
     from grader.assignment import load_assignment
-    from grader.batch import grade_folder
+    from grader.batch.run import grade_folder
 
     examples = Path(__file__).resolve().parents[2] / "submissions" / "simplenn"
     spec = load_assignment("simplenn")

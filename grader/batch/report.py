@@ -10,7 +10,7 @@ import numpy as np
 from grader.assignment import Assignment
 
 if TYPE_CHECKING:
-    from grader.batch import BatchResult
+    from grader.batch.results import BatchResult
 
 TEMPLATE = "report.html.j2"
 
@@ -22,7 +22,7 @@ def write_report(batch: BatchResult, *, spec: Assignment, out_dir: Path) -> Path
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = _plots(batch, spec, out_dir)
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("grader", "templates"),
+        loader=jinja2.PackageLoader("grader.batch", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
     )
     html = env.get_template(TEMPLATE).render(batch=batch, spec=spec, plots=plots)

@@ -8,7 +8,6 @@ answer key), so a re-run grades only what changed.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
@@ -18,13 +17,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from grader.assignment import Assignment
-from grader.predictions.flags import batch_flags, join_flags
+from grader.batch.cache import read_cache, write_cache
+from grader.batch.results import BatchResult, Kind, StudentResult, write_grades
+from grader.predictions.flags import batch_flags
 from grader.predictions.read import SubmissionError
 from grader.predictions.scoring import Score, score, score_labels
 from grader.predictions.solution import load_solution
@@ -32,70 +33,15 @@ from grader.predictions.solution import load_solution
 if TYPE_CHECKING:
     from grader.zygote import ZygotePool
 
-Status = Literal["ok", "invalid", "error"]
-Kind = Literal["predictions", "model", "none"]
 PREDICTIONS_FILE = "predictions.csv"
 MODEL_FILE = "model.py"
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 CACHE_DIR = ".grader-cache"
 CACHE_VERSION = 1
-GRADES_COLUMNS = (
-    "student",
-    "status",
-    "public_accuracy",
-    "private_accuracy",
-    "points",
-    "flags",
-    "message",
-)
 
 
 class BatchError(RuntimeError):
     """The batch cannot start (no such folder); the message says what to do."""
-
-
-@dataclass
-class StudentResult:
-    """The outcome for one student folder."""
-
-    student: str
-    status: Status
-    kind: Kind
-    message: str = ""
-    public_accuracy: float | None = None
-    private_accuracy: float | None = None
-    all_accuracy: float | None = None
-    points: float | None = None
-    per_class: dict[str, float] | None = None
-    """Per-class accuracy on the whole test set."""
-    total_params: int | None = None
-    flops: int | None = None
-    predictions_sha256: str | None = None
-    weights_sha256: str | None = None
-    flags: list[str] = field(default_factory=list)
-    cached: bool = False
-    labels: np.ndarray | None = field(default=None, repr=False)
-    """Predicted label per test image in id order (for the near-identical check)."""
-
-
-@dataclass
-class BatchResult:
-    """Every student's result plus where the grades and report were written."""
-
-    results: list[StudentResult]
-    grades_csv: Path
-    report_html: Path
-    assignment: str
-    elapsed_s: float
-    cache_hits: int
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Number of rows per status."""
-        out = {"ok": 0, "invalid": 0, "error": 0}
-        for r in self.results:
-            out[r.status] += 1
-        return out
 
 
 def grade_folder(
@@ -114,7 +60,7 @@ def grade_folder(
     ``pre_fork=True`` grades model folders in pre-forked jailed workers (:mod:`grader.zygote`,
     one per thread) that import torch once, instead of one fresh box per submission.
     """
-    from grader.report import write_report
+    from grader.batch.report import write_report
 
     start = time.perf_counter()
     root, out_dir = Path(root), Path(out_dir)
@@ -136,7 +82,7 @@ def grade_folder(
             context.zygotes.close()
     _add_flags(results, context)
     grades = out_dir / "grades.csv"
-    _write_grades(results, grades)
+    write_grades(results, grades)
     batch = BatchResult(
         results=results,
         grades_csv=grades,
@@ -239,7 +185,7 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
             )
         contents = {p.name: p.read_bytes() for p in files}
         key = _cache_key(context, kind, contents)
-        cached = _read_cache(context, key, student)
+        cached = read_cache(context.cache_dir, key, student)
         if cached is not None:
             return cached
         if kind == "predictions":
@@ -250,7 +196,7 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
             result = StudentResult(student, "ok", "model", message="no weights: not evaluated")
         if _runs_experiment(context.spec) and result.status != "error":
             _add_experiment(result, folder, context, slot)
-        _write_cache(context, key, result)
+        write_cache(context.cache_dir, key, result)
         return result
     except Exception as exc:  # any failure becomes this student's row, never the batch's end
         return StudentResult(student, "error", "none", message=f"{type(exc).__name__}: {exc}")
@@ -391,39 +337,6 @@ def _from_score(student: str, kind: Kind, scored: Score) -> StudentResult:
     )
 
 
-# --- cache ---------------------------------------------------------------------------------------
-
-
-def _read_cache(context: _Context, key: str, student: str) -> StudentResult | None:
-    path = context.cache_dir / f"{key}.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # absent or unreadable: grade again
-    labels = record.pop("labels", None)
-    record.update(student=student, cached=True)
-    try:
-        result = StudentResult(**record)
-    except TypeError:
-        return None  # written by another version of this module
-    if labels is not None:
-        result.labels = np.frombuffer(base64.b64decode(labels), dtype=np.uint8).astype(np.int64)
-    return result
-
-
-def _write_cache(context: _Context, key: str, result: StudentResult) -> None:
-    if result.status == "error":
-        return  # errors may be transient (a timeout, a missing grader): try again next run
-    record = dataclasses.asdict(dataclasses.replace(result, labels=None))
-    del record["cached"]
-    if result.labels is not None:
-        record["labels"] = base64.b64encode(result.labels.astype(np.uint8).tobytes()).decode()
-    path = context.cache_dir / f"{key}.json"
-    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(record), encoding="utf-8")
-    tmp.replace(path)
-
-
 # --- flags and grades.csv ------------------------------------------------------------------------
 
 
@@ -445,29 +358,3 @@ def _add_flags(results: list[StudentResult], context: _Context) -> None:
     )
     for r in results:
         r.flags = [*r.flags, *flags.get(r.student, [])]
-
-
-def _write_grades(results: list[StudentResult], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(
-        [
-            {
-                "student": r.student,
-                "status": r.status,
-                "public_accuracy": _round(r.public_accuracy),
-                "private_accuracy": _round(r.private_accuracy),
-                "points": r.points,
-                "flags": join_flags(r.flags),
-                "message": r.message,
-            }
-            for r in results
-        ],
-        columns=list(GRADES_COLUMNS),
-    )
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
