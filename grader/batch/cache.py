@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
 import threading
 from pathlib import Path
 
-import numpy as np
-
 from grader.batch.results import StudentResult
 
 
+def existing_keys(cache_dir: Path) -> frozenset[str]:
+    """Keys already in the cache before a run starts (what "taken from the cache" means)."""
+    if not cache_dir.is_dir():
+        return frozenset()
+    return frozenset(p.stem for p in cache_dir.glob("*.json"))
+
+
 def read_cache(cache_dir: Path, key: str, student: str) -> StudentResult | None:
+    """The cached result of ``key`` renamed to ``student``, or None (absent, unreadable, or
+    written by another version of the grader)."""
     path = cache_dir / f"{key}.json"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None  # absent or unreadable: grade again
-    labels = record.pop("labels", None)
-    record.update(student=student, cached=True)
+        return None
+    record["student"] = student
     try:
-        result = StudentResult(**record)
-    except TypeError:
-        return None  # written by another version of this module
-    if labels is not None:
-        result.labels = np.frombuffer(base64.b64decode(labels), dtype=np.uint8).astype(np.int64)
-    return result
+        return StudentResult.from_record(record)
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 def write_cache(cache_dir: Path, key: str, result: StudentResult) -> None:
+    """Store ``result`` under ``key`` (errors are not stored: they may be transient)."""
     if result.status == "error":
-        return  # errors may be transient (a timeout, a missing grader): try again next run
-    record = dataclasses.asdict(dataclasses.replace(result, labels=None))
+        return  # a timeout or a missing grader: try again next run
+    record = result.to_record()
     del record["cached"]
-    if result.labels is not None:
-        record["labels"] = base64.b64encode(result.labels.astype(np.uint8).tobytes()).decode()
     path = cache_dir / f"{key}.json"
     tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(record), encoding="utf-8")

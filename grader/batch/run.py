@@ -1,43 +1,61 @@
-"""Grade a folder of student submissions: ``grades.csv``, ``report.html`` and flags.
+"""Grade a class folder: ``grades.csv``, ``results.json``, ``report.html`` and student pages.
 
-Layout: ``ROOT/<student>/predictions.csv`` and/or ``ROOT/<student>/model.py`` with a weights
-file. Every student folder becomes one row, whatever goes wrong inside it. Results are cached in
-``OUT/.grader-cache`` by the sha256 of the submission's files and of the assignment (spec and
-answer key), so a re-run grades only what changed.
+:mod:`grader.batch.intake` finds the students (per-student folders, Canvas and Moodle downloads,
+zips) and stages what each submission uses; every student becomes one row, whatever goes wrong.
+Results are cached in ``OUT/.grader-cache`` by the sha256 of the staged files and of the
+assignment (spec and answer key), so a re-run grades only what changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import queue
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from grader.assignment import Assignment
-from grader.batch.cache import read_cache, write_cache
-from grader.batch.results import BatchResult, Kind, StudentResult, write_grades
-from grader.predictions.flags import batch_flags
+from grader.batch.cache import existing_keys, read_cache, write_cache
+from grader.batch.intake import (
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    WEIGHT_SUFFIXES,
+    IntakeLimits,
+    StudentFiles,
+    UnsafeFile,
+    collect,
+    select_submission,
+    stage,
+)
+from grader.batch.results import (
+    BatchResult,
+    CheckResult,
+    Kind,
+    Layer,
+    Provenance,
+    StudentResult,
+    write_grades,
+    write_results_json,
+)
+from grader.predictions.flags import CopyCluster, copy_clusters, student_flags
 from grader.predictions.read import SubmissionError
 from grader.predictions.scoring import Score, score, score_labels
-from grader.predictions.solution import load_solution
+from grader.predictions.solution import answer_key_digest, load_solution, split_ids
 
 if TYPE_CHECKING:
     from grader.zygote import ZygotePool
 
-PREDICTIONS_FILE = "predictions.csv"
-MODEL_FILE = "model.py"
-WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 CACHE_DIR = ".grader-cache"
-CACHE_VERSION = 1
+INTAKE_DIR = ".grader-intake"
+CACHE_VERSION = 2
 
 
 class BatchError(RuntimeError):
@@ -54,35 +72,54 @@ def grade_folder(
     progress: bool = True,
     solution_path: Path | None = None,
     pre_fork: bool = False,
+    limits: IntakeLimits | None = None,
+    student_pages: bool = True,
 ) -> BatchResult:
-    """Grade every student folder under ``root`` and write ``grades.csv`` and ``report.html``.
+    """Grade every student under ``root``; write grades.csv, results.json, report.html and
+    (with ``student_pages``) one feedback page per student under ``students/``.
 
     ``pre_fork=True`` grades model folders in pre-forked jailed workers (:mod:`grader.zygote`,
     one per thread) that import torch once, instead of one fresh box per submission.
     """
     from grader.batch.report import write_report
+    from grader.batch.student_page import write_student_pages
+    from grader.batch.thumbnails import load_thumbnails
 
     start = time.perf_counter()
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
         raise BatchError(
-            f"{root}: no such folder; pass the folder that holds one folder per student"
+            f"{root}: no such folder; pass the folder that holds one folder per student "
+            f"(or an LMS download)"
         )
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     solution = load_solution(spec, data_dir, path=solution_path)
     context = _Context(spec=spec, data_dir=data_dir, solution=solution, out_dir=out_dir)
+    provenance = Provenance.now(
+        assignment=spec.name,
+        spec_sha256=spec.digest(),
+        answer_key_sha256=answer_key_digest(solution),
+    )
     context.cache_dir.mkdir(parents=True, exist_ok=True)
-    workers = max(1, jobs or min(8, len(folders) or 1))
-    if pre_fork and spec.model is not None:
-        context.zygotes = _zygote_pool(spec, data_dir)
+    context.preexisting = existing_keys(context.cache_dir)
+    if context.intake_dir.exists():
+        shutil.rmtree(context.intake_dir)
     try:
-        results = _run_all(folders, context, workers, progress)
+        context.limits = limits or IntakeLimits()
+        intake = collect(root, work_dir=context.intake_dir, limits=context.limits)
+        workers = max(1, jobs or min(8, len(intake.students) or 1))
+        if pre_fork and spec.model is not None:
+            context.zygotes = _zygote_pool(spec, data_dir)
+        try:
+            results = _run_all(intake.students, context, workers, progress)
+        finally:
+            if context.zygotes is not None:
+                context.zygotes.close()
     finally:
-        if context.zygotes is not None:
-            context.zygotes.close()
-    _add_flags(results, context)
+        shutil.rmtree(context.intake_dir, ignore_errors=True)
+    clusters = _add_flags(results, context)
     grades = out_dir / "grades.csv"
-    write_grades(results, grades)
+    write_grades(results, grades, provenance)
+    public = split_ids(solution["id"].to_numpy(), spec.public_fraction, spec.split_seed)
     batch = BatchResult(
         results=results,
         grades_csv=grades,
@@ -90,8 +127,18 @@ def grade_folder(
         assignment=spec.name,
         elapsed_s=time.perf_counter() - start,
         cache_hits=sum(r.cached for r in results),
+        provenance=provenance,
+        results_json=out_dir / "results.json",
+        students_dir=out_dir / "students" if student_pages else None,
+        clusters=clusters,
+        images={"public": int(public.sum()), "private": int((~public).sum()), "all": len(public)},
+        top_level_ignored=intake.top_level_ignored,
     )
-    write_report(batch, spec=spec, out_dir=out_dir)
+    write_results_json(batch, batch.results_json)
+    thumbnails = load_thumbnails(spec, data_dir)
+    if student_pages:
+        write_student_pages(batch, spec=spec, answer_key=solution, thumbnails=thumbnails)
+    write_report(batch, spec=spec, out_dir=out_dir, answer_key=solution, thumbnails=thumbnails)
     return batch
 
 
@@ -105,19 +152,24 @@ class _Context:
     zygotes: ZygotePool | None = None
     """Pre-forked workers for model folders (one per slot), when the batch asked for them."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    preexisting: frozenset[str] = frozenset()
+    """Cache keys from earlier runs: only these count as "cached"."""
+    limits: IntakeLimits = field(default_factory=IntakeLimits)
 
     @property
     def cache_dir(self) -> Path:
         return self.out_dir / CACHE_DIR
 
     @property
+    def intake_dir(self) -> Path:
+        return self.out_dir / INTAKE_DIR
+
+    @property
     def identity(self) -> str:
         """sha256 of everything a grade depends on besides the submission itself."""
         if not hasattr(self, "_identity"):
-            fields = dataclasses.asdict(dataclasses.replace(self.spec, source=None))
-            digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
-            digest.update(self.solution["id"].to_numpy().tobytes())
-            digest.update(self.solution["label"].to_numpy().tobytes())
+            digest = hashlib.sha256(self.spec.digest().encode())
+            digest.update(answer_key_digest(self.solution).encode())
             digest.update(str(CACHE_VERSION).encode())
             self._identity = digest.hexdigest()
         return self._identity
@@ -132,7 +184,7 @@ class _Context:
 
 
 def _run_all(
-    folders: list[Path], context: _Context, workers: int, progress: bool
+    students: list[StudentFiles], context: _Context, workers: int, progress: bool
 ) -> list[StudentResult]:
     from tqdm import tqdm
 
@@ -141,40 +193,56 @@ def _run_all(
     for slot in range(workers):
         slots.put(slot)
 
-    def one(folder: Path) -> StudentResult:
+    def one(student: StudentFiles) -> StudentResult:
         slot = slots.get()
         try:
-            return _grade_student(folder, context, slot)
+            result = _grade_student(student, context, slot)
         finally:
             slots.put(slot)
+        # who submitted and how: the student's own, even when the grade came from the cache
+        result.student, result.lms_id, result.late = student.student, student.lms_id, student.late
+        return result
 
     results: list[StudentResult] = []
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=len(folders), desc="grading", unit="student", disable=not progress) as bar,
+        tqdm(total=len(students), desc="grading", unit="student", disable=not progress) as bar,
     ):
-        for result in pool.map(one, folders):
+        for result in pool.map(one, students):
             results.append(result)
             bar.update(1)
     return results
 
 
-def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
-    student = folder.name
+def _grade_student(found: StudentFiles, context: _Context, slot: int) -> StudentResult:
+    student = found.student
     try:
-        kind, files = _find_submission(folder, context.spec)
-        if kind == "none" and _runs_experiment(context.spec) and (folder / MODEL_FILE).is_file():
-            kind, files = "model", sorted(p for p in folder.iterdir() if p.is_file())
-        if kind == "none":
-            found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+        selection = select_submission(
+            found.files,
+            models=context.spec.model is not None,
+            model_without_weights=_runs_experiment(context.spec),
+        )
+        ignored = sorted([*selection.ignored, *found.skipped])
+        if found.problems:
+            return StudentResult(
+                student,
+                "invalid",
+                selection.kind,
+                message="; ".join(found.problems),
+                files=list(selection.used),
+                ignored=ignored,
+            )
+        if selection.kind == "none":
+            listed = ", ".join(sorted([*found.files, *found.skipped])) or "nothing"
             return StudentResult(
                 student,
                 "invalid",
                 "none",
                 message=f"nothing gradable: expected {PREDICTIONS_FILE} or {MODEL_FILE} with a "
-                f"weights file ({', '.join(WEIGHT_SUFFIXES)}); found {found}",
+                f"weights file ({', '.join(WEIGHT_SUFFIXES)}); found {listed}",
+                ignored=ignored,
             )
-        if kind == "model" and context.spec.model is None:
+        if selection.kind == "model" and context.spec.model is None:
             return StudentResult(
                 student,
                 "error",
@@ -182,24 +250,56 @@ def _grade_student(folder: Path, context: _Context, slot: int) -> StudentResult:
                 message=f"a model submission, but assignment {context.spec.name!r} grades "
                 f"{PREDICTIONS_FILE} files; grade model folders with --assignment NAME "
                 f"(an assignment with a [model] table, e.g. simplenn)",
+                files=list(selection.used),
+                ignored=ignored,
             )
-        contents = {p.name: p.read_bytes() for p in files}
-        key = _cache_key(context, kind, contents)
-        cached = read_cache(context.cache_dir, key, student)
-        if cached is not None:
-            return cached
-        if kind == "predictions":
-            result = _grade_predictions(student, contents[files[0].name], files[0], context)
-        elif _has_weights(files):
-            result = _grade_model(student, folder, context, slot)
-        else:  # a class to train in the experiment; nothing to evaluate on the test images
-            result = StudentResult(student, "ok", "model", message="no weights: not evaluated")
-        if _runs_experiment(context.spec) and result.status != "error":
-            _add_experiment(result, folder, context, slot)
-        write_cache(context.cache_dir, key, result)
+        try:
+            staged = stage(
+                found, selection, context.intake_dir / "staged" / found.key, limits=context.limits
+            )
+        except UnsafeFile as exc:
+            return StudentResult(
+                student, "invalid", selection.kind, message=str(exc), ignored=ignored
+            )
+        result = _grade_staged(
+            student, selection.kind, staged.folder, staged.digests, context, slot
+        )
+        result.files, result.ignored = list(selection.used), ignored
         return result
     except Exception as exc:  # any failure becomes this student's row, never the batch's end
         return StudentResult(student, "error", "none", message=f"{type(exc).__name__}: {exc}")
+
+
+def _grade_staged(
+    student: str,
+    kind: Kind,
+    folder: Path,
+    digests: dict[str, str],
+    context: _Context,
+    slot: int,
+) -> StudentResult:
+    key = _cache_key(context, kind, digests)
+    cached = read_cache(context.cache_dir, key, student)
+    if cached is not None:
+        cached.cached = key in context.preexisting  # not a twin graded earlier in this run
+        return cached
+    if kind == "predictions":
+        path = folder / PREDICTIONS_FILE
+        result = _grade_predictions(student, path.read_bytes(), path, context)
+    elif any(Path(n).suffix.lower() in WEIGHT_SUFFIXES for n in digests):
+        result = _grade_model(student, folder, context, slot)
+    else:  # a class to train in the experiment; nothing to evaluate on the test images
+        result = StudentResult(student, "ok", "model", message="no weights: not evaluated")
+    if _runs_experiment(context.spec) and result.status != "error":
+        _add_experiment(result, folder, context, slot)
+        plots = context.out_dir / "experiments" / student
+        result.experiment_plots = sorted(
+            p.relative_to(context.out_dir).as_posix() for p in plots.glob("*.png")
+        )
+    if result.metrics is not None and result.metrics.likely_memoriser:
+        result.flags.append(result.metrics.memoriser_reason)
+    write_cache(context.cache_dir, key, result)
+    return result
 
 
 def _zygote_pool(spec: Assignment, data_dir: Path | None) -> ZygotePool:
@@ -215,10 +315,6 @@ def _zygote_pool(spec: Assignment, data_dir: Path | None) -> ZygotePool:
 
 def _runs_experiment(spec: Assignment) -> bool:
     return spec.model is not None and spec.model.experiment == "bn_landscape"
-
-
-def _has_weights(files: list[Path]) -> bool:
-    return any(p.suffix.lower() in WEIGHT_SUFFIXES for p in files)
 
 
 def _add_experiment(result: StudentResult, folder: Path, context: _Context, slot: int) -> None:
@@ -245,29 +341,16 @@ def _add_experiment(result: StudentResult, folder: Path, context: _Context, slot
     result.message = f"{result.message}; {summary}" if result.message else summary
 
 
-def _find_submission(folder: Path, spec: Assignment) -> tuple[Kind, list[Path]]:
-    files = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
-    predictions = files.get(PREDICTIONS_FILE)
-    model = files.get(MODEL_FILE)
-    weights = sorted(p for p in files.values() if p.suffix.lower() in WEIGHT_SUFFIXES)
-    has_model = model is not None and bool(weights)
-    if has_model and (spec.model is not None or predictions is None):
-        return "model", sorted(files.values())
-    if predictions is not None:
-        return "predictions", [predictions]
-    return "none", []
-
-
-def _cache_key(context: _Context, kind: Kind, contents: dict[str, bytes]) -> str:
+def _cache_key(context: _Context, kind: Kind, digests: dict[str, str]) -> str:
     digest = hashlib.sha256(f"{context.identity}:{kind}".encode())
-    for name in sorted(contents):
+    for name in sorted(digests):
         digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256(contents[name]).digest())
+        digest.update(bytes.fromhex(digests[name]))
     return digest.hexdigest()
 
 
 def _grade_predictions(student: str, raw: bytes, path: Path, context: _Context) -> StudentResult:
-    from grader.predictions.read import read_predictions
+    from grader.predictions.read import probabilities, read_predictions
 
     sha = hashlib.sha256(raw).hexdigest()
     try:
@@ -285,6 +368,11 @@ def _grade_predictions(student: str, raw: bytes, path: Path, context: _Context) 
     result = _from_score(student, "predictions", score(context.solution, submission, context.spec))
     result.predictions_sha256 = sha
     result.labels = submission["label"].to_numpy(np.int64)
+    probs = probabilities(submission, context.spec)
+    if probs is not None:
+        from grader.metrics.robustness import prediction_metrics
+
+        result.metrics = prediction_metrics(context.solution["label"].to_numpy(np.int64), probs)
     return result
 
 
@@ -311,16 +399,46 @@ def _grade_model(student: str, folder: Path, context: _Context, slot: int) -> St
     if grade.status != "ok" or grade.logits is None:
         status = grade.status if grade.status != "ok" else "error"
         message = grade.message or "the model produced no outputs"
-        return StudentResult(student, status, "model", message=message, **base)
+        return _with_model_outputs(
+            StudentResult(student, status, "model", message=message, **base), grade, None
+        )
     labels = np.asarray(grade.logits).argmax(axis=1).astype(np.int64)
     try:
         scored = score_labels(context.model_labels(), labels, context.spec)
     except ValueError as exc:
-        return StudentResult(student, "invalid", "model", message=str(exc), **base)
+        return _with_model_outputs(
+            StudentResult(student, "invalid", "model", message=str(exc), **base), grade, None
+        )
     result = _from_score(student, "model", scored)
     result.message = grade.message
     for name, value in base.items():
         setattr(result, name, value)
+    return _with_model_outputs(result, grade, context.model_labels()["label"].to_numpy())
+
+
+def _with_model_outputs(
+    result: StudentResult, grade: Any, truth: np.ndarray | None
+) -> StudentResult:
+    """Copy what the pages and the report show from a model grade (a
+    :class:`grader.modelgrade.ModelGrade`, or any record with its field names): every check with
+    its reason, the layer table, whether it was verified, and, given the labels of the test
+    images, the predicted labels and the metrics (calibration; robustness and consistency when
+    the grade carries ``variant_logits``)."""
+    result.checks = [
+        CheckResult(str(c.name), bool(c.passed), str(c.message)) for c in grade.checks or []
+    ]
+    result.layers = [Layer.from_mapping(row) for row in getattr(grade, "layers", None) or []]
+    result.verified = getattr(grade, "verified", None)
+    logits = getattr(grade, "logits", None)
+    if truth is None or logits is None or len(logits) != len(truth):
+        return result
+    from grader.metrics.robustness import model_metrics
+
+    result.labels = np.asarray(logits).argmax(axis=1).astype(np.int64)
+    try:
+        result.metrics = model_metrics(truth, logits, getattr(grade, "variant_logits", None))
+    except ValueError as exc:  # variants of the wrong size: the grade stands, the metrics not
+        result.message = f"{result.message}; metrics not computed: {exc}".lstrip("; ")
     return result
 
 
@@ -334,13 +452,16 @@ def _from_score(student: str, kind: Kind, scored: Score) -> StudentResult:
         all_accuracy=scored.splits["all"]["accuracy"],
         points=scored.points,
         per_class=scored.per_class["all"],
+        scores=scored.splits,
+        counts=scored.counts,
+        confusion=scored.confusion,
     )
 
 
-# --- flags and grades.csv ------------------------------------------------------------------------
+# --- flags ------------------------------------------------------------------------------------
 
 
-def _add_flags(results: list[StudentResult], context: _Context) -> None:
+def _add_flags(results: list[StudentResult], context: _Context) -> list[CopyCluster]:
     ok = [r for r in results if r.status == "ok"]
     n_solution = len(context.solution)
     predictions = {
@@ -348,13 +469,17 @@ def _add_flags(results: list[StudentResult], context: _Context) -> None:
         for r in ok
         if r.kind == "predictions" and r.labels is not None and len(r.labels) == n_solution
     }
-    flags = batch_flags(
+    clusters = copy_clusters(
         prediction_digests={r.student: r.predictions_sha256 for r in results},
         weight_digests={r.student: r.weights_sha256 for r in results},
         predictions=predictions,
-        accuracies={r.student: r.all_accuracy for r in ok if r.all_accuracy is not None},
         truth=context.solution["label"].to_numpy(np.int64),
         num_classes=len(context.spec.class_names),
     )
+    flags = student_flags(
+        clusters, {r.student: r.all_accuracy for r in ok if r.all_accuracy is not None}
+    )
     for r in results:
-        r.flags = [*r.flags, *flags.get(r.student, [])]
+        late = ["submitted late (the LMS marked it LATE)"] if r.late else []
+        r.flags = [*r.flags, *flags.get(r.student, []), *late]
+    return clusters
