@@ -46,7 +46,11 @@ def check(
     quiet: bool,
     pre_fork: bool,
 ) -> None:
-    """Grade every student folder in FOLDER; write grades.csv and report.html to --out."""
+    """Grade every student in FOLDER; write grades.csv, results.json, report.html and students/.
+
+    FOLDER holds one folder per student, or an LMS bulk download (Canvas's flat files, Moodle's
+    per-student folders, or their zips).
+    """
     from grader.assignment import SpecError, load_assignment
     from grader.batch.run import BatchError, grade_folder
     from grader.predictions.solution import SolutionError
@@ -67,10 +71,13 @@ def check(
         raise GraderSetupError(str(exc)) from None
     counts = batch.counts
     flagged = sum(bool(r.flags) for r in batch.results)
+    cached = f"{batch.cache_hits} from the cache, " if batch.cache_hits else ""
     click.echo(
         f"{len(batch.results)} submissions: {counts['ok']} graded, {counts['invalid']} invalid, "
-        f"{counts['error']} errors, {flagged} flagged ({batch.cache_hits} cached, "
-        f"{batch.elapsed_s:.1f} s)"
+        f"{counts['error']} errors, {flagged} flagged ({cached}{batch.elapsed_s:.1f} s)"
     )
-    click.echo(f"grades: {batch.grades_csv}")
-    click.echo(f"report: {batch.report_html}")
+    click.echo(f"grades:  {batch.grades_csv}")
+    click.echo(f"results: {batch.results_json}")
+    click.echo(f"report:  {batch.report_html}")
+    if batch.students_dir is not None:
+        click.echo(f"student pages: {batch.students_dir}/")
