@@ -466,6 +466,8 @@ def _member_problem(
     posix = PurePosixPath(name.replace("\\", "/"))
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in posix.parts:
         return f"{name}: a path outside the archive (absolute or with '..'); refused", None
+    if any(ord(ch) < 32 for ch in name):
+        return f"{name!r}: control characters in the name; refused", None
     if any(part in SKIPPED for part in posix.parts):
         return None, None
     mode = member.external_attr >> 16
@@ -484,7 +486,7 @@ def _member_problem(
             f"{name}: {member.file_size:,} bytes unpacked, over the limit of "
             f"{limits.max_file_bytes:,} bytes"
         ), None
-    return None, PurePosixPath(*(safe_name(p) for p in posix.parts))
+    return None, posix
 
 
 def _extract(

@@ -73,7 +73,8 @@ def test_score_shows_a_student_only_the_public_split(predictions, data_dir):
     assert text.output.startswith("public ") and "points" not in text.output
     assert "private" not in text.output.split("\n")[0]
     assert "not shown to students: private, all split; --all shows them" in text.output
-    out = json.loads(invoke("score", str(predictions), "--data-dir", str(data_dir), "--json").stdout)
+    as_json = invoke("score", str(predictions), "--data-dir", str(data_dir), "--json")
+    out = json.loads(as_json.stdout)
     assert set(out["scores"]) == set(out["counts"]) == set(out["confusion"]) == {"public"}
     assert "points" not in out and "private" not in json.dumps(out)
 
