@@ -4,6 +4,7 @@ provenance of the run."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def _context(
             ]
     pages = {}
     if batch.students_dir is not None:
-        folder = batch.students_dir.relative_to(batch.report_html.parent).as_posix()
+        folder = Path(os.path.relpath(batch.students_dir, batch.report_html.parent)).as_posix()
         pages = {r.student: f"{folder}/{r.page_name}" for r in results}
     other_flags = [
         (r.student, [f for f in r.flags if not f.startswith(COPY_FLAG_PREFIXES)]) for r in results
@@ -146,19 +147,15 @@ def _graded_accuracy(r: StudentResult, spec: Assignment) -> float | None:
     )
 
 
-def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str]:
+def score_histogram(graded: list[float], spec: Assignment):
+    """The distribution of graded accuracies: whole students on the y axis, and each rubric
+    threshold a dashed line labelled with its points. Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-    # Rows with an accuracy (a model graded only by an experiment has none).
-    ok = [r for r in batch.results if r.status == "ok" and r.all_accuracy is not None]
-    plots: dict[str, str] = {}
-    if not ok:
-        return plots
-    graded = [_graded_accuracy(r, spec) for r in ok]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     ax.hist(graded, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # students come in whole numbers
@@ -179,8 +176,24 @@ def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"{spec.grade_split} accuracy")
     ax.set_ylabel("students")
-    ax.set_title(f"Score distribution of {len(ok)} graded students (dashed: rubric thresholds)")
-    plots["histogram"] = _save(fig, out_dir / "score_histogram.png")
+    ax.set_title(f"Score distribution of {len(graded)} graded students (dashed: rubric thresholds)")
+    return fig
+
+
+def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    # Rows with an accuracy (a model graded only by an experiment has none).
+    ok = [r for r in batch.results if r.status == "ok" and r.all_accuracy is not None]
+    plots: dict[str, str] = {}
+    if not ok:
+        return plots
+    graded = [_graded_accuracy(r, spec) for r in ok]
+    plots["histogram"] = _save(score_histogram(graded, spec), out_dir / "score_histogram.png")
 
     per_class = np.array([[r.per_class[c] for c in spec.class_names] for r in ok if r.per_class])
     if len(per_class):
