@@ -302,18 +302,14 @@ def select_submission(
         by_base.setdefault(PurePosixPath(name).name.lower(), []).append(name)
     csvs = [n for n in files if n.lower().endswith(".csv")]
     model = by_base.get(MODEL_FILE, [])
-    weights = [n for n in files if PurePosixPath(n).suffix.lower() in WEIGHT_SUFFIXES]
     predictions = by_base.get(PREDICTIONS_FILE) or (csvs if len(csvs) == 1 else [])
-    has_model = len(model) == 1 and (bool(weights) or model_without_weights)
+    folder = PurePosixPath(model[0]).parent if len(model) == 1 else None
+    # model.py's siblings come along: the weights and the helper modules it imports
+    siblings = [n for n in files if folder is not None and PurePosixPath(n).parent == folder]
+    weights = [n for n in siblings if PurePosixPath(n).suffix.lower() in WEIGHT_SUFFIXES]
+    has_model = folder is not None and (bool(weights) or model_without_weights)
     if has_model and (models or not predictions):
-        folder = PurePosixPath(model[0]).parent
-        # model.py's siblings come along: helper modules it imports and the weights
-        used = [
-            n
-            for n in files
-            if PurePosixPath(n).parent == folder
-            and (n.lower().endswith(".py") or PurePosixPath(n).suffix.lower() in WEIGHT_SUFFIXES)
-        ]
+        used = [n for n in siblings if n.lower().endswith(".py") or n in weights]
         return _selection("model", used, files)
     if len(predictions) == 1:
         return _selection("predictions", predictions, files)

@@ -215,6 +215,8 @@ def test_what_is_graded_and_what_is_ignored():
     assert (lone.kind, lone.used, lone.ignored) == ("predictions", ("my_preds.csv",), ("a.txt",))
     two = select_submission({"a.csv": Path("x"), "b.csv": Path("y")}, models=False)
     assert two.kind == "none"
+    apart = {"model.py": Path("m"), "weights/model.pt": Path("w")}
+    assert select_submission(apart, models=True).kind == "none"  # weights beside model.py only
     both = {"predictions.csv": Path("p"), "model.py": Path("m"), "w.safetensors": Path("w")}
     assert select_submission(both, models=False).kind == "predictions"
     assert select_submission(both, models=True).kind == "model"
