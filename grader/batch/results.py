@@ -71,17 +71,16 @@ class Layer:
     @classmethod
     def from_mapping(cls, row: Any) -> Layer:
         """From the layer records of the model grader (mappings or objects with these names)."""
-        get = (
-            row.get
-            if isinstance(row, dict)
-            else lambda key, default=None: getattr(row, key, default)
-        )
+
+        def get(key: str, default: Any = None) -> Any:
+            return row.get(key, default) if isinstance(row, dict) else getattr(row, key, default)
+
         return cls(
             name=str(get("name", "") or ""),
             type=str(get("type", "")),
             output_shape=tuple(int(d) for d in (get("output_shape", ()) or ())),
             params=int(get("params", 0) or 0),
-            depth=int(get("depth", 1) or 1),
+            depth=int(get("depth", 1) if get("depth", 1) is not None else 1),
         )
 
 

@@ -228,7 +228,7 @@ def _grade_student(found: StudentFiles, context: _Context, slot: int) -> Student
                 student,
                 "invalid",
                 selection.kind,
-                message="; ".join(found.problems),
+                message=" | ".join(found.problems),
                 files=list(selection.used),
                 ignored=ignored,
             )

@@ -27,6 +27,8 @@ from grader.predictions.solution import split_ids
 
 STATUS_WORDS = {"ok": "graded", "invalid": "not gradable", "error": "not graded (grader error)"}
 GALLERY_SIZE = 24
+PROBLEM_SEPARATOR = " | "
+"""Between the problems of one message (every problem of a predictions file, of an intake)."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,7 @@ def _view_split(visible: Sequence[str]) -> str | None:
 def _problems(result: StudentResult) -> list[str]:
     if result.status == "ok" or not result.message:
         return []
-    separator = " | " if " | " in result.message else "; "
-    return [p for p in result.message.split(separator) if p]
+    return [p for p in result.message.split(PROBLEM_SEPARATOR) if p]
 
 
 def _scores_context(

@@ -131,6 +131,7 @@ def test_a_model_page_has_every_check_and_the_layer_table(graded, spec):
             CheckResult("params_exact", False, "62,958 parameters; exactly 82,030 required"),
         ],
         layers=[
+            Layer("", "Net", (1, 10), 62958, depth=0),
             Layer("conv1", "Conv2d", (1, 8, 28, 28), 608),
             Layer("conv2", "Conv2d", (1, 16, 10, 10), 3216),
         ],
@@ -141,6 +142,7 @@ def test_a_model_page_has_every_check_and_the_layer_table(graded, spec):
     assert '<td class="pass">pass</td>' in html
     assert "<td>Conv2d</td>" in html and "1x16x10x10" in html and "3,216" in html
     assert "unverified" in html and "62,958" in html
+    assert "(model)" not in html and "<td>Net</td>" not in html  # the total is shown above
 
 
 def test_pages_render_in_chromium_at_desktop_and_phone_width(graded):
