@@ -208,7 +208,9 @@ def _walk_student(
     unpack_dir: Path,
     limits: IntakeLimits,
     depth: int,
+    archived: bool = False,
 ) -> None:
+    """Every file under a student's folder; ``archived``: the folder is an unpacked zip."""
     if depth > limits.max_depth:
         student.problems.append(f"{prefix or '.'}: folders nested deeper than {limits.max_depth}")
         return
@@ -221,9 +223,11 @@ def _walk_student(
         info = entry.stat(follow_symlinks=False)
         name = f"{prefix}{entry.name}"
         if stat.S_ISDIR(info.st_mode):
-            _walk_student(Path(entry.path), f"{name}/", student, unpack_dir, limits, depth + 1)
+            _walk_student(
+                Path(entry.path), f"{name}/", student, unpack_dir, limits, depth + 1, archived
+            )
         else:
-            _add_file(student, Path(entry.path), name, info, unpack_dir, limits, depth)
+            _add_file(student, Path(entry.path), name, info, unpack_dir, limits, depth, archived)
 
 
 def _add_file(
@@ -234,14 +238,15 @@ def _add_file(
     unpack_dir: Path,
     limits: IntakeLimits,
     depth: int,
+    archived: bool = False,
 ) -> None:
     reason = _unreadable(info, limits)
     if reason is not None:
         student.problems.append(f"{name} {reason}")
         return
     if name.lower().endswith(".zip"):
-        if depth > 2:
-            student.skipped.append(f"{name} (an archive inside an archive)")
+        if archived:
+            student.skipped.append(f"{name} (an archive inside an archive, not unpacked)")
             return
         target = (
             unpack_dir
@@ -253,7 +258,7 @@ def _add_file(
         student.problems.extend(f"{name}: {p}" for p in problems)
         if not problems and target.is_dir():
             # members keep the zip's name as a prefix: hw1.zip/predictions.csv
-            _walk_student(target, f"{name}/", student, unpack_dir, limits, depth + 1)
+            _walk_student(target, f"{name}/", student, unpack_dir, limits, depth + 1, True)
         return
     if name in student.files:
         student.problems.append(f"{name} was submitted twice; keep one")

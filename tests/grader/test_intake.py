@@ -57,6 +57,7 @@ def write_canvas(folder: Path, truth: pd.DataFrame) -> dict[str, float]:
         archive.writestr("hw1/predictions.csv", predictions(truth, accuracies["leeann"], 3))
         archive.writestr("hw1/report.pdf", b"%PDF-1.4")
         archive.writestr("__MACOSX/hw1/._predictions.csv", b"junk")
+        archive.writestr("hw1/old.zip", b"PK\x05\x06" + bytes(18))
     (folder / "index.html").write_text("<html></html>")
     return accuracies
 
@@ -72,7 +73,10 @@ def test_canvas_flat_files_are_grouped_by_student(tmp_path, truth, spec, data_di
     assert rows["doejohn"].late and "submitted late" in rows["doejohn"].flags[-1]
     assert rows["doejohn"].files == ["predictions.csv"]  # Canvas's "-1" dropped
     assert rows["leeann"].files == ["hw1.zip/hw1/predictions.csv"]
-    assert rows["leeann"].ignored == ["hw1.zip/hw1/report.pdf"]
+    assert rows["leeann"].ignored == [
+        "hw1.zip/hw1/old.zip (an archive inside an archive, not unpacked)",
+        "hw1.zip/hw1/report.pdf",
+    ]
     assert batch.top_level_ignored == ["index.html"]
     report = batch.report_html.read_text()
     assert "notes.txt" in report and "index.html" in report and "report.pdf" in report
