@@ -400,8 +400,6 @@ def stage(
             else PurePosixPath(PurePosixPath(name).name)
         )
         staged_name = relative.as_posix()
-        if selection.kind == "predictions":
-            staged_name = PREDICTIONS_FILE
         try:
             digests[staged_name] = copy_checked(
                 student.files[name], target / staged_name, limits.max_file_bytes

@@ -14,9 +14,10 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from grader.batch.intake import (
     StudentFiles,
     UnsafeFile,
     collect,
+    read_capped,
     select_submission,
     stage,
 )
@@ -254,52 +256,71 @@ def _grade_student(found: StudentFiles, context: _Context, slot: int) -> Student
                 ignored=ignored,
             )
         try:
-            staged = stage(
-                found, selection, context.intake_dir / "staged" / found.key, limits=context.limits
-            )
+            if selection.kind == "predictions":
+                result = _grade_predictions_file(found, selection.used[0], context)
+            else:
+                target = context.intake_dir / "staged" / found.key
+                staged = stage(found, selection, target, limits=context.limits)
+                result = _grade_model_folder(student, staged.folder, staged.digests, context, slot)
         except UnsafeFile as exc:
             return StudentResult(
                 student, "invalid", selection.kind, message=str(exc), ignored=ignored
             )
-        result = _grade_staged(
-            student, selection.kind, staged.folder, staged.digests, context, slot
-        )
         result.files, result.ignored = list(selection.used), ignored
         return result
     except Exception as exc:  # any failure becomes this student's row, never the batch's end
         return StudentResult(student, "error", "none", message=f"{type(exc).__name__}: {exc}")
 
 
-def _grade_staged(
-    student: str,
-    kind: Kind,
-    folder: Path,
-    digests: dict[str, str],
-    context: _Context,
-    slot: int,
+def _through_cache(
+    context: _Context, key: str, student: str, grade: Callable[[], StudentResult]
 ) -> StudentResult:
-    key = _cache_key(context, kind, digests)
+    """The cached result of ``key``, or ``grade()`` stored under it."""
     cached = read_cache(context.cache_dir, key, student)
     if cached is not None:
         cached.cached = key in context.preexisting  # not a twin graded earlier in this run
         return cached
-    if kind == "predictions":
-        path = folder / PREDICTIONS_FILE
-        result = _grade_predictions(student, path.read_bytes(), path, context)
-    elif any(Path(n).suffix.lower() in WEIGHT_SUFFIXES for n in digests):
-        result = _grade_model(student, folder, context, slot)
-    else:  # a class to train in the experiment; nothing to evaluate on the test images
-        result = StudentResult(student, "ok", "model", message="no weights: not evaluated")
-    if _runs_experiment(context.spec) and result.status != "error":
-        _add_experiment(result, folder, context, slot)
-        plots = context.out_dir / "experiments" / student
-        result.experiment_plots = sorted(
-            p.relative_to(context.out_dir).as_posix() for p in plots.glob("*.png")
-        )
+    result = grade()
     if result.metrics is not None and result.metrics.likely_memoriser:
         result.flags.append(result.metrics.memoriser_reason)
     write_cache(context.cache_dir, key, result)
     return result
+
+
+def _grade_predictions_file(found: StudentFiles, name: str, context: _Context) -> StudentResult:
+    """A predictions CSV is read in place (checked, capped): it needs no staging folder."""
+    try:
+        raw = read_capped(found.files[name], context.spec.max_file_bytes)
+    except UnsafeFile as exc:
+        raise UnsafeFile(f"{name} {exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    key = _cache_key(context, "predictions", {PREDICTIONS_FILE: digest})
+    file_name = PurePosixPath(name).name
+    return _through_cache(
+        context,
+        key,
+        found.student,
+        lambda: _grade_predictions(found.student, raw, Path(file_name), context),
+    )
+
+
+def _grade_model_folder(
+    student: str, folder: Path, digests: dict[str, str], context: _Context, slot: int
+) -> StudentResult:
+    def grade() -> StudentResult:
+        if any(Path(n).suffix.lower() in WEIGHT_SUFFIXES for n in digests):
+            result = _grade_model(student, folder, context, slot)
+        else:  # a class to train in the experiment; nothing to evaluate on the test images
+            result = StudentResult(student, "ok", "model", message="no weights: not evaluated")
+        if _runs_experiment(context.spec) and result.status != "error":
+            _add_experiment(result, folder, context, slot)
+            plots = context.out_dir / "experiments" / student
+            result.experiment_plots = sorted(
+                p.relative_to(context.out_dir).as_posix() for p in plots.glob("*.png")
+            )
+        return result
+
+    return _through_cache(context, _cache_key(context, "model", digests), student, grade)
 
 
 def _zygote_pool(spec: Assignment, data_dir: Path | None) -> ZygotePool:

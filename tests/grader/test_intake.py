@@ -127,7 +127,7 @@ def test_links_devices_fifos_and_hard_links_are_invalid_rows_never_read(
     root = tmp_path / "subs"
     secret = tmp_path / "secret.csv"
     secret.write_bytes(predictions(truth, 0.99, 0))  # gradable, so reading it would show
-    for student in ("linker", "dirlinker", "fifo", "device", "hardlink", "honest"):
+    for student in ("linker", "dirlinker", "fifo", "device", "hardlink", "huge", "honest"):
         (root / student).mkdir(parents=True)
     (root / "linker" / "predictions.csv").symlink_to(secret)
     (root / "dirlinker" / "hw").symlink_to(tmp_path)
@@ -135,6 +135,8 @@ def test_links_devices_fifos_and_hard_links_are_invalid_rows_never_read(
     os.mkfifo(root / "fifo" / "predictions.csv")
     os.mknod(root / "device" / "predictions.csv", stat.S_IFCHR | 0o600, os.makedev(1, 3))
     os.link(secret, root / "hardlink" / "predictions.csv")
+    with open(root / "huge" / "predictions.csv", "wb") as fh:
+        fh.truncate(3_000_000)  # sparse: nothing to read, and nothing is
     (root / "honest" / "predictions.csv").write_bytes(predictions(truth, 0.7, 5))
     (root / "toplink").symlink_to(root / "honest")
     batch, rows = grade(root, spec, data_dir, tmp_path / "out")
@@ -145,6 +147,7 @@ def test_links_devices_fifos_and_hard_links_are_invalid_rows_never_read(
         "device": "predictions.csv is a device node",
         "hardlink": "predictions.csv is a hard link (2 names for one file)",
         "toplink": "toplink is a symbolic link",
+        "huge": "predictions.csv is 3,000,000 bytes, over the limit of 2,000,000 bytes",
     }
     for student, text in expected.items():
         row = rows[student]
