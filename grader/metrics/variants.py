@@ -34,7 +34,7 @@ VARIANT_NAMES = (
     *CONSISTENCY,
 )
 DEFAULT_SEED = 0
-DEFAULT_BUDGET = 0.7
+DEFAULT_BUDGET = 0.6
 """Images in all variants together, as a multiple of the number of test images."""
 
 

@@ -223,13 +223,14 @@ def model_batch(tmp_path_factory, data_dir):
         "ada": FakeGrade("ok", "all checks passed", good, 82030, 650_000,
                          [Check("params_exact", True, "82,030 parameters as required")],
                          "a", layers=LAYERS, verified=True,
-                         variant_logits={n: good[subset] + rng.normal(0, 1, (51, 10))
+                         variant_logits={n: good[subset] + rng.normal(0, 1, (len(subset), 10))
                                          for n in VARIANT_NAMES}),
         "bo": FakeGrade("ok", "all checks passed", logits(0.55), 120_000, 900_000,
                         [Check("params_max", True, "120,000 <= 300,000")], "b", layers=LAYERS,
                         verified=False),
         "memo": FakeGrade("ok", "all checks passed", memo, 82030, 650_000, [], "c",
-                          variant_logits={n: rng.normal(0, 1, (51, 10)) for n in VARIANT_NAMES}),
+                          variant_logits={n: rng.normal(0, 1, (len(subset), 10))
+                                          for n in VARIANT_NAMES}),
         "crash": FakeGrade("invalid", "model.py line 3: NameError: name 'nn' is not defined; "
                            "weights: model.py line 3: NameError: name 'nn' is not defined",
                            checks=[Check("build", False, "model.py line 3: NameError")]),
