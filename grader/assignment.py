@@ -15,7 +15,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
+
+if TYPE_CHECKING:
+    import numpy as np
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,7 +136,7 @@ class Assignment:
         reached = [lvl.points for lvl in self.rubric if accuracy >= lvl.min_accuracy]
         return max(reached, default=0.0)
 
-    def test_ids(self):
+    def test_ids(self) -> np.ndarray:
         """The ids a predictions file must cover, 0..test_size-1, as an int64 numpy array."""
         import numpy as np
 

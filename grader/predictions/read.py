@@ -58,7 +58,8 @@ def read_predictions(
     expected_ids: Iterable[int] | np.ndarray | None = None,
     name: str = "predictions.csv",
 ) -> pd.DataFrame:
-    """Parse and validate predictions; return columns ``id``, ``label`` (int64), sorted by id.
+    """Parse and validate predictions; return columns ``id``, ``label`` (int64), sorted by id,
+    and one float64 column per class (named by the class) when the file carries probabilities.
 
     ``expected_ids`` are the ids of the solution; without them, ids are checked for form and
     duplicates only. Raises :class:`SubmissionError` listing every problem.
