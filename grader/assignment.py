@@ -13,9 +13,12 @@ import datetime as dt
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from grader.records import from_data, to_data
+
+if TYPE_CHECKING:
+    import numpy as np
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,6 +52,8 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(d) for d in range(10)),
 }
 INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
+TEST_SIZES: dict[str, int] = {"cifar10": 10_000, "mnist": 10_000}
+"""Images in each dataset's full test set: the default ``test_size`` of a spec."""
 
 
 class SpecError(ValueError):
@@ -114,6 +119,13 @@ class Assignment:
     metrics: tuple[Metric, ...] = ("accuracy", "macro_f1")
     grade_split: Split = "private"
     """Split whose accuracy the rubric grades."""
+    student_splits: tuple[Split, ...] = ("public",)
+    """Splits whose scores a student may see: what ``grader score`` shows without ``--all`` and
+    what a student's feedback page shows (per-class accuracy, confusions, wrong images)."""
+    test_size: int = 0
+    """Number of test images; predictions name them by ids 0..test_size-1. 0 (the default) means
+    the dataset's full test set (CIFAR-10 and MNIST: 10,000). ``grader validate`` checks ids
+    against it without the answer key."""
     rubric: tuple[RubricLevel, ...] = ()
     daily_limit: int = 5
     deadline: dt.datetime | None = None
@@ -139,6 +151,20 @@ class Assignment:
         """Points the rubric gives for ``accuracy`` (0 below every threshold)."""
         reached = [lvl.points for lvl in self.rubric if accuracy >= lvl.min_accuracy]
         return max(reached, default=0.0)
+
+    def test_ids(self) -> np.ndarray:
+        """The ids a predictions file must cover, 0..test_size-1, as an int64 numpy array."""
+        import numpy as np
+
+        return np.arange(self.test_size, dtype=np.int64)
+
+    def digest(self) -> str:
+        """sha256 of every graded setting of the spec (not where it was read from)."""
+        import hashlib
+        import json
+
+        fields = dataclasses.asdict(dataclasses.replace(self, source=None))
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
     def solution_path(self, data_dir: Path | None = None) -> Path | None:
         """Where the solution labels CSV is, or None when labels come from the dataset."""
@@ -199,6 +225,12 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
     spec = dataclasses.replace(spec, source=source)
     if not spec.class_names:
         spec = dataclasses.replace(spec, class_names=CLASS_NAMES[spec.dataset])
+    if spec.test_size == 0:
+        spec = dataclasses.replace(spec, test_size=TEST_SIZES[spec.dataset])
+    if spec.test_size < 1:
+        raise SpecError(f"{where}: test_size must be positive (or 0 for the dataset's test set)")
+    if not spec.student_splits:
+        raise SpecError(f"{where}: student_splits must name at least one split")
     if not 0.0 < spec.public_fraction < 1.0:
         raise SpecError(f"{where}: public_fraction must be between 0 and 1 (exclusive)")
     if spec.daily_limit < 1:

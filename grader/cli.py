@@ -14,6 +14,9 @@ import click
 # command name -> "module:attribute" of its click command
 COMMANDS: dict[str, str] = {
     "score": "grader.commands.score:score",
+    "validate": "grader.commands.validate:validate",
+    "sample-submission": "grader.commands.validate:sample_submission",
+    "fetch-data": "grader.commands.fetch_data:fetch_data",
     "check": "grader.commands.check:check",
     "sanity": "grader.commands.sanity:sanity",
     "train": "grader.commands.train:train",

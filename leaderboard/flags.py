@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from grader.assignment import Assignment
-from grader.flags import batch_flags
+from grader.predictions.flags import batch_flags
 from leaderboard.models import Event
 from leaderboard.scoring import solution_for
 from leaderboard.standings import Entry, entries

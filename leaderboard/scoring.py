@@ -16,9 +16,9 @@ import pandas as pd
 
 from grader.assignment import Assignment
 from grader.data import data_dir as resolve_data_dir
-from grader.predictions import SubmissionError, read_predictions
-from grader.scoring import Score, score, score_labels
-from grader.solution import load_solution
+from grader.predictions.read import SubmissionError, read_predictions
+from grader.predictions.scoring import Score, score, score_labels
+from grader.predictions.solution import load_solution
 from leaderboard.models import Score as ScoreRow
 
 _SOLUTIONS: dict[tuple, pd.DataFrame] = {}

@@ -68,11 +68,15 @@ def check(
     roster: Path | None,
     missing_grade: str,
 ) -> None:
-    """Grade every student folder in FOLDER; write grades.csv and report.html to --out."""
+    """Grade every student in FOLDER; write grades.csv, results.json, report.html and students/.
+
+    FOLDER holds one folder per student, or an LMS bulk download (Canvas's flat files, Moodle's
+    per-student folders, or their zips).
+    """
     from grader.assignment import SpecError, load_assignment
-    from grader.batch import BatchError, grade_folder
+    from grader.batch.run import BatchError, grade_folder
+    from grader.predictions.solution import SolutionError
     from grader.roster import RosterError, read_roster
-    from grader.solution import SolutionError
 
     try:
         people = read_roster(roster) if roster is not None else None
@@ -94,13 +98,16 @@ def check(
         raise GraderSetupError(str(exc)) from None
     counts = batch.counts
     flagged = sum(bool(r.flags) for r in batch.results)
+    cached = f"{batch.cache_hits} from the cache, " if batch.cache_hits else ""
     click.echo(
         f"{len(batch.results)} submissions: {counts['ok']} graded, {counts['invalid']} invalid, "
-        f"{counts['error']} errors, {flagged} flagged ({batch.cache_hits} cached, "
-        f"{batch.elapsed_s:.1f} s)"
+        f"{counts['error']} errors, {flagged} flagged ({cached}{batch.elapsed_s:.1f} s)"
     )
-    click.echo(f"grades: {batch.grades_csv}")
-    click.echo(f"report: {batch.report_html}")
+    click.echo(f"grades:  {batch.grades_csv}")
+    click.echo(f"results: {batch.results_json}")
+    click.echo(f"report:  {batch.report_html}")
+    if batch.students_dir is not None:
+        click.echo(f"student pages: {batch.students_dir}/")
     if lms is not None:
         from grader.exports import GradeItem, rows_from_results, write_export
 

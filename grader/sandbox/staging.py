@@ -42,19 +42,36 @@ class StagedFile:
     sha256: str
 
 
-def describe_type(mode: int) -> str | None:
-    """Why a file of this ``st_mode`` is refused, or None for a regular file."""
+def describe_type(mode: int) -> str:
+    """What an entry of this ``st_mode`` is, as the end of a sentence naming it."""
     if stat.S_ISREG(mode):
-        return None
+        return "is a file"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
     if stat.S_ISLNK(mode):
-        return "a symbolic link: upload the file itself, not a link to it"
+        return "is a symbolic link (links are never followed)"
     if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe), not a file"
+        return "is a named pipe (FIFO), not a file"
     if stat.S_ISSOCK(mode):
-        return "a socket, not a file"
+        return "is a socket, not a file"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device node, not a file"
-    return "not a regular file"
+        return "is a device node, not a file"
+    return "is not a regular file"
+
+
+def plain_file_problem(info: os.stat_result, max_bytes: int) -> str | None:
+    """Why a file (its ``lstat`` or ``fstat``) must not be read, or None for a regular, singly
+    linked file of at most ``max_bytes``."""
+    if not stat.S_ISREG(info.st_mode):
+        return describe_type(info.st_mode) + "; submit the file itself"
+    if info.st_nlink > 1:
+        return (
+            f"is a hard link ({info.st_nlink} names for one file); submit a copy of the file, "
+            "not a link to it"
+        )
+    if info.st_size > max_bytes:
+        return f"is {info.st_size:,} bytes, over the limit of {max_bytes:,} bytes"
+    return None
 
 
 def open_plain_file(path: Path, *, max_bytes: int, shown: str | None = None) -> tuple[int, int]:
@@ -63,38 +80,44 @@ def open_plain_file(path: Path, *, max_bytes: int, shown: str | None = None) -> 
     shown = shown or Path(path).name
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
+    except OSError as exc:  # ELOOP: a link, perhaps put there after the listing
         try:
-            why = describe_type(os.lstat(path).st_mode)
+            problem = plain_file_problem(os.lstat(path), max_bytes)
         except OSError:
-            why = None
-        raise IntakeError(f"{shown}: {why or f'cannot be read ({exc.strerror})'}") from None
-    info = os.fstat(fd)
-    problem = describe_type(info.st_mode)
-    if problem is None and info.st_nlink > 1:
-        problem = (
-            f"a hard link ({info.st_nlink} names for one file); upload plain files "
-            "(unpack archives without hard links)"
-        )
-    if problem is None and info.st_size > max_bytes:
-        problem = f"{info.st_size:,} bytes, over the {max_bytes:,} allowed per file"
+            problem = None
+        raise IntakeError(f"{shown} {problem or f'cannot be opened ({exc.strerror})'}") from None
+    problem = plain_file_problem(os.fstat(fd), max_bytes)
     if problem is not None:
         os.close(fd)
-        raise IntakeError(f"{shown}: {problem}")
-    return fd, info.st_size
+        raise IntakeError(f"{shown} {problem}")
+    return fd, os.fstat(fd).st_size
+
+
+def read_plain_file(path: Path, *, max_bytes: int, shown: str | None = None) -> bytes:
+    """The bytes of a plain file, after :func:`open_plain_file`'s checks."""
+    fd, _size = open_plain_file(path, max_bytes=max_bytes, shown=shown)
+    with os.fdopen(fd, "rb") as stream:
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise IntakeError(f"{shown or Path(path).name} grew over the limit of {max_bytes:,} bytes "
+                          "while being read")  # fmt: skip
+    return data
 
 
 def copy_plain_file(source: Path, target: Path, *, max_bytes: int, shown: str) -> StagedFile:
     """Copy one file after :func:`open_plain_file`'s checks, hashing it on the way."""
-    fd, size = open_plain_file(source, max_bytes=max_bytes, shown=shown)
+    fd, _size = open_plain_file(source, max_bytes=max_bytes, shown=shown)
     digest = hashlib.sha256()
     copied = 0
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(target, "xb") as out:
             while chunk := os.read(fd, CHUNK):
                 copied += len(chunk)
                 if copied > max_bytes:
-                    raise IntakeError(f"{shown} grew past {max_bytes:,} bytes while it was copied")
+                    raise IntakeError(
+                        f"{shown} grew over the limit of {max_bytes:,} bytes while being read"
+                    )
                 digest.update(chunk)
                 out.write(chunk)
     finally:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from grader.assignment import load_assignment
-from grader.batch import GRADES_COLUMNS, grade_folder
+from grader.batch.results import GRADES_COLUMNS
+from grader.batch.run import grade_folder
 from grader.data import load_dataset
 from grader.models import pipeline
 from grader.models.result import Check, GradeStatus, ModelResult

@@ -108,7 +108,7 @@ def test_bundled_examples_get_their_bare_logits_from_the_box(student, simplenn_p
 
 
 def test_grader_check_grades_models_in_boxes_and_marks_them_verified(tmp_path, data_dir):
-    from grader.batch import grade_folder
+    from grader.batch.run import grade_folder
 
     batch = grade_folder(SUBMISSIONS / "simplenn", spec=load_assignment("simplenn"),
                          data_dir=data_dir, out_dir=tmp_path, progress=False)  # fmt: skip

@@ -90,7 +90,7 @@ def test_the_captured_training_graph_trains_exactly_like_the_model(data_dir):
 
 @pytest.mark.slow
 def test_grader_check_runs_the_experiment_for_every_vgg_bn_folder(tmp_path, data_dir):
-    from grader.batch import grade_folder
+    from grader.batch.run import grade_folder
 
     batch = grade_folder(
         GOOD.parent, spec=load_assignment("vgg-bn"), data_dir=data_dir, out_dir=tmp_path,

@@ -15,7 +15,7 @@ from lb_support import Submitter, enrol
 
 from grader.assignment import load_assignment
 from grader.cli import main
-from grader.solution import split_ids
+from grader.predictions.solution import split_ids
 from leaderboard.course import CourseError, course_of, load_course
 from leaderboard.status import JobQueue
 

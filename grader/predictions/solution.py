@@ -34,6 +34,13 @@ def load_solution(
     return _dataset_labels(spec, data_dir)
 
 
+def answer_key_digest(solution: pd.DataFrame) -> str:
+    """sha256 of an answer key: its ids then its labels, as little-endian int64."""
+    digest = hashlib.sha256(solution["id"].to_numpy().astype("<i8").tobytes())
+    digest.update(solution["label"].to_numpy().astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
 def _data_dir(data_dir: Path | None) -> Path:
     from grader.data import data_dir as default_data_dir
 

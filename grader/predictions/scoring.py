@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from grader.assignment import Assignment
-from grader.solution import load_solution, split_ids
+from grader.predictions.solution import load_solution, split_ids
 
 
 @dataclass
@@ -167,10 +167,10 @@ def score_file(
 ) -> Score:
     """Read, validate and score one predictions file.
 
-    Raises :class:`grader.predictions.SubmissionError` for an invalid file and
-    :class:`grader.solution.SolutionError` when the answer key cannot be loaded.
+    Raises :class:`grader.predictions.read.SubmissionError` for an invalid file and
+    :class:`grader.predictions.solution.SolutionError` when the answer key cannot be loaded.
     """
-    from grader.predictions import read_predictions
+    from grader.predictions.read import read_predictions
 
     if solution is None:
         solution = load_solution(spec, data_dir)
