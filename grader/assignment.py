@@ -98,8 +98,10 @@ class ModelSpec:
     """What happens to a model that cannot be captured as a graph: ``accept`` scores the logits
     its own process computes (flagged unverified; no structure, parameter or FLOP check can pass),
     ``invalid`` refuses it."""
-    variants: tuple[str, ...] = ()
-    """Image variants (corruptions, flips, shifts) the model is also evaluated on."""
+    robustness: bool = False
+    """Also evaluate the model on corrupted, flipped and shifted test images
+    (:func:`grader.metrics.make_variants`): robustness and consistency metrics, and the
+    likely-memoriser flag."""
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ def _evaluate(
         num_classes=model.num_classes,
         batch_size=model.batch_size,
         weights=weights,
-        variants=tuple(model.variants),
+        robustness=model.robustness,
     )
     job = worker.run(
         EVALUATE, files=artifact, limits=limits, args=to_data(args), out=work / EVALUATE
@@ -240,9 +240,13 @@ def _evaluate(
             result.logits = read_array(
                 job.out / LOGITS_FILE, shape=(len(images), model.num_classes)
             )
+            from grader.metrics.variants import VARIANT_NAMES
+
             for name in record.variants:
+                if name not in VARIANT_NAMES:
+                    raise ProtocolError(f"the evaluation names an unknown image variant {name!r}")
                 result.variant_logits[name] = read_array(
-                    job.out / f"logits_{name}.npy", shape=(len(images), model.num_classes)
+                    job.out / f"logits_{name}.npy", shape=(None, model.num_classes)
                 )
         except ProtocolError as exc:
             result.status, result.message = GradeStatus.INVALID, f"the logits are unusable: {exc}"

@@ -59,8 +59,8 @@ class EvaluateArgs:
     weights: str | None = None
     """The submission's weights file, compared tensor by tensor with the graph's."""
     probe_images: int = 8
-    variants: tuple[str, ...] = ()
-    """Names of image variants (corruptions) to compute logits on as well."""
+    robustness: bool = False
+    """Compute logits on the image variants of :func:`grader.metrics.make_variants` as well."""
     variant_seed: int = 0
 
 

@@ -105,6 +105,15 @@ def test_bundled_examples_get_their_bare_logits_from_the_box(student, simplenn_p
     np.testing.assert_allclose(result.logits, bare, rtol=1e-5, atol=1e-5)
     assert (result.logits.argmax(1) == bare.argmax(1)).all()
     assert result.total_params == 82_030 and len(result.weights_sha256) == 64
+    # the spec asks for robustness: every variant, on the subset the metrics expect
+    from grader.metrics import VARIANT_NAMES, make_variants
+
+    assert set(result.variant_logits) == set(VARIANT_NAMES)
+    variants = make_variants(images)
+    model = load_student(folder)
+    for name in ("flip", "jpeg_2"):
+        np.testing.assert_allclose(result.variant_logits[name], eager_logits(model, variants[name]),
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
 def test_grader_check_grades_models_in_boxes_and_marks_them_verified(tmp_path, data_dir):
@@ -115,5 +124,8 @@ def test_grader_check_grades_models_in_boxes_and_marks_them_verified(tmp_path, d
     rows = {r.student: r for r in batch.results}
     assert rows["ada"].status == "ok" and rows["ada"].verified
     assert rows["ada"].all_accuracy > 0.2  # one epoch on the 5,085 subset images: above chance
+    metrics = rows["ada"].metrics
+    assert metrics is not None and metrics.mean_corruption_accuracy is not None
+    assert metrics.flip_consistency is not None and metrics.likely_memoriser is False
     assert rows["cruz"].status == "invalid" and rows["cruz"].verified
     assert any("params_exact" in flag for flag in rows["cruz"].flags)

@@ -268,13 +268,13 @@ def all_logits(
 def write_variant_logits(
     program: Program, images: np.ndarray, args: EvaluateArgs, ctx: JobContext
 ) -> list[str]:
-    """Logits on each requested image variant, as ``logits_<name>.npy``."""
-    if not args.variants or not len(images):
+    """Logits on each image variant (corruptions, flip, shift), as ``logits_<name>.npy``."""
+    if not args.robustness or not len(images) or images.shape[1] not in (1, 3):
         return []
     from grader.metrics import make_variants
 
     done = []
-    for name, variant in make_variants(images, seed=args.variant_seed, names=args.variants).items():
+    for name, variant in make_variants(images, seed=args.variant_seed).items():
         logits = all_logits(program, variant, args.batch_size, args.num_classes)
         np.save(ctx.out / f"logits_{name}.npy", logits, allow_pickle=False)
         done.append(name)
