@@ -141,7 +141,7 @@ def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):
     ok, invalid = GradeStatus.OK, GradeStatus.INVALID
     grades = {
         "m_good": ModelResult(ok, "", True, logits(0.6), total_params=82030, parameter_digest="a"),
-        "m_copy": ModelResult(ok, "", True, logits(0.5), total_params=82030, parameter_digest="a"),
+        "m_copy": ModelResult(ok, "", True, logits(0.5), total_params=90000, parameter_digest="a"),
         "m_wrong_shape": ModelResult(
             invalid,
             "failed check(s): params_exact",

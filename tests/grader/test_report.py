@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,8 @@ from grader.batch.run import grade_folder
 from grader.cli import main
 from grader.data import load_dataset
 from grader.metrics import VARIANT_NAMES, variant_subset
+from grader.models import pipeline
+from grader.models.result import ExperimentOutcome, GradeStatus, ModelResult
 from grader.predictions.solution import answer_key_digest, load_solution
 
 
@@ -184,19 +184,24 @@ class Check:
     message: str = ""
 
 
-@dataclass
-class FakeGrade:
-    status: str
-    message: str = ""
-    logits: np.ndarray | None = None
-    total_params: int | None = None
-    flops: int | None = None
-    checks: list = field(default_factory=list)
-    weights_sha256: str | None = None
-    flags: list[str] = field(default_factory=list)
-    layers: list = field(default_factory=list)
-    verified: bool | None = None
-    variant_logits: dict | None = None
+def FakeGrade(  # noqa: N802 (a stand-in for the pipeline's result, built like one)
+    status: str,
+    message: str = "",
+    logits=None,
+    total_params=None,
+    flops=None,
+    checks=(),
+    weights_sha256=None,
+    *,
+    layers=(),
+    verified=False,
+    variant_logits=None,
+) -> ModelResult:
+    return ModelResult(
+        GradeStatus(status), message, verified, logits, variant_logits or {},
+        total_params=total_params, flops=flops, checks=list(checks),
+        weights_sha256=weights_sha256, layers=list(layers),
+    )  # fmt: skip
 
 
 LAYERS = [
@@ -242,23 +247,18 @@ def model_batch(tmp_path_factory, data_dir):
         (root / student / "model.pt").write_bytes(student.encode())
         (root / student / "README.md").write_text("notes")
 
-    def grade_model_folder(folder, spec, *, data_dir, slot):
+    def grade_model(folder, spec, **kwargs):
         assert sorted(p.name for p in folder.iterdir()) == ["model.pt", "model.py"]
         return grades[folder.name]
 
-    fake = types.ModuleType("grader.modelgrade")
-    fake.grade_model_folder = grade_model_folder
-    saved = sys.modules.get("grader.modelgrade")
-    sys.modules["grader.modelgrade"] = fake
+    saved = pipeline.grade_model
+    pipeline.grade_model = grade_model
     try:
         out = tmp_path_factory.mktemp("model-out")
         yield grade_folder(root, spec=load_assignment("simplenn"), data_dir=data_dir,
                            out_dir=out, progress=False)  # fmt: skip
     finally:
-        if saved is None:
-            del sys.modules["grader.modelgrade"]
-        else:
-            sys.modules["grader.modelgrade"] = saved
+        pipeline.grade_model = saved
 
 
 def test_model_metrics_reach_grades_results_and_the_report(model_batch):
@@ -304,29 +304,18 @@ def test_no_parameters_plot_when_every_model_has_the_same_count(model_batch, tmp
 def test_experiment_plots_are_embedded(tmp_path, data_dir, monkeypatch):
     """The vgg-bn experiment's plot shows in the report and on the student's page."""
 
-    @dataclass
-    class Outcome:
-        status: str = "ok"
-        message: str = ""
-        checks: list = field(default_factory=list)
-        narrowed: bool = True
-        student_band_width: float = 0.19
-        reference_band_width: float = 0.29
-        plot: Path | None = None
-
-    def grade_vgg_bn(folder, spec, *, data_dir, out_dir, slot):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        plot = out_dir / "vggbn_loss_band.png"
+    def grade_model(folder, spec, *, experiment_dir, **kwargs):
+        experiment_dir.mkdir(parents=True, exist_ok=True)
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(2, 2))
         fig.add_subplot().plot([0, 1], [1, 0])
-        fig.savefig(plot)
-        return Outcome(plot=plot)
+        fig.savefig(experiment_dir / "vggbn_loss_band.png")
+        outcome = ExperimentOutcome("bn_landscape", "BN loss band 0.190 vs VGG-A 0.290 (narrower)",
+                                    plot="vggbn_loss_band.png")  # fmt: skip
+        return ModelResult(GradeStatus.OK, "all checks passed", True, experiment=outcome)
 
-    fake = types.ModuleType("grader.vggbn")
-    fake.grade_vgg_bn = grade_vgg_bn
-    monkeypatch.setitem(sys.modules, "grader.vggbn", fake)
+    monkeypatch.setattr(pipeline, "grade_model", grade_model)
     (tmp_path / "subs" / "eve").mkdir(parents=True)
     (tmp_path / "subs" / "eve" / "model.py").write_text("# VGG_BatchNorm\n")
     batch = grade_folder(tmp_path / "subs", spec=load_assignment("vgg-bn"), data_dir=data_dir,

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from grader.cli import main
 from grader.sandbox.gpu import GpuUnavailable, find_gpu
+from grader.sandbox.jail import BoxLayout, box_command
 
 
 @pytest.fixture
@@ -45,8 +46,22 @@ def test_exactly_one_gpu_is_bound_into_the_box(fake_machine):
         "libcuda.so.1", "libcuda.so.550.54", "libnvidia-ml.so.1",
         "libnvidia-ptxjitcompiler.so.1", "libnvidia-nvvm.so.4",
     }  # fmt: skip
-    assert args[-3:] == ["--setenv", "CUDA_VISIBLE_DEVICES", "0"]
     assert all(args[i + 1] == args[i + 2] for i, a in enumerate(args) if a.endswith("-bind"))
+
+
+def test_the_box_command_binds_the_gpu_after_its_own_dev(fake_machine, tmp_path):
+    dev, lib = fake_machine
+    gpu = find_gpu(1, dev=dev, library_dirs=[str(lib)])
+    layout = BoxLayout(inputs=tmp_path, jobs=tmp_path, children_mb=64)
+    command = box_command(layout, entry="pass", gpu=gpu)
+    position = command.index("--dev")
+    assert command.index("--dev-bind") > position  # bwrap applies mounts in order
+    env = {command[i + 1]: command[i + 2] for i, a in enumerate(command) if a == "--setenv"}
+    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    plain = box_command(layout, entry="pass")
+    assert "--dev-bind" not in plain
+    plain_env = {plain[i + 1]: plain[i + 2] for i, a in enumerate(plain) if a == "--setenv"}
+    assert plain_env["CUDA_VISIBLE_DEVICES"] == ""  # a CPU box sees no GPU
 
 
 def test_missing_uvm_device_is_refused_with_what_to_do(fake_machine):
