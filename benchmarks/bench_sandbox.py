@@ -32,8 +32,7 @@ from grader.assignment import load_assignment
 from grader.data import load_dataset
 from grader.models.inside.capture import capture
 from grader.models.inside.evaluate import evaluate
-from grader.models.pipeline import grade_model, model_pool
-from grader.models.records import CaptureArgs, EvaluateArgs
+from grader.models.pipeline import capture_arguments, evaluate_arguments, grade_model, model_pool
 from grader.sandbox.inside.tasks import JobContext
 
 HERE = Path(__file__).resolve().parent
@@ -53,18 +52,18 @@ def make_submission(folder: Path, seed: int) -> None:
     torch.save(module.Net().state_dict(), folder / "model.pt")
 
 
-def bare(folder: Path, images, scratch: Path) -> float:
-    """Both stages in this process: the same checks without any box."""
+def bare(folder: Path, images, scratch: Path, spec) -> float:
+    """Both stages in this process: the same checks, with the same arguments, without a box."""
     started = time.perf_counter()
     out, out2 = scratch / "capture", scratch / "evaluate"
     for path in (out, out2):
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
-    report = capture(JobContext(folder, out, {}, None), CaptureArgs(weights="model.pt"))
+    report = capture(JobContext(folder, out, {}, None), capture_arguments(spec.model, "model.pt"))
     if report.status != "exported":
         raise SystemExit(f"bare capture failed: {report.message}")
     shutil.copy(folder / "model.pt", out / "model.pt")
-    record = evaluate(JobContext(out, out2, {}, images), EvaluateArgs(weights="model.pt"))
+    record = evaluate(JobContext(out, out2, {}, images), evaluate_arguments(spec.model, "model.pt"))
     if record.status != "ok":
         raise SystemExit(f"bare evaluation failed: {record.message}")
     return time.perf_counter() - started
@@ -85,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         for seed, folder in enumerate(folders):
             make_submission(folder, seed)
 
-        bare(folders[0], images, root / "warm")  # warm: the exporter's first call
-        bare_times = [bare(f, images, root / "bare") for f in folders]
+        bare(folders[0], images, root / "warm", spec)  # warm: the exporter's first call
+        bare_times = [bare(f, images, root / "bare", spec) for f in folders]
 
         started = time.perf_counter()
         with model_pool(spec, size=args.jobs) as pool:

@@ -88,6 +88,27 @@ def _borrowed(
         yield worker
 
 
+def capture_arguments(model: ModelSpec, weights: str | None) -> CaptureArgs:
+    """What the capture stage is asked to build and export for ``model``'s submissions."""
+    return CaptureArgs(
+        entry=model.entry,
+        input_shape=tuple(model.input_shape),
+        num_classes=model.num_classes,
+        weights=weights,
+        train_graph=model.experiment is not None,
+    )
+
+
+def evaluate_arguments(model: ModelSpec, weights: str | None) -> EvaluateArgs:
+    """What the verified evaluation is asked to run for ``model``'s submissions."""
+    return EvaluateArgs(
+        num_classes=model.num_classes,
+        batch_size=model.batch_size,
+        weights=weights,
+        robustness=model.robustness,
+    )
+
+
 def grade_model(
     folder: Path,
     spec: Assignment,
@@ -151,13 +172,7 @@ def _grade_staged(
     limits = Limits.from_model_spec(model)
     root = work / "submission"  # our own checked copy: walking it is safe
     submission = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
-    capture_args = CaptureArgs(
-        entry=model.entry,
-        input_shape=tuple(model.input_shape),
-        num_classes=model.num_classes,
-        weights=weights,
-        train_graph=model.experiment is not None,
-    )
+    capture_args = capture_arguments(model, weights)
     job = worker.run(
         CAPTURE, files=submission, limits=limits, args=to_data(capture_args), out=work / CAPTURE
     )
@@ -212,12 +227,7 @@ def _evaluate(
             GradeStatus.INVALID,
             "the model's process reported a capture but wrote no graph artifact",
         )
-    args = EvaluateArgs(
-        num_classes=model.num_classes,
-        batch_size=model.batch_size,
-        weights=weights,
-        robustness=model.robustness,
-    )
+    args = evaluate_arguments(model, weights)
     job = worker.run(
         EVALUATE, files=artifact, limits=limits, args=to_data(args), out=work / EVALUATE
     )
