@@ -103,6 +103,13 @@ def check(
         f"{len(batch.results)} submissions: {counts['ok']} graded, {counts['invalid']} invalid, "
         f"{counts['error']} errors, {flagged} flagged ({cached}{batch.elapsed_s:.1f} s)"
     )
+    models = [r for r in batch.results if r.kind == "model" and r.status == "ok"]
+    if models:
+        verified = sum(bool(r.verified) for r in models)
+        others = len(models) - verified
+        rest = f"; {others} graded UNVERIFIED (flagged)" if others else ""
+        click.echo(f"models: {verified} of {len(models)} graded models verified from their "
+                   f"captured graph{rest}")  # fmt: skip
     click.echo(f"grades:  {batch.grades_csv}")
     click.echo(f"results: {batch.results_json}")
     click.echo(f"report:  {batch.report_html}")
