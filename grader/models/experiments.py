@@ -53,11 +53,12 @@ def run_experiment(
     schedule: Schedule = Schedule(),
 ) -> ExperimentOutcome:
     """Run the experiment ``name`` (a spec's ``model.experiment``) on a captured submission."""
-    if name != "bn_landscape":
+    experiment = EXPERIMENTS.get(name)
+    if experiment is None:
         return ExperimentOutcome(name, f"unknown experiment {name!r}")
-    return bn_landscape(worker=worker, artifact=artifact, work=work, limits=limits,
-                        data_dir=data_dir, dataset=dataset, out_dir=out_dir, student=student,
-                        schedule=schedule)  # fmt: skip
+    return experiment(worker=worker, artifact=artifact, work=work, limits=limits,
+                      data_dir=data_dir, dataset=dataset, out_dir=out_dir, student=student,
+                      schedule=schedule)  # fmt: skip
 
 
 def bn_landscape(
@@ -117,6 +118,10 @@ def bn_landscape(
               "lrs": list(schedule.lrs), "student_curves": record.curves,
               "reference_curves": reference}  # fmt: skip
     return ExperimentOutcome("bn_landscape", summary, values, plot)
+
+
+EXPERIMENTS = {"bn_landscape": bn_landscape}
+"""Experiment name (a spec's ``model.experiment``) -> the function that runs it."""
 
 
 @functools.cache

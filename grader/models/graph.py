@@ -58,17 +58,7 @@ class Graph:
     @cached_property
     def live(self) -> frozenset[int]:
         """Every value the logits depend on (inputs and operations)."""
-        seen: set[int] = set()
-        pending = [self.summary.logits]
-        while pending:
-            value = pending.pop()
-            if value in seen:
-                continue
-            seen.add(value)
-            node = self.node(value)
-            if node is not None:
-                pending.extend(node.inputs)
-        return frozenset(seen)
+        return self.ancestors(self.summary.logits)
 
     @cached_property
     def users(self) -> dict[int, list[int]]:

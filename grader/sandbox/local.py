@@ -10,9 +10,7 @@ and says so; grading never does.
 from __future__ import annotations
 
 import os
-import select
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from grader.sandbox.inside.supervisor import wait_for
 from grader.sandbox.inside.tasks import JobContext, load_task, reset_threads_after_fork
 from grader.sandbox.pool import JobResult
 from grader.sandbox.protocol import Limits
@@ -82,21 +81,9 @@ class LocalWorker:
                     sys.stdout.flush()
                     sys.stderr.flush()
                     os._exit(code)
-            returncode, timed_out = _wait(pid, limits.wall_s)
+            returncode, timed_out = wait_for(pid, limits.wall_s)
             text = log.read_bytes()[:LOG_BYTES].decode(errors="replace") if log.exists() else ""
         outputs = sorted(p.name for p in out.iterdir())
         return JobResult(
             returncode, timed_out, time.perf_counter() - started, out, outputs, [], text
         )
-
-
-def _wait(pid: int, wall_s: float) -> tuple[int, bool]:
-    fd = os.pidfd_open(pid)
-    try:
-        ready, _, _ = select.select([fd], [], [], wall_s)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status), not ready

@@ -48,24 +48,28 @@ def capture_task(ctx: JobContext) -> None:
     write_record(ctx.out / CAPTURE_REPORT, report)
 
 
+def load_student_model(ctx: JobContext, args: CaptureArgs) -> tuple[nn.Module, nn.Module]:
+    """The student's model with its weights in eval mode, and the module that is graded (the
+    model after ``preprocess`` when model.py defines one); StudentError says what is wrong."""
+    module = import_student_module(ctx.work)
+    torch.manual_seed(0)  # the same initial weights on every run (experiments train them)
+    model = build_student_model(module, args.entry)
+    if not isinstance(model, nn.Module):
+        raise StudentError(f"{args.entry} returned {type(model).__name__}, not a torch.nn.Module")
+    if args.weights is not None:
+        try:
+            apply_state_dict(model, load_state_dict(ctx.work / args.weights), args.weights)
+        except WeightsError as exc:
+            raise StudentError(str(exc)) from None
+    model.eval()
+    preprocess = getattr(module, "preprocess", None)
+    return model, Preprocessed(model, preprocess) if callable(preprocess) else model
+
+
 def capture(ctx: JobContext, args: CaptureArgs) -> CaptureReport:
     """The capture itself; every failure of the student's code becomes the report's message."""
     try:
-        module = import_student_module(ctx.work)
-        torch.manual_seed(0)  # the same initial weights on every run (experiments train them)
-        model = build_student_model(module, args.entry)
-        if not isinstance(model, nn.Module):
-            raise StudentError(
-                f"{args.entry} returned {type(model).__name__}, not a torch.nn.Module"
-            )
-        if args.weights is not None:
-            try:
-                apply_state_dict(model, load_state_dict(ctx.work / args.weights), args.weights)
-            except WeightsError as exc:
-                raise StudentError(str(exc)) from None
-        model.eval()
-        preprocess = getattr(module, "preprocess", None)
-        graded = Preprocessed(model, preprocess) if callable(preprocess) else model
+        model, graded = load_student_model(ctx, args)
         shape, layers = dummy_forward(graded, tuple(args.input_shape), args.num_classes)
         prefix = WRAPPED if graded is not model else ""
         try:

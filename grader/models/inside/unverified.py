@@ -10,17 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from grader.models.inside.capture import Preprocessed
-from grader.models.inside.weights import WeightsError, apply_state_dict, load_state_dict
+from grader.models.inside.capture import load_student_model
 from grader.models.records import LOGITS_FILE, UNVERIFIED_REPORT, CaptureArgs, UnverifiedReport
-from grader.sandbox.inside.student import (
-    StudentError,
-    build_student_model,
-    describe_error,
-    import_student_module,
-)
+from grader.sandbox.inside.student import StudentError, describe_error
 from grader.sandbox.inside.tasks import JobContext
 from grader.sandbox.protocol import parse_record, write_record
 
@@ -32,18 +25,7 @@ def unverified_task(ctx: JobContext) -> None:
     )
     batch = max(1, int(ctx.args.get("batch_size", 256)))
     try:
-        module = import_student_module(ctx.work)
-        model = build_student_model(module, args.entry)
-        if not isinstance(model, nn.Module):
-            raise StudentError(f"{args.entry} returned {type(model).__name__}, not a module")
-        if args.weights is not None:
-            try:
-                apply_state_dict(model, load_state_dict(ctx.work / args.weights), args.weights)
-            except WeightsError as exc:
-                raise StudentError(str(exc)) from None
-        model.eval()
-        preprocess = getattr(module, "preprocess", None)
-        graded = Preprocessed(model, preprocess) if callable(preprocess) else model
+        model, graded = load_student_model(ctx, args)
         images = (
             ctx.images if ctx.images is not None else np.zeros((0, *args.input_shape), np.uint8)
         )

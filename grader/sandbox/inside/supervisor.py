@@ -122,9 +122,9 @@ def _serve(job: JobRequest, images: np.ndarray | None, base_vm_mb: int) -> JobAn
             _child(private, job, task, images, write_end, base_vm_mb)
         os.close(read_end)
         os.close(write_end)
-        returncode, timed_out = _wait(pid, job.limits.wall_s)
+        returncode, timed_out = wait_for(pid, job.limits.wall_s)
         _kill_uid(job.uid)  # daemons the child left behind, and with them the pipe's last writer
-        _wait(reader, 10.0)
+        wait_for(reader, 10.0)
         outputs, dropped = _copy_outputs(private / "out", staged / "out", job.limits.output_mb)
     finally:
         _kill_uid(job.uid)
@@ -151,7 +151,7 @@ def _make_private_copy(source: Path, private: Path, uid: int) -> None:
                 os.chmod(entry, 0o700 if os.path.isdir(entry) else 0o600)
 
 
-def _wait(pid: int, wall_s: float) -> tuple[int, bool]:
+def wait_for(pid: int, wall_s: float) -> tuple[int, bool]:
     """The exit code of ``pid`` (negative: killed by that signal), and whether it ran out of
     time (it is then killed)."""
     fd = os.pidfd_open(pid)
