@@ -49,6 +49,7 @@ from reference.experiments.common import (
     write_document,
 )
 from reference.experiments.loop import ExperimentError, Step, batch_order, make_optimizer, run_steps
+from reference.train_config import setting
 
 NAME = "bn"
 BNExperimentError = ExperimentError
@@ -93,35 +94,28 @@ __all__ = [
 class BNConfig(ExperimentConfig):
     """One run of the experiments; every field is recorded in the JSON."""
 
-    lrs: tuple[float, ...] = field(
-        default=(1e-3, 2e-3, 1e-4, 5e-4),
-        metadata={"help": "Learning rates; each model trains once per rate (the band over lrs)."},
+    lrs: tuple[float, ...] = setting(
+        (1e-3, 2e-3, 1e-4, 5e-4),
+        "Learning rates; each model trains once per rate from one initialisation.",
     )
-    landscape_lr: float | None = field(
-        default=None,
-        metadata={
-            "help": "Learning rate of the run probed along the gradient "
-            "[default: the middle of the sorted lrs].",
-            "cli": False,
-        },
+    landscape_lr: float | None = setting(
+        None,
+        "Learning rate of the run probed along the gradient (None: the middle of the sorted lrs).",
+        cli=False,
     )
-    steps: int = field(default=100, metadata={"help": "Optimisation steps per run.", "min": 2})
-    batch_size: int = field(default=32, metadata={"help": "Images per step.", "min": 2})
-    width: float = field(
-        default=0.25, metadata={"help": "Channel multiplier of VGG-A (1 = published).", "min": 0}
+    steps: int = setting(100, "Optimisation steps per run.", minimum=2)
+    batch_size: int = setting(32, "Images per step.", minimum=2)
+    width: float = setting(0.25, "Channel multiplier of VGG-A (1 = published).", minimum=0,
+                           min_open=True)  # fmt: skip
+    optimizer: Optimizer = setting("adam", "Optimizer of every run.")
+    probe_steps: tuple[float, ...] = setting(
+        (0.05, 0.1, 0.2, 0.4), "The eta grid: step sizes of the probes w - eta * g."
     )
-    optimizer: Optimizer = field(default="adam", metadata={"help": "Optimizer of every run."})
-    probe_steps: tuple[float, ...] = field(
-        default=(0.05, 0.1, 0.2, 0.4),
-        metadata={"help": "The eta grid: step sizes of the probes w - eta * g."},
+    probe_every: int = setting(5, "Probe the gradient every N steps.", minimum=1)
+    max_images: int | None = setting(
+        None, "Use only the first N training images.", minimum=2, default_text="all"
     )
-    probe_every: int = field(
-        default=5, metadata={"help": "Probe the gradient every N steps.", "min": 1}
-    )
-    max_images: int | None = field(
-        default=None, metadata={"help": "Use only the first N training images.", "min": 2}
-    )
-    out_dir: Path = field(default=Path("out/bn"), metadata={"help": "Output folder."})
+    out_dir: Path = setting(Path("out/bn"), "Output folder.", flag="--out")
 
 
 Config = BNConfig

@@ -11,7 +11,7 @@ import json
 import math
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
-from reference.experiments.loop import EpochCurves, ExperimentError, TrainValSplit
+from reference.experiments.loop import EpochCurves, ExperimentError, TrainValSplit, fit
+from reference.train_config import check_bounds, setting
 
 Scale = Literal["tiny", "small", "full"]
 SCALE_NAMES: tuple[str, ...] = ("tiny", "small", "full")
@@ -31,14 +33,13 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 class ExperimentConfig:
     """Settings every experiment has; each experiment's ``Config`` adds its own."""
 
-    seed: int = field(default=0, metadata={"help": "Seed of the initialisation and batch order."})
-    data_dir: Path | None = field(
-        default=None,
-        metadata={"help": "Folder holding the data set [default: $GRADER_DATA_DIR]."},
+    seed: int = setting(0, "Seed of the initialisation and of the batch order.")
+    data_dir: Path | None = setting(
+        None, "Folder holding the data set.", default_text="$GRADER_DATA_DIR"
     )
-    out_dir: Path = field(default=Path("out/experiment"), metadata={"help": "Output folder."})
-    device: DeviceChoice = field(default="auto", metadata={"help": "auto: cuda when present."})
-    progress: bool = field(default=True, metadata={"cli": False})
+    out_dir: Path = setting(Path("out/experiment"), "Output folder.", flag="--out")
+    device: DeviceChoice = setting("auto", "Device (auto: cuda when present).")
+    progress: bool = setting(True, "Progress bars.", cli=False)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -80,7 +81,8 @@ class ExperimentData:
 
 def normalised(images: np.ndarray, dataset: str) -> torch.Tensor:
     """uint8 (N, C, H, W) images -> float32, normalised per channel with the recipe's statistics."""
-    from reference.train import DATASET_RECIPES, normalize
+    from reference.augment import normalize
+    from reference.train_config import DATASET_RECIPES
 
     array = np.ascontiguousarray(images)
     if not array.flags.writeable:  # a cached data set is read-only; torch wants its own copy
@@ -289,3 +291,122 @@ def epoch_summary(run: EpochCurves) -> dict[str, float]:
         "loss_gap": run.val_loss[-1] - run.train_loss[-1],
         "wall_s": run.wall_s,
     }
+
+
+# --- experiments that train several variants epoch by epoch ---------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochConfig(ExperimentConfig):
+    """Settings of an experiment that trains each variant for some epochs and validates."""
+
+    epochs: int = setting(4, "Training epochs per run.", minimum=1)
+    batch_size: int = setting(64, "Images per step.", minimum=2)
+    train_images: int | None = setting(
+        None,
+        "Train on the first N training images.",
+        minimum=2,
+        default_text="all but the validation images",
+    )
+    val_images: int = setting(
+        1017, "Validation images, held out from the end of the training set.", minimum=1
+    )
+
+
+@dataclass
+class Variant:
+    """One run of an experiment: how to build, optimise and regularise its model.
+
+    ``records`` collects extra curves the hooks write (e.g. the sparsity path); they are stored
+    with the run's curves in the JSON.
+    """
+
+    label: str
+    build: Callable[[], nn.Module]
+    optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+    scheduler: Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler] | None = None
+    penalty: Callable[[nn.Module], Tensor] | None = None
+    after_step: Callable[[nn.Module, torch.optim.Optimizer], None] | None = None
+    after_epoch: Callable[[int, nn.Module, torch.optim.Optimizer, TrainValSplit], None] | None = (
+        None
+    )
+    """Called after each epoch's validation (epoch counts from 1) with the data trained on."""
+    records: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class TrainedVariant:
+    """A variant after training: its curves and its model."""
+
+    variant: Variant
+    curves: EpochCurves
+    model: nn.Module
+
+
+def run_variants(
+    name: str,
+    config: EpochConfig,
+    dataset: str,
+    variants: Sequence[Variant],
+    *,
+    plot: Callable[[Sequence[TrainedVariant], Path], dict[str, Path]],
+    summarise: Callable[[Sequence[TrainedVariant]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Train every variant from the same initialisation on the same batches, then write the
+    figures (``plot``) and the JSON with every curve, the ``summarise`` summary and provenance."""
+    from tqdm import tqdm
+
+    try:
+        check_bounds(config)
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
+    device = resolve_device(config.device)
+    timer = Timer()
+    data = load_split(
+        dataset,
+        train_images=config.train_images,
+        val_images=config.val_images,
+        data_dir=config.data_dir,
+        device=device,
+    )
+    trained: list[TrainedVariant] = []
+    for variant in tqdm(variants, desc=name, unit="run", disable=not config.progress):
+        torch.manual_seed(config.seed)  # the same initialisation for every variant
+        model = variant.build().to(device)
+        optimizer = variant.optimizer(model)
+        scheduler = variant.scheduler(optimizer) if variant.scheduler is not None else None
+        step_hook, epoch_hook = variant.after_step, variant.after_epoch
+        # default arguments bind this variant's model and optimizer to its hooks
+        curves = fit(
+            model,
+            data.split,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            optimizer=optimizer,
+            seed=config.seed,
+            label=variant.label,
+            scheduler=scheduler,
+            penalty=variant.penalty,
+            after_step=(lambda h=step_hook, m=model, o=optimizer: h(m, o)) if step_hook else None,
+            after_epoch=(lambda e, m, h=epoch_hook, o=optimizer, d=data.split: h(e, m, o, d))
+            if epoch_hook
+            else None,
+        )
+        trained.append(TrainedVariant(variant, curves, model))
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = plot(trained, out_dir)
+    curves = [{**dataclasses.asdict(t.curves), **t.variant.records} for t in trained]
+    prov = provenance(config, data.description, device, timer.seconds)
+    return write_document(
+        name, config, curves=curves, summary=summarise(trained), prov=prov, figures=figures
+    )
+
+
+def epoch_summary_lines(document: dict[str, Any]) -> list[str]:
+    """One line per run: final training and validation loss and validation accuracy."""
+    return [
+        f"{label:24s} train loss {entry['final_train_loss']:.4f}  "
+        f"val loss {entry['final_val_loss']:.4f}  val accuracy {entry['final_val_accuracy']:.4f}"
+        for label, entry in document["summary"]["runs"].items()
+    ]

@@ -19,10 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reference.dessilbi import DessiLBI, sparse_param_groups
-
-OptimizerName = Literal["adam", "sgd", "dessilbi"]
-OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "dessilbi")
+OptimizerName = Literal["adam", "sgd"]
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 
 
 class ExperimentError(ValueError):
@@ -51,17 +49,12 @@ def make_optimizer(
     momentum: float = 0.9,
     params: Sequence[Tensor] | None = None,
 ) -> torch.optim.Optimizer:
-    """Adam, SGD with (heavy-ball) ``momentum``, or DessiLBI over ``model``'s parameters.
-
-    ``params`` restricts Adam and SGD to those tensors (default: all of ``model``'s).
-    """
+    """Adam or SGD with (heavy-ball) ``momentum`` over ``model``'s parameters (or ``params``)."""
     chosen = list(model.parameters()) if params is None else list(params)
     if name == "adam":
         return torch.optim.Adam(chosen, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(chosen, lr=lr, momentum=momentum)
-    if name == "dessilbi":
-        return DessiLBI(sparse_param_groups(model), lr=lr, momentum=momentum)
     raise ExperimentError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")
 
 
