@@ -88,11 +88,46 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class OpCheck:
+    """One hand-written operation of an ``ops.py`` submission and what it is checked against."""
+
+    name: str
+    """The class (a ``torch.autograd.Function`` or ``nn.Module``) or function in ``ops.py``."""
+    reference: str
+    """The reference op (``grader.ops.references``): ``swish``, ``linear``, ``sum``, ..."""
+    points: float = 1.0
+
+
+@dataclass(frozen=True)
+class OpsSpec:
+    """An ``ops.py`` assignment: which ops, and the tolerances they are held to."""
+
+    op: tuple[OpCheck, ...] = ()
+    """The ops, one ``[[ops.op]]`` table each."""
+    file: str = "ops.py"
+    seed: int = 0
+    """Seed of the random inputs, cotangents and probe directions."""
+    rtol: float = 1e-6
+    """Relative tolerance of the forward and backward against the reference (float64)."""
+    atol: float = 1e-9
+    require_backward: bool = True
+    """Each op must have a hand-written ``backward`` (read from the source, never run)."""
+    time_limit_s: float = 120.0
+    memory_limit_mb: int = 4096
+
+    @property
+    def max_points(self) -> float:
+        """Points of every op together."""
+        return sum(check.points for check in self.op)
+
+
+@dataclass(frozen=True)
 class Assignment:
     """One assignment: what is graded, against what, and under which rules."""
 
     name: str
-    dataset: Dataset
+    dataset: Dataset | None = None
+    """The images graded on; required unless the assignment is an ``[ops]`` one."""
     title: str = ""
     solution: str = "dataset"
     """A labels CSV (absolute, relative to the spec file, or to the data dir) or ``dataset``."""
@@ -111,6 +146,8 @@ class Assignment:
     entry_rule: Literal["best", "last"] = "best"
     max_file_bytes: int = 2_000_000
     model: ModelSpec | None = None
+    ops: OpsSpec | None = None
+    """Hand-written operations: the submission is an ``ops.py``, not predictions or a model."""
     source: Path | None = field(default=None, compare=False)
     """The TOML file this spec was read from."""
 
@@ -175,6 +212,10 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
     where = str(source) if source else "assignment"
     spec = _build(Assignment, raw, where, skip={"source"})
     spec = dataclasses.replace(spec, source=source)
+    if spec.ops is not None:
+        return _check_ops(spec, where)
+    if spec.dataset is None:
+        raise SpecError(f"{where}: missing required key 'dataset' (cifar10 or mnist)")
     if not spec.class_names:
         spec = dataclasses.replace(spec, class_names=CLASS_NAMES[spec.dataset])
     if not 0.0 < spec.public_fraction < 1.0:
@@ -197,6 +238,34 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
                 f"{where}: model.rules cannot hold both batchnorm_after_conv and no_batchnorm"
             )
         spec = dataclasses.replace(spec, model=model)
+    return spec
+
+
+def _check_ops(spec: Assignment, where: str) -> Assignment:
+    from grader.ops.references import REFERENCES
+
+    ops = spec.ops
+    if spec.model is not None:
+        raise SpecError(f"{where}: an assignment has a [model] or an [ops] table, not both")
+    if not ops.op:
+        raise SpecError(f"{where}: [ops] names no op; add [[ops.op]] tables (name, reference)")
+    names = [check.name for check in ops.op]
+    for index, check in enumerate(ops.op):
+        if check.reference not in REFERENCES:
+            raise SpecError(
+                f"{where}: ops.op[{index}].reference = {check.reference!r} is not allowed; use "
+                f"one of {', '.join(REFERENCES)}"
+            )
+        if not check.name.isidentifier():
+            raise SpecError(f"{where}: ops.op[{index}].name = {check.name!r} is not a Python name")
+        if names.count(check.name) > 1:
+            raise SpecError(f"{where}: ops.op name {check.name!r} appears twice")
+        if check.points < 0:
+            raise SpecError(f"{where}: ops.op[{index}].points must not be negative")
+    if not (ops.rtol >= 0 and ops.atol >= 0):
+        raise SpecError(f"{where}: ops.rtol and ops.atol must not be negative")
+    if not ops.file.endswith(".py") or "/" in ops.file:
+        raise SpecError(f"{where}: ops.file must be a .py file name, got {ops.file!r}")
     return spec
 
 
