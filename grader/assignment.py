@@ -27,7 +27,33 @@ BUILTIN_DIR = Path(__file__).parent / "assignments"
 Dataset = Literal["cifar10", "mnist"]
 Metric = Literal["accuracy", "macro_f1"]
 Split = Literal["public", "private", "all"]
-StructureRule = Literal["batchnorm_after_conv", "no_batchnorm", "residual"]
+StructureRule = Literal[
+    "batchnorm_after_conv",
+    "no_batchnorm",
+    "residual",
+    "conv2d_present",
+    "linear_present",
+    "pooling_present",
+    "activation_present",
+    "swish_activation",
+    "dropout_present",
+    "batchnorm_present",
+    "params_budget",
+    "flops_budget",
+]
+"""Structure rules on the captured graph of a model (``grader.models.rules``):
+
+- ``batchnorm_after_conv``: every Conv2d's output feeds a BatchNorm over its channels;
+- ``no_batchnorm``: no normalisation layer;
+- ``residual``: an addition joins two branches that both carry the input's data;
+- ``conv2d_present`` / ``linear_present`` / ``pooling_present``: a 2-D convolution / a fully
+  connected layer / a 2-D max or average pooling lies on the path from input to logits;
+- ``activation_present``: a non-linearity (ReLU, GELU, ELU, sigmoid, tanh, SiLU, ...) on that path;
+- ``swish_activation``: the non-linearity is Swish, x * sigmoid(x) (SiLU, or written out);
+- ``dropout_present``: a dropout on that path in training mode;
+- ``batchnorm_present``: a BatchNorm whose output feeds the next op;
+- ``params_budget``: at most ``params_max`` parameters; ``flops_budget``: at most ``max_flops``.
+"""
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "cifar10": (
@@ -60,6 +86,25 @@ class RubricLevel:
 
 
 @dataclass(frozen=True)
+class ChecklistItem:
+    """A structure rule worth points (the handout's component checklist)."""
+
+    rule: StructureRule
+    points: float
+    label: str = ""
+    """The handout's words for the component (``fully connected layer``); default: the rule."""
+
+
+@dataclass(frozen=True)
+class SparsityLevel:
+    """Points given when at most ``max_density`` of the weights are non-zero."""
+
+    max_density: float
+    """Fraction of the convolution and linear weights (not biases) that are not exactly zero."""
+    points: float
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What a model submission must look like and the limits it runs under."""
 
@@ -85,6 +130,23 @@ class ModelSpec:
     experiment: Literal["bn_landscape"] | None = None
     """An experiment run with the student's class in the sandbox besides the checks:
     ``bn_landscape`` trains it briefly and compares its loss band with the reference VGG-A."""
+    checklist: tuple[ChecklistItem, ...] = ()
+    """Structure rules worth points, one ``[[model.checklist]]`` table each (``rules`` are
+    required; these add points when they hold)."""
+    sparsity: tuple[SparsityLevel, ...] = ()
+    """Points for sparse weights, one ``[[model.sparsity]]`` level each (the most reached)."""
+    public_models: Literal["flag", "refuse"] = "flag"
+    """An unmodified public architecture (torchvision's zoo, the reference models): ``flag`` it,
+    or ``refuse`` it (the submission is invalid: "by no means a publicly available model")."""
+
+    @property
+    def checklist_points(self) -> float:
+        """Points of the whole checklist."""
+        return sum(item.points for item in self.checklist)
+
+    def points_for_density(self, density: float) -> float:
+        """Sparsity points for a weight density (fraction non-zero), 0 below every level."""
+        return max((lv.points for lv in self.sparsity if density <= lv.max_density), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -155,6 +217,17 @@ class Assignment:
     def max_points(self) -> float:
         """The most points the rubric gives."""
         return max((level.points for level in self.rubric), default=0.0)
+
+    @property
+    def total_points(self) -> float:
+        """Everything the spec can give: the accuracy rubric, the checklist, sparsity and ops."""
+        total = self.max_points
+        if self.model is not None:
+            total += self.model.checklist_points
+            total += max((lv.points for lv in self.model.sparsity), default=0.0)
+        if self.ops is not None:
+            total += self.ops.max_points
+        return total
 
     def points_for(self, accuracy: float) -> float:
         """Points the rubric gives for ``accuracy`` (0 below every threshold)."""
@@ -237,8 +310,30 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
             raise SpecError(
                 f"{where}: model.rules cannot hold both batchnorm_after_conv and no_batchnorm"
             )
+        _check_model_rules(model, where)
         spec = dataclasses.replace(spec, model=model)
     return spec
+
+
+def _check_model_rules(model: ModelSpec, where: str) -> None:
+    checked = [*model.rules, *(item.rule for item in model.checklist)]
+    for rule, needs, key in (("params_budget", model.params_max, "params_max"),
+                             ("flops_budget", model.max_flops, "max_flops")):  # fmt: skip
+        if rule in checked and needs is None:
+            raise SpecError(f"{where}: rule {rule} needs model.{key}")
+    listed = [item.rule for item in model.checklist]
+    for index, item in enumerate(model.checklist):
+        if item.points < 0:
+            raise SpecError(f"{where}: model.checklist[{index}].points must not be negative")
+        if listed.count(item.rule) > 1:
+            raise SpecError(f"{where}: model.checklist lists {item.rule} twice")
+        if item.rule in model.rules:
+            raise SpecError(
+                f"{where}: {item.rule} is both a required rule and a checklist item; keep one"
+            )
+    for index, level in enumerate(model.sparsity):
+        if not 0.0 <= level.max_density <= 1.0:
+            raise SpecError(f"{where}: model.sparsity[{index}].max_density must be in [0, 1]")
 
 
 def _check_ops(spec: Assignment, where: str) -> Assignment:
