@@ -14,16 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reference.experiments.common import (
-    EpochConfig,
-    TrainedVariant,
-    Variant,
-    epoch_summary,
-    epoch_summary_lines,
-    plot_epoch_curves,
-    run_variants,
-)
-from reference.experiments.loop import make_optimizer
+from reference.experiments import common
 from reference.train_config import setting
 
 NAME = "ablation"
@@ -32,7 +23,7 @@ BASELINE, DROPOUT, NO_POOLING, BATCHNORM = "baseline", "+ dropout", "no pooling"
 
 
 @dataclass(frozen=True)
-class Config(EpochConfig):
+class Config(common.EpochConfig):
     """Settings of the ablation."""
 
     lr: float = setting(1e-3, "Adam learning rate.", minimum=0, min_open=True)
@@ -50,11 +41,7 @@ SCALES = {
 
 def run(config: Config) -> dict[str, Any]:
     """Train the four variants of MyConvolutionalNetwork; write the figure and the JSON."""
-    from reference.models import get_model
-
-    def adam(model):
-        return make_optimizer("adam", model, config.lr)
-
+    adam = common.optimizer("adam", config.lr)
     switches = {
         BASELINE: {},
         f"{DROPOUT}": {"dropout": config.dropout},
@@ -62,26 +49,23 @@ def run(config: Config) -> dict[str, Any]:
         BATCHNORM: {"batch_norm": True},
     }
     variants = [
-        Variant(label, lambda kw=kw: get_model("tp4_net", **kw), adam)
+        common.Variant(label, common.reference_model("tp4_net", **kw), adam)
         for label, kw in switches.items()
     ]
-    return run_variants(NAME, config, "cifar10", variants, plot=plot, summarise=summarise)
+    return common.run_variants(NAME, config, "cifar10", variants, plot=plot, summarise=summarise)
 
 
-def plot(trained: Sequence[TrainedVariant], out_dir: Path) -> dict[str, Path]:
-    """Training and validation loss (and validation accuracy) per epoch of every variant."""
-    path = plot_epoch_curves(
-        [t.curves for t in trained],
-        ("train_loss", "val_loss", "val_accuracy"),
-        out_dir / FIGURE_NAMES["curves"],
-        title="MyConvolutionalNetwork (TP4): dropout, pooling and BatchNorm, CIFAR-10",
-    )
-    return {"curves": path}
+plot = common.epoch_plot(
+    FIGURE_NAMES["curves"],
+    ("train_loss", "val_loss", "val_accuracy"),
+    lambda config: "MyConvolutionalNetwork (TP4): dropout, pooling and BatchNorm, CIFAR-10",
+)
+"""Training and validation loss (and validation accuracy) per epoch of every variant."""
 
 
-def summarise(trained: Sequence[TrainedVariant]) -> dict[str, Any]:
+def summarise(trained: Sequence[common.TrainedVariant], config: Config) -> dict[str, Any]:
     """Per variant the last epoch's figures (with the loss gap); the variant of smallest gap."""
-    runs = {t.curves.label: epoch_summary(t.curves) for t in trained}
+    runs = {t.curves.label: common.epoch_summary(t.curves) for t in trained}
     return {
         "runs": runs,
         "smallest_gap": min(runs, key=lambda label: runs[label]["loss_gap"]),
@@ -95,4 +79,4 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     gaps = "  ".join(
         f"{label} {entry['loss_gap']:+.3f}" for label, entry in summary["runs"].items()
     )
-    return [*epoch_summary_lines(document), f"loss gap (val - train): {gaps}"]
+    return [*common.epoch_summary_lines(document), f"loss gap (val - train): {gaps}"]

@@ -21,7 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from reference.experiments.loop import EpochCurves, ExperimentError, TrainValSplit, fit
+from reference.experiments.loop import (
+    EpochCurves,
+    ExperimentError,
+    TrainValSplit,
+    fit,
+    make_optimizer,
+)
 from reference.train_config import check_bounds, setting
 
 Scale = Literal["tiny", "small", "full"]
@@ -281,6 +287,24 @@ def plot_epoch_curves(
     return save_figure(fig, path)
 
 
+def epoch_plot(
+    file_name: str,
+    metrics: Sequence[str],
+    title: Callable[[Any], str],
+    *,
+    log_scale: Sequence[str] = (),
+) -> Callable[[Sequence[TrainedVariant], Path, Any], dict[str, Path]]:
+    """A ``plot`` for :func:`run_variants` drawing only the per-epoch ``metrics`` of every run
+    into ``file_name``, under the title ``title(config)``; the figure's key is ``curves``."""
+
+    def plot(trained: Sequence[TrainedVariant], out_dir: Path, config: Any) -> dict[str, Path]:
+        path = plot_epoch_curves([t.curves for t in trained], metrics, out_dir / file_name,
+                                 title=title(config), log_scale=log_scale)  # fmt: skip
+        return {"curves": path}
+
+    return plot
+
+
 def epoch_summary(run: EpochCurves) -> dict[str, float]:
     """The last epoch's losses and accuracy, the best accuracy, and the generalisation gap."""
     return {
@@ -334,6 +358,24 @@ class Variant:
     records: dict[str, list[Any]] = field(default_factory=dict)
 
 
+def reference_model(name: str, **kwargs: Any) -> Callable[[], nn.Module]:
+    """A builder of the reference model ``name`` (``kwargs`` go to its factory)."""
+
+    def build() -> nn.Module:
+        from reference.models import get_model
+
+        return get_model(name, **kwargs)
+
+    return build
+
+
+def optimizer(
+    name: str, lr: float, momentum: float = 0.9
+) -> Callable[[nn.Module], torch.optim.Optimizer]:
+    """A maker of Adam or SGD (with ``momentum``) at ``lr`` for a model."""
+    return lambda model: make_optimizer(name, model, lr, momentum=momentum)
+
+
 @dataclass
 class TrainedVariant:
     """A variant after training: its curves and its model."""
@@ -349,11 +391,12 @@ def run_variants(
     dataset: str,
     variants: Sequence[Variant],
     *,
-    plot: Callable[[Sequence[TrainedVariant], Path], dict[str, Path]],
-    summarise: Callable[[Sequence[TrainedVariant]], dict[str, Any]],
+    plot: Callable[[Sequence[TrainedVariant], Path, Any], dict[str, Path]],
+    summarise: Callable[[Sequence[TrainedVariant], Any], dict[str, Any]],
 ) -> dict[str, Any]:
     """Train every variant from the same initialisation on the same batches, then write the
-    figures (``plot``) and the JSON with every curve, the ``summarise`` summary and provenance."""
+    figures (``plot(trained, out_dir, config)``) and the JSON with every curve, the summary
+    (``summarise(trained, config)``) and the provenance."""
     from tqdm import tqdm
 
     try:
@@ -395,11 +438,11 @@ def run_variants(
         trained.append(TrainedVariant(variant, curves, model))
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = plot(trained, out_dir)
+    figures = plot(trained, out_dir, config)
     curves = [{**dataclasses.asdict(t.curves), **t.variant.records} for t in trained]
     prov = provenance(config, data.description, device, timer.seconds)
     return write_document(
-        name, config, curves=curves, summary=summarise(trained), prov=prov, figures=figures
+        name, config, curves=curves, summary=summarise(trained, config), prov=prov, figures=figures
     )
 
 

@@ -20,17 +20,8 @@ from typing import Any
 from torch import nn
 
 from reference.dessilbi import DessiLBI, prune_by_gamma, sparse_param_groups
-from reference.experiments.common import (
-    EpochConfig,
-    TrainedVariant,
-    Variant,
-    epoch_summary,
-    epoch_summary_lines,
-    pyplot,
-    run_variants,
-    save_figure,
-)
-from reference.experiments.loop import TrainValSplit, evaluate, make_optimizer
+from reference.experiments import common
+from reference.experiments.loop import TrainValSplit, evaluate
 from reference.train_config import setting
 
 NAME = "dessilbi"
@@ -39,7 +30,7 @@ LBI, SGD = "DessiLBI", "SGD"
 
 
 @dataclass(frozen=True)
-class Config(EpochConfig):
+class Config(common.EpochConfig):
     """Settings of the DessiLBI run and its SGD comparison."""
 
     lr: float = setting(1.0, "DessiLBI step size alpha.", minimum=0, min_open=True)
@@ -79,7 +70,6 @@ def pruned_accuracy(model: nn.Module, optimizer: DessiLBI, split: TrainValSplit)
 
 def run(config: Config) -> dict[str, Any]:
     """Train LeNet-5 with DessiLBI (recording the path) and with SGD; write figures and JSON."""
-    from reference.models import get_model
 
     def lbi(model):
         return DessiLBI(
@@ -97,24 +87,24 @@ def run(config: Config) -> dict[str, Any]:
         path["epoch_density"].append(gamma_density(model, optimizer))
         path["pruned_val_accuracy"].append(pruned_accuracy(model, optimizer, split))
 
-    def build():
-        return get_model("lenet5")
-
+    build = common.reference_model("lenet5")
     path: dict[str, list[Any]] = {
         "step_density": [],
         "epoch_density": [],
         "pruned_val_accuracy": [],
     }
     variants = [
-        Variant(LBI, build, lbi, after_step=on_step, after_epoch=on_epoch, records=path),
-        Variant(SGD, build, lambda m: make_optimizer("sgd", m, config.sgd_lr)),
+        common.Variant(LBI, build, lbi, after_step=on_step, after_epoch=on_epoch, records=path),
+        common.Variant(SGD, build, common.optimizer("sgd", config.sgd_lr, config.momentum)),
     ]
-    return run_variants(NAME, config, "mnist", variants, plot=plot, summarise=summarise)
+    return common.run_variants(NAME, config, "mnist", variants, plot=plot, summarise=summarise)
 
 
-def plot(trained: Sequence[TrainedVariant], out_dir: Path) -> dict[str, Path]:
+def plot(
+    trained: Sequence[common.TrainedVariant], out_dir: Path, config: Config
+) -> dict[str, Path]:
     """Accuracy per epoch (dense, pruned to Gamma, SGD) and the sparsity path."""
-    plt = pyplot()
+    plt = common.pyplot()
     lbi = next(t for t in trained if t.curves.label == LBI)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for t in trained:
@@ -124,7 +114,7 @@ def plot(trained: Sequence[TrainedVariant], out_dir: Path) -> dict[str, Path]:
     ax.plot(range(1, len(pruned) + 1), pruned, marker="s", label=f"{LBI}, W pruned to supp(Gamma)")
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="LeNet-5 on MNIST")
     ax.legend()
-    accuracy = save_figure(fig, out_dir / FIGURE_NAMES["accuracy"])
+    accuracy = common.save_figure(fig, out_dir / FIGURE_NAMES["accuracy"])
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     left.plot(lbi.variant.records["step_density"], linewidth=0.9)
@@ -137,16 +127,16 @@ def plot(trained: Sequence[TrainedVariant], out_dir: Path) -> dict[str, Path]:
                        marker=".", label=layer)  # fmt: skip
     right.set(xlabel="epoch", ylabel="fraction in supp(Gamma)", title="Per layer")
     right.legend(fontsize=8)
-    path = save_figure(fig, out_dir / FIGURE_NAMES["path"])
+    path = common.save_figure(fig, out_dir / FIGURE_NAMES["path"])
     return {"accuracy": accuracy, "path": path}
 
 
-def summarise(trained: Sequence[TrainedVariant]) -> dict[str, Any]:
+def summarise(trained: Sequence[common.TrainedVariant], config: Config) -> dict[str, Any]:
     """Per run the last epoch's figures; DessiLBI's final density and pruned accuracy."""
     lbi = next(t for t in trained if t.curves.label == LBI)
     records = lbi.variant.records
     return {
-        "runs": {t.curves.label: epoch_summary(t.curves) for t in trained},
+        "runs": {t.curves.label: common.epoch_summary(t.curves) for t in trained},
         "final_density": records["epoch_density"][-1],
         "first_step_density": records["step_density"][0],
         "final_pruned_val_accuracy": records["pruned_val_accuracy"][-1],
@@ -157,7 +147,7 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     """What ``grader reproduce dessilbi`` prints."""
     summary = document["summary"]
     return [
-        *epoch_summary_lines(document),
+        *common.epoch_summary_lines(document),
         f"Gamma's support: {summary['final_density']['all']:.2%} of the weights; pruned to it "
         f"the net has validation accuracy {summary['final_pruned_val_accuracy']:.4f}",
     ]

@@ -15,16 +15,7 @@ from typing import Any
 
 import torch
 
-from reference.experiments.common import (
-    EpochConfig,
-    TrainedVariant,
-    Variant,
-    epoch_summary,
-    epoch_summary_lines,
-    plot_epoch_curves,
-    run_variants,
-)
-from reference.experiments.loop import make_optimizer
+from reference.experiments import common
 from reference.train_config import setting
 
 NAME = "lr-decay"
@@ -33,7 +24,7 @@ CONSTANT, DECAY = "constant lr", "step decay"
 
 
 @dataclass(frozen=True)
-class Config(EpochConfig):
+class Config(common.EpochConfig):
     """Settings of the learning-rate decay comparison."""
 
     lr: float = setting(0.05, "Initial SGD learning rate.", minimum=0, min_open=True)
@@ -59,47 +50,34 @@ SCALES = {
 
 def run(config: Config) -> dict[str, Any]:
     """Train SimpleNN at a constant learning rate and with step decay; write figure and JSON."""
-    from reference.models import get_model
-
-    def build():
-        return get_model("simplenn")
-
-    def sgd(model):
-        return make_optimizer("sgd", model, config.lr, momentum=config.momentum)
+    build = common.reference_model("simplenn")
+    sgd = common.optimizer("sgd", config.lr, config.momentum)
 
     def step_decay(optimizer):
         return torch.optim.lr_scheduler.StepLR(optimizer, config.decay_every, gamma=config.gamma)
 
-    variants = [Variant(CONSTANT, build, sgd), Variant(DECAY, build, sgd, scheduler=step_decay)]
-    title = (
+    variants = [
+        common.Variant(CONSTANT, build, sgd),
+        common.Variant(DECAY, build, sgd, scheduler=step_decay),
+    ]
+    return common.run_variants(NAME, config, "cifar10", variants, plot=plot, summarise=summarise)
+
+
+plot = common.epoch_plot(
+    FIGURE_NAMES["curves"],
+    ("train_loss", "val_loss", "val_accuracy", "lr"),
+    lambda config: (
         f"SimpleNN, SGD lr {config.lr:g}: constant vs x{config.gamma:g} every "
         f"{config.decay_every} epochs"
-    )
-    return run_variants(
-        NAME,
-        config,
-        "cifar10",
-        variants,
-        plot=lambda trained, out: plot(trained, out, title),
-        summarise=summarise,
-    )
+    ),
+    log_scale=("lr",),
+)
+"""Training loss, validation loss and accuracy, and the learning rate, per epoch."""
 
 
-def plot(trained: Sequence[TrainedVariant], out_dir: Path, title: str) -> dict[str, Path]:
-    """Training loss, validation loss and accuracy, and the learning rate, per epoch."""
-    path = plot_epoch_curves(
-        [t.curves for t in trained],
-        ("train_loss", "val_loss", "val_accuracy", "lr"),
-        out_dir / FIGURE_NAMES["curves"],
-        title=title,
-        log_scale=("lr",),
-    )
-    return {"curves": path}
-
-
-def summarise(trained: Sequence[TrainedVariant]) -> dict[str, Any]:
+def summarise(trained: Sequence[common.TrainedVariant], config: Config) -> dict[str, Any]:
     """Per run the last epoch's figures; the accuracy and loss step decay gains."""
-    runs = {t.curves.label: epoch_summary(t.curves) for t in trained}
+    runs = {t.curves.label: common.epoch_summary(t.curves) for t in trained}
     return {
         "runs": runs,
         "decay_accuracy_gain": runs[DECAY]["final_val_accuracy"]
@@ -112,4 +90,7 @@ def summarise(trained: Sequence[TrainedVariant]) -> dict[str, Any]:
 def summary_lines(document: dict[str, Any]) -> list[str]:
     """What ``grader reproduce lr-decay`` prints."""
     gain = document["summary"]["decay_accuracy_gain"]
-    return [*epoch_summary_lines(document), f"step decay changes the accuracy by {gain:+.4f}"]
+    return [
+        *common.epoch_summary_lines(document),
+        f"step decay changes the accuracy by {gain:+.4f}",
+    ]

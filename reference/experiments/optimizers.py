@@ -13,18 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reference.experiments.common import (
-    EpochConfig,
-    TrainedVariant,
-    Variant,
-    epoch_summary,
-    epoch_summary_lines,
-    plot_epoch_curves,
-    pyplot,
-    run_variants,
-    save_figure,
-)
-from reference.experiments.loop import make_optimizer
+from reference.experiments import common
 from reference.train_config import setting
 
 NAME = "optimizers"
@@ -32,7 +21,7 @@ FIGURE_NAMES = {"curves": "optimizers_curves.png", "step_loss": "optimizers_step
 
 
 @dataclass(frozen=True)
-class Config(EpochConfig):
+class Config(common.EpochConfig):
     """Settings of the optimizer comparison."""
 
     width: float = setting(
@@ -56,54 +45,46 @@ SCALES = {
 
 def run(config: Config) -> dict[str, Any]:
     """Train the AlexNet-style net once with Adam and once with SGD; write figures and JSON."""
-    from reference.models import get_model
-
-    def build():
-        return get_model("alexnet_cifar", width=config.width)
-
+    build = common.reference_model("alexnet_cifar", width=config.width)
     variants = [
-        Variant("Adam", build, lambda m: make_optimizer("adam", m, config.adam_lr)),
-        Variant(
-            "SGD",
-            build,
-            lambda m: make_optimizer("sgd", m, config.sgd_lr, momentum=config.momentum),
-        ),
+        common.Variant("Adam", build, common.optimizer("adam", config.adam_lr)),
+        common.Variant("SGD", build, common.optimizer("sgd", config.sgd_lr, config.momentum)),
     ]
-    title = (
-        f"Adam (lr {config.adam_lr:g}) vs SGD (lr {config.sgd_lr:g}, momentum "
-        f"{config.momentum:g}) on the AlexNet-style net, CIFAR-10"
-    )
-    return run_variants(
-        NAME, config, "cifar10", variants, plot=lambda t, o: plot(t, o, title), summarise=summarise
-    )
+    return common.run_variants(NAME, config, "cifar10", variants, plot=plot, summarise=summarise)
 
 
-def plot(trained: Sequence[TrainedVariant], out_dir: Path, title: str) -> dict[str, Path]:
+def plot(
+    trained: Sequence[common.TrainedVariant], out_dir: Path, config: Config
+) -> dict[str, Path]:
     """Per-epoch curves (training loss, validation loss and accuracy) and the per-step loss."""
     runs = [t.curves for t in trained]
-    curves = plot_epoch_curves(
+    curves = common.plot_epoch_curves(
         runs,
         ("train_loss", "val_loss", "val_accuracy"),
         out_dir / FIGURE_NAMES["curves"],
-        title=title,
+        title=f"Adam (lr {config.adam_lr:g}) vs SGD (lr {config.sgd_lr:g}, momentum "
+        f"{config.momentum:g}) on the AlexNet-style net, CIFAR-10",
     )
-    plt = pyplot()
+    plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for run in runs:
         ax.plot(run.step_loss, linewidth=0.7, label=run.label)
     ax.set(xlabel="step", ylabel="training loss (cross-entropy)", title="Training loss per step")
     ax.legend()
-    return {"curves": curves, "step_loss": save_figure(fig, out_dir / FIGURE_NAMES["step_loss"])}
+    return {
+        "curves": curves,
+        "step_loss": common.save_figure(fig, out_dir / FIGURE_NAMES["step_loss"]),
+    }
 
 
-def summarise(trained: Sequence[TrainedVariant]) -> dict[str, Any]:
+def summarise(trained: Sequence[common.TrainedVariant], config: Config) -> dict[str, Any]:
     """Per run the last epoch's figures, and the optimizer with the lower validation loss."""
-    runs = {t.curves.label: epoch_summary(t.curves) for t in trained}
+    runs = {t.curves.label: common.epoch_summary(t.curves) for t in trained}
     best = min(runs, key=lambda label: runs[label]["final_val_loss"])
     return {"runs": runs, "lower_val_loss": best}
 
 
 def summary_lines(document: dict[str, Any]) -> list[str]:
     """What ``grader reproduce optimizers`` prints."""
-    lines = epoch_summary_lines(document)
+    lines = common.epoch_summary_lines(document)
     return [*lines, f"lower validation loss: {document['summary']['lower_val_loss']}"]

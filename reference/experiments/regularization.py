@@ -17,18 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.experiments.common import (
-    EpochConfig,
-    TrainedVariant,
-    Variant,
-    epoch_summary,
-    epoch_summary_lines,
-    plot_epoch_curves,
-    pyplot,
-    run_variants,
-    save_figure,
-)
-from reference.experiments.loop import make_optimizer
+from reference.experiments import common
 from reference.train_config import setting
 
 NAME = "regularization"
@@ -41,7 +30,7 @@ BINS = 80
 
 
 @dataclass(frozen=True)
-class Config(EpochConfig):
+class Config(common.EpochConfig):
     """Settings of the L1 vs L2 comparison."""
 
     lr: float = setting(0.05, "SGD learning rate.", minimum=0, min_open=True)
@@ -64,40 +53,28 @@ SCALES = {
 
 def run(config: Config) -> dict[str, Any]:
     """Train SimpleNN with the L2 penalty and with the L1 penalty; write figures and JSON."""
-    from reference.models import get_model
     from reference.train import l1_penalty, l2_penalty
 
-    def build():
-        return get_model("simplenn")
-
-    def sgd(model):
-        return make_optimizer("sgd", model, config.lr, momentum=config.momentum)
-
+    build = common.reference_model("simplenn")
+    sgd = common.optimizer("sgd", config.lr, config.momentum)
     variants = [
-        Variant("L2", build, sgd, penalty=lambda m: config.l2 * l2_penalty(m)),
-        Variant("L1", build, sgd, penalty=lambda m: config.l1 * l1_penalty(m)),
+        common.Variant("L2", build, sgd, penalty=lambda m: config.l2 * l2_penalty(m)),
+        common.Variant("L1", build, sgd, penalty=lambda m: config.l1 * l1_penalty(m)),
     ]
     for variant in variants:
         variant.records["near_zero"] = []
         variant.records["histograms"] = []
-    return run_variants(
-        NAME,
-        config,
-        "cifar10",
-        variants,
-        plot=lambda trained, out: plot(trained, out, config),
-        summarise=lambda trained: summarise(trained, config),
-    )
+    return common.run_variants(NAME, config, "cifar10", variants, plot=plot, summarise=summarise)
 
 
-def layer_weights(trained: TrainedVariant) -> list[tuple[str, np.ndarray]]:
+def layer_weights(trained: common.TrainedVariant) -> list[tuple[str, np.ndarray]]:
     """(layer name, flat weights) of every convolution and linear layer of a trained run."""
     from reference.plots import weight_layers
 
     return [(name, weight.flatten().numpy()) for name, weight in weight_layers(trained.model)]
 
 
-def near_zero_fractions(trained: TrainedVariant, threshold: float) -> dict[str, float]:
+def near_zero_fractions(trained: common.TrainedVariant, threshold: float) -> dict[str, float]:
     """Per layer, and ``all`` together, the fraction of weights with ``|w| < threshold``."""
     layers = layer_weights(trained)
     fractions = {name: float(np.mean(np.abs(w) < threshold)) for name, w in layers}
@@ -106,9 +83,11 @@ def near_zero_fractions(trained: TrainedVariant, threshold: float) -> dict[str, 
     return fractions
 
 
-def plot(trained: Sequence[TrainedVariant], out_dir: Path, config: Config) -> dict[str, Path]:
+def plot(
+    trained: Sequence[common.TrainedVariant], out_dir: Path, config: Config
+) -> dict[str, Path]:
     """Weight histograms per layer (both runs overlaid), near-zero fractions, training curves."""
-    plt = pyplot()
+    plt = common.pyplot()
     per_run = {t.curves.label: dict(layer_weights(t)) for t in trained}
     names = list(next(iter(per_run.values())))
     cols = min(3, len(names))
@@ -131,7 +110,7 @@ def plot(trained: Sequence[TrainedVariant], out_dir: Path, config: Config) -> di
     for index in range(len(names), rows * cols):
         axes[index // cols][index % cols].axis("off")
     fig.suptitle(f"SimpleNN weight histograms per layer: L1 ({config.l1:g}) vs L2 ({config.l2:g})")
-    histograms = save_figure(fig, out_dir / FIGURE_NAMES["histograms"])
+    histograms = common.save_figure(fig, out_dir / FIGURE_NAMES["histograms"])
 
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     positions = np.arange(len(names) + 1)
@@ -143,9 +122,9 @@ def plot(trained: Sequence[TrainedVariant], out_dir: Path, config: Config) -> di
     ax.set(ylabel=f"fraction with |w| < {config.near_zero:g}",
            title="Near-zero weights per layer")  # fmt: skip
     ax.legend()
-    near_zero = save_figure(fig, out_dir / FIGURE_NAMES["near_zero"])
+    near_zero = common.save_figure(fig, out_dir / FIGURE_NAMES["near_zero"])
 
-    curves = plot_epoch_curves(
+    curves = common.plot_epoch_curves(
         [t.curves for t in trained],
         ("train_loss", "val_loss", "val_accuracy"),
         out_dir / FIGURE_NAMES["curves"],
@@ -154,9 +133,9 @@ def plot(trained: Sequence[TrainedVariant], out_dir: Path, config: Config) -> di
     return {"histograms": histograms, "near_zero": near_zero, "curves": curves}
 
 
-def summarise(trained: Sequence[TrainedVariant], config: Config) -> dict[str, Any]:
+def summarise(trained: Sequence[common.TrainedVariant], config: Config) -> dict[str, Any]:
     """Per run the last epoch's figures and the near-zero fractions; whether L1 is sparser."""
-    runs = {t.curves.label: epoch_summary(t.curves) for t in trained}
+    runs = {t.curves.label: common.epoch_summary(t.curves) for t in trained}
     fractions = {t.curves.label: near_zero_fractions(t, config.near_zero) for t in trained}
     return {
         "runs": runs,
@@ -170,7 +149,7 @@ def summary_lines(document: dict[str, Any]) -> list[str]:
     """What ``grader reproduce regularization`` prints."""
     summary = document["summary"]
     threshold = summary["near_zero_threshold"]
-    lines = epoch_summary_lines(document)
+    lines = common.epoch_summary_lines(document)
     for label, fractions in summary["near_zero"].items():
         lines.append(f"{label}: {fractions['all']:.1%} of the weights have |w| < {threshold:g}")
     return lines

@@ -22,10 +22,7 @@ from grader.sandbox import bubblewrap_available
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "submissions"
 
-FORGE_AND_EXIT = """
-import json, os
-from pathlib import Path
-
+IDENTITY_SWISH = """
 import torch
 
 
@@ -37,7 +34,13 @@ class Swish(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad
+"""
 
+FORGE_AND_EXIT = (
+    IDENTITY_SWISH
+    + """
+import json, os
+from pathlib import Path
 
 out = Path("/box/out")
 report = {"status": "ok", "message": "", "arrays": [],
@@ -45,9 +48,11 @@ report = {"status": "ok", "message": "", "arrays": [],
 (out / "status.json").write_text(json.dumps(report))
 os._exit(0)  # before the grader's task runs
 """
+)
 
-PATCH_THE_GRADER = """
-import sys
+PATCH_THE_GRADER = (
+    IDENTITY_SWISH
+    + """
 import numpy as np
 import torch
 import grader.ops.grade as grade
@@ -60,17 +65,8 @@ def fake(ctx, fn, op):
         for suffix in ("out", "plus_out", "minus_out", "grad_x"):
             ctx.save_array(f"{op['key']}_c{case}_{suffix}", np.zeros(3))
 inside.evaluate_op = fake
-
-
-class Swish(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
 """
+)
 
 AUTOGRAD_ONLY = """
 import torch
