@@ -71,11 +71,11 @@ EXAMPLES: tuple[Example, ...] = (
             entry="MyConvolutionalNetwork"),
     Example("vgg16-cifar10", "pax", "none", entry="VGG16"),
     Example("vgg16-cifar10", "quin", "none", entry="VGG16"),
-    Example("lenet-mnist", "ruth", "adam", seed=12, lr=1e-3, images=12_000),
-    Example("lenet-mnist", "sol", "adam", seed=13, lr=1e-3, images=12_000),
-    Example("dessilbi-lenet", "tess", "dessilbi", seed=14, epochs=2, lr=1.0, images=8192,
+    Example("lenet-mnist", "ruth", "adam", seed=12, epochs=2, lr=1e-3, images=30_000),
+    Example("lenet-mnist", "sol", "adam", seed=13, epochs=2, lr=1e-3, images=30_000),
+    Example("dessilbi-lenet", "tess", "dessilbi", seed=14, epochs=10, lr=1.0, images=8192,
             weights="model.safetensors"),
-    Example("dessilbi-lenet", "uma", "sgd", seed=15, lr=0.05, images=8192),
+    Example("dessilbi-lenet", "uma", "sgd", seed=15, epochs=2, lr=0.05, images=30_000),
 )  # fmt: skip
 
 DATASETS = {"lenet-mnist": "mnist", "dessilbi-lenet": "mnist"}

@@ -239,3 +239,51 @@ def test_every_rule_a_spec_names_is_a_known_structure_rule():
 def test_bad_model_tables_name_the_key(model, message):
     with pytest.raises(SpecError, match=message):
         parse_assignment({"name": "x", "dataset": "cifar10", "model": model})
+
+
+def grade_examples(assignment: str, data_dir: Path, out: Path) -> dict[str, dict[str, str]]:
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    args = ["check", str(SUBMISSIONS / assignment), "--assignment", assignment]
+    args += ["--data-dir", str(data_dir), "--out", str(out), "--quiet"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    grades = pd.read_csv(out / "grades.csv", dtype=str, keep_default_na=False)
+    return {row["student"]: row for _, row in grades.iterrows()}
+
+
+def test_check_grades_the_lenet_examples_with_rubric_points(data_dir, tmp_path):
+    if not bubblewrap_available():
+        pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
+    spec = load_assignment("lenet-mnist")
+    grades = grade_examples("lenet-mnist", data_dir, tmp_path)
+    ruth, sol = grades["ruth"], grades["sol"]
+    assert ruth["status"] == "ok"
+    assert float(ruth["points"]) == spec.points_for(float(ruth["private_accuracy"])) == 6
+    assert sol["status"] == "invalid" and "112,122 parameters" in sol["flags"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("dessilbi-lenet", {"tess": "ok", "uma": "ok"}),
+        ("simplenn-dev", {"gwen": "ok", "hugo": "ok"}),
+        ("pj2-cifar10", {"ivy": "ok", "jack": "ok", "kim": "ok"}),
+        ("alexnet-cifar10", {"lena": "ok", "mo": "ok"}),
+        ("tp4-cifar10", {"nora": "ok", "omar": "ok"}),
+        ("vgg16-cifar10", {"pax": "ok", "quin": "ok"}),
+    ],
+)
+def test_check_grades_every_example_folder(assignment, expected, data_dir, tmp_path):
+    """Every example gets a row with its accuracy points (the structure rules of these specs are
+    graded on the captured graph; here the accuracy rubric and the parameter checks)."""
+    spec = load_assignment(assignment)
+    grades = grade_examples(assignment, data_dir, tmp_path)
+    assert {student: row["status"] for student, row in grades.items()} == expected
+    for row in grades.values():
+        if row["private_accuracy"]:
+            assert float(row["points"]) == spec.points_for(float(row["private_accuracy"]))
