@@ -147,7 +147,15 @@ def ops_task(ctx: Any) -> dict[str, Any]:
     """
     import torch
 
-    torch.set_default_dtype(torch.float64)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # tensors the ops make match the float64 inputs
+    try:
+        return {"errors": _evaluate_all(ctx)}
+    finally:
+        torch.set_default_dtype(previous)  # the in-process check shares this interpreter
+
+
+def _evaluate_all(ctx: Any) -> dict[str, str]:
     try:
         module = import_ops(Path(ctx.work_dir), ctx.args.get("file", OPS_FILE))
     except OpsStudentError as exc:
@@ -162,4 +170,4 @@ def ops_task(ctx: Any) -> dict[str, Any]:
             raise
         except Exception as exc:  # the student's op failed: its row says why, the others go on
             errors[op["key"]] = describe(exc)
-    return {"errors": errors}
+    return errors

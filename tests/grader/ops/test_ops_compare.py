@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from grader.assignment import SpecError, load_assignment, parse_assignment
 from grader.ops.grade import (
@@ -133,6 +134,7 @@ def test_in_process_check_gives_the_same_rows(tmp_path):
         "        return g * (s + x * s * (1 - s))\n"
     )
     grade = grade_ops_folder(folder, load_assignment("ece661-swish"), sandbox=False)
+    assert torch.get_default_dtype() == torch.float32  # the check leaves this process as it was
     assert grade.status == "ok" and not grade.sandboxed
     (row,) = grade.rows
     assert row.passed and row.backward_error < 1e-12
