@@ -5,9 +5,12 @@
 #   docker run -p 8000:8000 -v grader-data:/data -e GRADER_DATA_DIR=/data/datasets grader
 #   docker run -v grader-data:/data grader grader roster import /data/roster.csv
 #   docker run --cap-add SYS_ADMIN -v grader-data:/data grader grader worker   # model jobs (bwrap)
+#   docker run --cap-add SYS_ADMIN -v datasets:/data/datasets grader grader worker \
+#       --server https://server:8000 --token WORKER_TOKEN --broker redis://server:6379/0
 #
-# State lives in /data: the SQLite database (or set GRADER_DATABASE_URL to PostgreSQL), uploads,
-# and the datasets (mount them; the container has no network access to download them).
+# State lives in /data: the SQLite database (or set GRADER_DATABASE_URL to PostgreSQL; uploads are
+# stored in the database) and the datasets (mount them; the container has no network access to
+# download them). Set GRADER_BROKER_URL to a Redis to send model jobs to remote workers.
 FROM python:3.11-slim-bookworm
 
 # bubblewrap: the sandbox for model submissions run by `grader worker`.
@@ -33,12 +36,11 @@ COPY leaderboard ./leaderboard
 RUN uv sync --frozen --no-dev --extra models --extra server --compile-bytecode
 
 RUN useradd --system --create-home --uid 10001 grader \
-    && mkdir -p /data/uploads \
+    && mkdir -p /data \
     && chown -R grader:grader /data
 USER grader
 
 ENV GRADER_DATABASE_URL=sqlite:////data/grader.db \
-    GRADER_UPLOAD_DIR=/data/uploads \
     GRADER_DATA_DIR=/data/datasets
 
 VOLUME ["/data"]

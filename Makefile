@@ -1,6 +1,7 @@
 # The two commands a new user needs: `make demo` and `make test`. Both set up everything first.
 SHELL := /bin/bash
-# Offline data shipped beside the checkout; otherwise torchvision downloads into ~/.cache/grader/data.
+# Offline data shipped beside the checkout; otherwise `make demo` downloads CIFAR-10 into
+# ~/.cache/grader/data with `grader fetch-data` (needs internet).
 SHARED_DATA := $(abspath ../shared/data)
 export GRADER_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),)
 PYTEST_ARGS ?=
@@ -11,6 +12,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
+	$(if $(GRADER_DATA_DIR),,uv run grader fetch-data cifar10)
 	uv run grader check submissions/cifar10 --out out/demo/cifar10
 	uv run grader check submissions/simplenn --assignment simplenn --out out/demo/simplenn
 	uv run grader check submissions/lenet-mnist --assignment lenet-mnist --out out/demo/lenet-mnist

@@ -2,9 +2,10 @@
 
 Writes 300 student folders (real CIFAR-10 test labels with seeded errors, as in
 ``submissions/make_examples.py``) to a temporary folder, then runs ``grader check`` as a process:
-cold (empty cache) and warm (re-run, every grade cached). Targets: cold < 10 s on 2 cores,
-warm >= 100 submissions/s. Also compares worker counts in process (threads share the answer
-key; pandas' parser and numpy release the GIL).
+cold (empty cache) and warm (re-run, every grade cached), report and 300 student pages included.
+Targets: cold < 10 s on 2 cores, warm >= 100 submissions/s. Also compares worker counts in
+process (threads share the answer key; pandas' parser and numpy release the GIL), and the cost of
+the student pages against the same batch without them.
 
     GRADER_DATA_DIR=../shared/data uv run python benchmarks/bench_check.py
 """
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from grader.assignment import load_assignment
-from grader.batch import grade_folder
+from grader.batch.run import grade_folder
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("GRADER_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -75,20 +76,30 @@ def main() -> None:
         timings = {}
         for jobs in (1, 2, 4):
             out = Path(tmp) / f"out-jobs{jobs}"
-            batch = grade_folder(root, spec=spec, data_dir=DATA_DIR, jobs=jobs, out_dir=out,
-                                 progress=False)  # fmt: skip
-            timings[jobs] = batch.elapsed_s
-        warm_batch = grade_folder(root, spec=spec, data_dir=DATA_DIR, jobs=2,
-                                  out_dir=Path(tmp) / "out-jobs2", progress=False)  # fmt: skip
+            timings[jobs] = timed(root, spec, out, jobs=jobs)
+        warm = timed(root, spec, Path(tmp) / "out-jobs2", jobs=2)
         base = timings[1]
         print(
-            "  in process, cold, by --jobs: "
+            "  in process, cold, by --jobs (wall incl. report and pages): "
             + ", ".join(f"{j}: {t:.2f} s (x{base / t:.2f})" for j, t in timings.items())
         )
         print(
-            f"  in process, warm (all cached), 2 jobs: {warm_batch.elapsed_s:.2f} s "
-            f"({STUDENTS / warm_batch.elapsed_s:.0f}/s incl. flags + report)"
+            f"  in process, warm (all cached), 2 jobs: {warm:.2f} s "
+            f"({STUDENTS / warm:.0f}/s incl. flags, report and pages)"
         )
+        without = timed(root, spec, Path(tmp) / "out-nopages", jobs=1, student_pages=False)
+        with_pages = timed(root, spec, Path(tmp) / "out-pages", jobs=1)
+        print(
+            f"  in process, cold, 1 job: without student pages {without:.2f} s, with "
+            f"{with_pages:.2f} s (x{with_pages / without:.2f}; "
+            f"{1000 * (with_pages - without) / STUDENTS:.1f} ms per page)"
+        )
+
+
+def timed(root: Path, spec, out: Path, **kwargs) -> float:
+    start = time.perf_counter()
+    grade_folder(root, spec=spec, data_dir=DATA_DIR, out_dir=out, progress=False, **kwargs)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

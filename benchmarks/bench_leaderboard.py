@@ -120,8 +120,7 @@ def main() -> None:
     tokens = list(pd.read_csv(io.StringIO(out.stdout))["token"])
     port = free_port()
     server = subprocess.Popen(
-        [*grader, "serve", "--port", str(port), "--database", db, "--workers", str(args.workers),
-         "--upload-dir", str(root / "uploads")],
+        [*grader, "serve", "--port", str(port), "--database", db, "--workers", str(args.workers)],
         env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "wb"),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -164,11 +163,11 @@ def main() -> None:
         # POST first, so the board has one row per student when it is read.
         results = [load("POST predictions (scored)", post, args.posts, args.threads, args.cap_s)]
         for _ in range(2):  # warm both workers' caches and connections
-            requests.get(base + "/", timeout=10)
+            requests.get(base + "/assignments/cifar10/", timeout=10)
         results.append(load("GET /static/style.css", get("/static/style.css"), args.requests,
                             args.threads, args.cap_s))  # fmt: skip
-        results.append(load("GET / (board, cached)", get("/"), args.requests, args.threads,
-                            args.cap_s))  # fmt: skip
+        results.append(load("GET board (cached)", get("/assignments/cifar10/"), args.requests,
+                            args.threads, args.cap_s))  # fmt: skip
         results.append(load("GET /api/v1/leaderboard", get("/api/v1/leaderboard"),
                             args.requests // 3, args.threads, args.cap_s))  # fmt: skip
     finally:

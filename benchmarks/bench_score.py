@@ -1,7 +1,7 @@
 """Speed of scoring one 10,000-row predictions.csv, against plain pandas baselines.
 
-1. In process: ``grader.scoring.score_file`` (read + validate + score on three splits) vs a plain
-   ``pandas.read_csv`` + numpy comparison of the same file. Target: ratio <= 1.5.
+1. In process: ``grader.predictions.scoring.score_file`` (read + validate + score on three
+   splits) vs a plain ``pandas.read_csv`` + numpy comparison of the same file. Target: ratio <= 1.5.
 2. As a process: ``grader score FILE --json`` vs ``python -c "import pandas"``. Target: <= 1.3.
 
     GRADER_DATA_DIR=../shared/data uv run python benchmarks/bench_score.py
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from grader.assignment import load_assignment
-from grader.scoring import score_file
-from grader.solution import load_solution
+from grader.predictions.scoring import score_file
+from grader.predictions.solution import load_solution
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("GRADER_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sys
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal
+
+from grader.records import from_data, to_data
+
+if TYPE_CHECKING:
+    import numpy as np
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,32 +31,11 @@ Dataset = Literal["cifar10", "mnist"]
 Metric = Literal["accuracy", "macro_f1"]
 Split = Literal["public", "private", "all"]
 StructureRule = Literal[
-    "batchnorm_after_conv",
-    "no_batchnorm",
-    "residual",
-    "conv2d_present",
-    "linear_present",
-    "pooling_present",
-    "activation_present",
+    "batchnorm_after_conv", "no_batchnorm", "residual", "has_dropout", "has_pooling",
+    "has_activation", "has_conv", "has_linear", "has_batchnorm", "reference_layers",
     "swish_activation",
-    "dropout_present",
-    "batchnorm_present",
-    "params_budget",
-    "flops_budget",
-]
-"""Structure rules on the captured graph of a model (``grader.models.rules``):
-
-- ``batchnorm_after_conv``: every Conv2d's output feeds a BatchNorm over its channels;
-- ``no_batchnorm``: no normalisation layer;
-- ``residual``: an addition joins two branches that both carry the input's data;
-- ``conv2d_present`` / ``linear_present`` / ``pooling_present``: a 2-D convolution / a fully
-  connected layer / a 2-D max or average pooling lies on the path from input to logits;
-- ``activation_present``: a non-linearity (ReLU, GELU, ELU, sigmoid, tanh, SiLU, ...) on that path;
-- ``swish_activation``: the non-linearity is Swish, x * sigmoid(x) (SiLU, or written out);
-- ``dropout_present``: a dropout on that path in training mode;
-- ``batchnorm_present``: a BatchNorm whose output feeds the next op;
-- ``params_budget``: at most ``params_max`` parameters; ``flops_budget``: at most ``max_flops``.
-"""
+]  # fmt: skip
+"""Names of the structure rules of :mod:`grader.models.rules`."""
 
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "cifar10": (
@@ -71,6 +53,8 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(d) for d in range(10)),
 }
 INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
+TEST_SIZES: dict[str, int] = {"cifar10": 10_000, "mnist": 10_000}
+"""Images in each dataset's full test set: the default ``test_size`` of a spec."""
 
 
 class SpecError(ValueError):
@@ -130,6 +114,14 @@ class ModelSpec:
     experiment: Literal["bn_landscape"] | None = None
     """An experiment run with the student's class in the sandbox besides the checks:
     ``bn_landscape`` trains it briefly and compares its loss band with the reference VGG-A."""
+    unverified: Literal["accept", "invalid"] = "accept"
+    """What happens to a model that cannot be captured as a graph: ``accept`` scores the logits
+    its own process computes (flagged unverified; no structure, parameter or FLOP check can pass),
+    ``invalid`` refuses it."""
+    robustness: bool = False
+    """Also evaluate the model on corrupted, flipped and shifted test images
+    (:func:`grader.metrics.make_variants`): robustness and consistency metrics, and the
+    likely-memoriser flag."""
     checklist: tuple[ChecklistItem, ...] = ()
     """Structure rules worth points, one ``[[model.checklist]]`` table each (``rules`` are
     required; these add points when they hold)."""
@@ -201,11 +193,24 @@ class Assignment:
     metrics: tuple[Metric, ...] = ("accuracy", "macro_f1")
     grade_split: Split = "private"
     """Split whose accuracy the rubric grades."""
+    student_splits: tuple[Split, ...] = ("public",)
+    """Splits whose scores a student may see: what ``grader score`` shows without ``--all`` and
+    what a student's feedback page shows (per-class accuracy, confusions, wrong images)."""
+    test_size: int = 0
+    """Number of test images; predictions name them by ids 0..test_size-1. 0 (the default) means
+    the dataset's full test set (CIFAR-10 and MNIST: 10,000). ``grader validate`` checks ids
+    against it without the answer key."""
     rubric: tuple[RubricLevel, ...] = ()
     daily_limit: int = 5
     deadline: dt.datetime | None = None
     late_policy: Literal["refuse", "flag"] = "refuse"
-    entry_rule: Literal["best", "last"] = "best"
+    entry_rule: Literal["best", "last", "chosen"] = "best"
+    """Which submission stands for a student: the best public score, the last one, or (Kaggle's
+    final selection) the best private score among those the student marked final."""
+    final_submissions: int = 2
+    """How many submissions a student may mark final under ``entry_rule = "chosen"``."""
+    teams: bool = False
+    """Teams (the roster's ``team`` column) share one daily limit and one board row."""
     max_file_bytes: int = 2_000_000
     model: ModelSpec | None = None
     ops: OpsSpec | None = None
@@ -234,6 +239,20 @@ class Assignment:
         reached = [lvl.points for lvl in self.rubric if accuracy >= lvl.min_accuracy]
         return max(reached, default=0.0)
 
+    def test_ids(self) -> np.ndarray:
+        """The ids a predictions file must cover, 0..test_size-1, as an int64 numpy array."""
+        import numpy as np
+
+        return np.arange(self.test_size, dtype=np.int64)
+
+    def digest(self) -> str:
+        """sha256 of every graded setting of the spec (not where it was read from)."""
+        import hashlib
+        import json
+
+        fields = dataclasses.asdict(dataclasses.replace(self, source=None))
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
     def solution_path(self, data_dir: Path | None = None) -> Path | None:
         """Where the solution labels CSV is, or None when labels come from the dataset."""
         if self.solution == "dataset":
@@ -257,8 +276,14 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
 
 
-def load_assignment(name_or_path: str | Path = "cifar10") -> Assignment:
-    """Load a built-in spec by name, or a spec from a TOML file path."""
+def load_assignment(
+    name_or_path: str | Path = "cifar10", overrides: dict[str, Any] | None = None
+) -> Assignment:
+    """Load a built-in spec by name, or a spec from a TOML file path.
+
+    ``overrides`` (top-level keys, e.g. a course's ``daily_limit`` or ``deadline``) replace the
+    file's values before validation, so a bad override is reported like a bad key in the file.
+    """
     path = Path(name_or_path)
     if path.suffix != ".toml" or not path.exists():
         builtin = BUILTIN_DIR / f"{name_or_path}.toml"
@@ -277,13 +302,13 @@ def load_assignment(name_or_path: str | Path = "cifar10") -> Assignment:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_assignment(raw, source=path)
+    return parse_assignment({**raw, **(overrides or {})}, source=path)
 
 
 def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignment:
     """Build an :class:`Assignment` from a parsed TOML table, validating every key."""
     where = str(source) if source else "assignment"
-    spec = _build(Assignment, raw, where, skip={"source"})
+    spec = from_data(Assignment, raw, where, error=SpecError, skip={"source"})
     spec = dataclasses.replace(spec, source=source)
     if spec.ops is not None:
         return _check_ops(spec, where)
@@ -291,12 +316,20 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
         raise SpecError(f"{where}: missing required key 'dataset' (cifar10 or mnist)")
     if not spec.class_names:
         spec = dataclasses.replace(spec, class_names=CLASS_NAMES[spec.dataset])
+    if spec.test_size == 0:
+        spec = dataclasses.replace(spec, test_size=TEST_SIZES[spec.dataset])
+    if spec.test_size < 1:
+        raise SpecError(f"{where}: test_size must be positive (or 0 for the dataset's test set)")
+    if not spec.student_splits:
+        raise SpecError(f"{where}: student_splits must name at least one split")
     if not 0.0 < spec.public_fraction < 1.0:
         raise SpecError(f"{where}: public_fraction must be between 0 and 1 (exclusive)")
     if spec.daily_limit < 1:
         raise SpecError(f"{where}: daily_limit must be at least 1")
     if spec.max_file_bytes < 1:
         raise SpecError(f"{where}: max_file_bytes must be positive")
+    if spec.final_submissions < 1:
+        raise SpecError(f"{where}: final_submissions must be at least 1")
     for level in spec.rubric:
         if not 0.0 <= level.min_accuracy <= 1.0:
             raise SpecError(f"{where}: rubric min_accuracy must be between 0 and 1")
@@ -316,11 +349,6 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
 
 
 def _check_model_rules(model: ModelSpec, where: str) -> None:
-    checked = [*model.rules, *(item.rule for item in model.checklist)]
-    for rule, needs, key in (("params_budget", model.params_max, "params_max"),
-                             ("flops_budget", model.max_flops, "max_flops")):  # fmt: skip
-        if rule in checked and needs is None:
-            raise SpecError(f"{where}: rule {rule} needs model.{key}")
     listed = [item.rule for item in model.checklist]
     for index, item in enumerate(model.checklist):
         if item.points < 0:
@@ -364,78 +392,17 @@ def _check_ops(spec: Assignment, where: str) -> Assignment:
     return spec
 
 
-# --- generic TOML -> dataclass conversion with key-naming errors --------------------------------
+def assignment_table(spec: Assignment) -> dict[str, Any]:
+    """``spec`` as a JSON-able table that :func:`parse_assignment` reads back to an equal spec
+    (how a spec travels to a grading worker on another machine)."""
 
+    def without_empty(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: without_empty(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [without_empty(v) for v in value]
+        return value
 
-def _build(cls: type, raw: Any, where: str, skip: frozenset[str] | set[str] = frozenset()):
-    if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a table, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise SpecError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed keys: {', '.join(sorted(known))}"
-        )
-    required = [
-        name
-        for name, f in known.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = [name for name in required if name not in raw]
-    if missing:
-        raise SpecError(f"{where}: missing required key(s) {', '.join(map(repr, missing))}")
-    values = {key: _convert(hints[key], value, f"{where}: {key}") for key, value in raw.items()}
-    return cls(**values)
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = get_origin(tp)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            raise SpecError(
-                f"{where} = {value!r} is not allowed; use one of {', '.join(map(repr, allowed))}"
-            )
-        return value
-    if origin in (Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(args[0], value, where)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise SpecError(f"{where} must be a list, got {value!r}")
-        (item_tp, *_rest) = get_args(tp)
-        return tuple(_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if tp is dt.datetime:
-        if isinstance(value, dt.datetime):
-            return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-        if isinstance(value, str):
-            try:
-                parsed = dt.datetime.fromisoformat(value)
-            except ValueError:
-                pass
-            else:
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-        raise SpecError(f"{where} = {value!r} is not a date-time; use e.g. 2026-12-15T23:59:00Z")
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"{where} must be an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise SpecError(f"{where} must be a string, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise SpecError(f"{where} must be true or false, got {value!r}")
-        return value
-    raise TypeError(f"unsupported spec field type {tp!r}")  # a bug in this module, not user input
+    table = to_data(dataclasses.replace(spec, source=None))
+    table.pop("source")
+    return without_empty(table)

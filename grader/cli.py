@@ -14,6 +14,9 @@ import click
 # command name -> "module:attribute" of its click command
 COMMANDS: dict[str, str] = {
     "score": "grader.commands.score:score",
+    "validate": "grader.commands.validate:validate",
+    "sample-submission": "grader.commands.validate:sample_submission",
+    "fetch-data": "grader.commands.fetch_data:fetch_data",
     "check": "grader.commands.check:check",
     "sanity": "grader.commands.sanity:sanity",
     "train": "grader.commands.train:train",
@@ -28,8 +31,10 @@ COMMANDS: dict[str, str] = {
 
 # the optional extra (pyproject.toml) that provides each heavy top-level package
 EXTRA_OF_PACKAGE: dict[str, str] = {
-    **dict.fromkeys(("torch", "torchvision", "torchinfo", "safetensors", "pyseccomp"), "models"),
-    **dict.fromkeys(("flask", "flask_wtf", "gunicorn", "sqlalchemy", "psycopg"), "server"),
+    **dict.fromkeys(("torch", "torchvision", "safetensors", "pyseccomp"), "models"),
+    **dict.fromkeys(
+        ("flask", "flask_wtf", "gunicorn", "sqlalchemy", "psycopg", "celery", "redis"), "server"
+    ),
 }
 
 

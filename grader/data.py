@@ -1,8 +1,9 @@
 """Datasets as uint8 arrays: CIFAR-10 (standard python layout) and MNIST (idx files).
 
-Files already on disk are read directly, with no network; the CIFAR-10 reader accepts any number
-of images per batch (the shared subset has 1017). When the files are missing, torchvision's
-downloader fetches them into the data directory (this needs internet).
+Files on disk are read directly, with no network; the CIFAR-10 reader accepts any number of images
+per batch (the shared subset has 1017). Missing files are a :class:`DataError` at once that says
+what to set; only :func:`fetch_dataset` (``grader fetch-data``) downloads, with torchvision's
+downloader (this needs internet).
 """
 
 from __future__ import annotations
@@ -55,6 +56,24 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(env).expanduser() if env else DEFAULT_DATA_DIR
 
 
+def describe_data_dir(explicit: str | os.PathLike[str] | None = None) -> str:
+    """Where :func:`data_dir` looked, and why there: for messages about missing data."""
+    folder = data_dir(explicit)
+    if explicit is not None:
+        return f"{folder} (--data-dir)"
+    if os.environ.get(DATA_DIR_ENV):
+        return f"{folder} (${DATA_DIR_ENV})"
+    return f"{folder} (the default; ${DATA_DIR_ENV} is not set)"
+
+
+def _missing(name: str, layout: str, root: str | os.PathLike[str] | None) -> DataError:
+    return DataError(
+        f"{name} not found under {describe_data_dir(root)}: set {DATA_DIR_ENV} (or --data-dir) "
+        f"to the folder that holds {layout}, or download it with `grader fetch-data "
+        f"{name.lower().replace('-', '')}` (needs internet)"
+    )
+
+
 def find_cifar10(root: Path) -> Path | None:
     """The ``cifar-10-batches-py`` folder under ``root`` (or ``root`` itself), if present."""
     for candidate in (
@@ -69,18 +88,19 @@ def find_cifar10(root: Path) -> Path | None:
 
 
 def load_cifar10(
-    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = True
+    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = False
 ) -> ImageSet:
-    """Read CIFAR-10 ``split`` from the python-layout batches under ``root``."""
+    """Read CIFAR-10 ``split`` from the python-layout batches under ``root``.
+
+    ``download=True`` fetches missing files first (needs internet); otherwise missing files are
+    a :class:`DataError` at once.
+    """
     base = data_dir(root)
     folder = find_cifar10(base)
     if folder is None:
         if not download:
-            raise DataError(
-                f"CIFAR-10 not found under {base}: put cifar-10-batches-py there "
-                f"or set {DATA_DIR_ENV} to the folder that holds it"
-            )
-        folder = _download("cifar10", base)
+            raise _missing("CIFAR-10", "cifar-10-batches-py", root)
+        folder = fetch_dataset("cifar10", root)
     names = CIFAR10_TRAIN_BATCHES if split == "train" else (CIFAR10_TEST_BATCH,)
     images, labels = [], []
     for name in names:
@@ -103,18 +123,15 @@ def find_mnist(root: Path) -> Path | None:
 
 
 def load_mnist(
-    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = True
+    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = False
 ) -> ImageSet:
     """Read MNIST ``split`` from idx files under ``root``, as (N, 1, 28, 28) uint8."""
     base = data_dir(root)
     folder = find_mnist(base)
     if folder is None:
         if not download:
-            raise DataError(
-                f"MNIST not found under {base}: put MNIST/raw/*-idx?-ubyte there "
-                f"or set {DATA_DIR_ENV} to the folder that holds it"
-            )
-        folder = _download("mnist", base)
+            raise _missing("MNIST", "MNIST/raw/*-idx?-ubyte", root)
+        folder = fetch_dataset("mnist", root)
     image_name, label_name = MNIST_FILES[split]
     images = _read_idx(folder, image_name)
     labels = _read_idx(folder, label_name).astype(np.int64)
@@ -122,13 +139,16 @@ def load_mnist(
 
 
 def load_dataset(
-    name: str, split: SplitName = "test", root: str | os.PathLike[str] | None = None
+    name: str,
+    split: SplitName = "test",
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
 ) -> ImageSet:
-    """Load ``cifar10`` or ``mnist``."""
+    """Load ``cifar10`` or ``mnist`` (no network unless ``download``)."""
     if name == "cifar10":
-        return load_cifar10(split, root)
+        return load_cifar10(split, root, download)
     if name == "mnist":
-        return load_mnist(split, root)
+        return load_mnist(split, root, download)
     raise DataError(f"unknown dataset {name!r}: use 'cifar10' or 'mnist'")
 
 
@@ -172,17 +192,26 @@ def _read_idx(folder: Path, name: str) -> np.ndarray:
     return body.reshape(shape)
 
 
-def _download(name: str, base: Path) -> Path:
-    """Fetch a data set with torchvision's downloader (needs internet)."""
-    from torchvision import datasets  # heavy; only needed when files are missing
+def fetch_dataset(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """Download ``cifar10`` or ``mnist`` (train and test) into the data directory; return its
+    folder. Files already there are kept. Needs internet (torchvision's downloader)."""
+    base = data_dir(root)
+    if name not in ("cifar10", "mnist"):
+        raise DataError(f"unknown dataset {name!r}: use 'cifar10' or 'mnist'")
+    present = find_cifar10(base) if name == "cifar10" else find_mnist(base)
+    if present is not None:
+        return present
+    from torchvision import datasets  # heavy; only needed to download
 
     base.mkdir(parents=True, exist_ok=True)
     try:
         if name == "cifar10":
-            datasets.CIFAR10(str(base), train=False, download=True)
+            for train in (True, False):
+                datasets.CIFAR10(str(base), train=train, download=True)
             folder = find_cifar10(base)
         else:
-            datasets.MNIST(str(base), train=False, download=True)
+            for train in (True, False):
+                datasets.MNIST(str(base), train=train, download=True)
             folder = find_mnist(base)
     except Exception as exc:  # network errors come in many types (URLError, OSError, ...)
         raise DataError(

@@ -1,127 +1,179 @@
-"""Public pages: the board, the upload form, a student's history, the accuracy/parameters plot."""
+"""Public pages: the course index, a board per assignment, the upload form, the accuracy plot.
+
+Nothing here depends on who is looking (the bodies are cached and shared); the pages of one
+student are in :mod:`leaderboard.student`.
+"""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     flash,
+    redirect,
     render_template,
     request,
+    url_for,
 )
 from sqlalchemy import select
 
 from leaderboard.auth import identify
-from leaderboard.cache import cached_response
+from leaderboard.cache import board_state, cached_response
+from leaderboard.course import CourseAssignment
 from leaderboard.db import get_session
-from leaderboard.models import Score, Student, Submission, utcnow
-from leaderboard.standings import display_name, is_revealed, load_baselines, standings
-from leaderboard.submitting import Upload, next_reset, submit, used_today
+from leaderboard.models import Score, Submission, utcnow
+from leaderboard.rules import is_revealed, naive_utc, next_reset, reveal_at
+from leaderboard.standings import TIME_FORMAT, load_baselines, real_names_shown, standings
+from leaderboard.status import Role
+from leaderboard.submitting import submit
+from leaderboard.uploads import Upload
+from leaderboard.web import assignment_or_404, course, send_job, signed_in
 
 bp = Blueprint("board", __name__)
 
 
+def rules_text(assignment: CourseAssignment, reveal_moment, revealed: bool) -> dict[str, str]:
+    """The deadline, reveal rule, entry rule and limit of an assignment, in words."""
+    spec = assignment.spec
+    deadline = naive_utc(spec.deadline)
+    if deadline is None:
+        deadline_text = "No deadline."
+        reveal_text = "The private board is revealed when the instructor chooses."
+    else:
+        late = "refused" if spec.late_policy == "refuse" else "accepted and marked late"
+        deadline_text = f"Deadline: {deadline.strftime(TIME_FORMAT)}; later submissions are {late}."
+        reveal_text = f"The private board is revealed after {reveal_moment.strftime(TIME_FORMAT)}"
+        reveal_text += (
+            " (the last deadline, extensions included)." if reveal_moment != deadline else "."
+        )
+    if revealed:
+        reveal_text = "The private board is revealed: ranked by accuracy on the private split."
+    entry = {
+        "best": "Each entry's best public score counts.",
+        "last": "Each entry's latest submission counts.",
+        "chosen": f"Mark up to {spec.final_submissions} submission(s) as final; the best private "
+        f"score among them counts (with none marked, your {spec.final_submissions} best public "
+        "ones).",
+    }[spec.entry_rule]
+    if spec.teams:
+        entry += " Teams share one row and one daily limit."
+    limit = (
+        f"Daily limit: {spec.daily_limit} submission(s), reset at "
+        f"{next_reset(utcnow()).strftime(TIME_FORMAT)}."
+    )
+    return {"deadline": deadline_text, "reveal": reveal_text, "entry": entry, "limit": limit}
+
+
+def _assignment_state(assignment: CourseAssignment) -> tuple:
+    session = get_session()
+    revealed = is_revealed(session, assignment.spec, utcnow())
+    return (revealed, reveal_at(session, assignment.spec))
+
+
 @bp.get("/")
 def index() -> Response:
-    """The public board (cached; see :mod:`leaderboard.cache`)."""
-    spec = current_app.config["SPEC"]
+    """The course index: every assignment with its deadline, entries and leader (cached)."""
 
-    def render(revealed: bool) -> str:
-        rows = standings(
-            get_session(), spec, revealed=revealed, pseudonyms=current_app.config["PSEUDONYMS"]
-        )
+    def state() -> tuple:
+        return board_state(*(_assignment_state(a) for a in course().assignments))
+
+    def render() -> str:
+        session = get_session()
+        real_names = real_names_shown(session, current_app.config["PSEUDONYMS"])
+        summaries = []
+        for assignment in course().assignments:
+            revealed = is_revealed(session, assignment.spec, utcnow())
+            rows = standings(session, assignment.spec, revealed=revealed, real_names=real_names)
+            summaries.append(
+                {
+                    "assignment": assignment,
+                    "rows": len(rows),
+                    "leader": rows[0] if rows else None,
+                    "revealed": revealed,
+                    "rules": rules_text(assignment, reveal_at(session, assignment.spec), revealed),
+                }
+            )
+        return render_template("index.html", course=course(), summaries=summaries, spec=None)
+
+    return cached_response("index.html", state, render, "text/html")
+
+
+@bp.get("/assignments/<name>/")
+def board(name: str) -> Response:
+    """The board of one assignment (cached; see :mod:`leaderboard.cache`)."""
+    assignment = assignment_or_404(name)
+    spec = assignment.spec
+
+    def state() -> tuple:
+        return board_state(_assignment_state(assignment))
+
+    def render() -> str:
+        session = get_session()
+        revealed = is_revealed(session, spec, utcnow())
+        real_names = real_names_shown(session, current_app.config["PSEUDONYMS"])
         return render_template(
             "board.html",
             spec=spec,
-            rows=rows,
+            assignment=assignment,
+            rows=standings(session, spec, revealed=revealed, real_names=real_names),
             baselines=load_baselines(spec, current_app.config.get("BASELINE_DIR")),
             revealed=revealed,
-            reset_at=next_reset(utcnow()),
+            rules=rules_text(assignment, reveal_at(session, spec), revealed),
         )
 
-    return cached_response("board.html", render, "text/html")
+    return cached_response(f"board:{name}", state, render, "text/html")
 
 
 @bp.route("/submit", methods=["GET", "POST"])
-def upload() -> Response | str:
-    """The upload form: a token and a predictions.csv (or a model's files)."""
-    spec = current_app.config["SPEC"]
+@bp.route("/assignments/<name>/submit", methods=["GET", "POST"])
+def upload(name: str | None = None) -> Response | str | tuple[str, int]:
+    """The upload form: an assignment, a token (unless signed in) and the file(s)."""
+    chosen = assignment_or_404(name) if name else None
     if request.method == "GET":
-        return render_template("submit.html", spec=spec, outcome=None)
+        return render_template(
+            "submit.html", course=course(), chosen=chosen, spec=chosen and chosen.spec,
+            outcome=None, signed_in=signed_in(),
+        )  # fmt: skip
+    if chosen is None:
+        chosen = assignment_or_404(request.form.get("assignment") or course().first.name)
     session = get_session()
-    identity = identify(session, request.form.get("token", ""))
-    if identity is None or identity.student_id is None:
-        flash("Unknown token: paste the student token you were given.")
-        return render_template("submit.html", spec=spec, outcome=None), 401
+    token = request.form.get("token", "")
+    identity = identify(session, token) if token else signed_in()
+    if identity is None or identity.role is not Role.STUDENT:
+        flash("Unknown token: paste the student token you were given, or sign in.")
+        return render_template(
+            "submit.html", course=course(), chosen=chosen, spec=chosen.spec, outcome=None,
+            signed_in=None,
+        ), 401  # fmt: skip
     uploads = [Upload(f.filename or "", f.read()) for f in request.files.getlist("file")]
     outcome = submit(
         session,
-        spec,
+        chosen,
         student_id=identity.student_id,
         uploads=uploads,
-        upload_dir=Path(current_app.config["UPLOAD_DIR"]),
         data_dir=current_app.config["DATA_DIR"],
     )
     session.commit()
-    return render_template("submit.html", spec=spec, outcome=outcome), outcome.http_status
-
-
-@bp.get("/students/<int:student_id>")
-def history(student_id: int) -> str:
-    """One student's submissions with their public scores (private ones after the reveal)."""
-    session = get_session()
-    spec = current_app.config["SPEC"]
-    student = session.get(Student, student_id)
-    if student is None:
-        abort(404)
-    submissions = session.scalars(
-        select(Submission)
-        .where(Submission.student_id == student_id, Submission.assignment == spec.name)
-        .order_by(Submission.created_at.desc(), Submission.id.desc())
-    ).all()
+    send_job(outcome.job_id, chosen.queue)
     return render_template(
-        "history.html",
-        spec=spec,
-        name=display_name(student, current_app.config["PSEUDONYMS"]),
-        submissions=submissions,
-        revealed=is_revealed(session, spec, utcnow()),
-        used=used_today(session, student_id, utcnow()),
-        reset_at=next_reset(utcnow()),
-    )
+        "submit.html", course=course(), chosen=chosen, spec=chosen.spec, outcome=outcome,
+        signed_in=signed_in(),
+    ), outcome.http_status  # fmt: skip
 
 
-@bp.get("/submissions/<int:submission_id>")
-def status(submission_id: int) -> str:
-    """The status of one submission (queued, running, done, failed with its reason)."""
-    session = get_session()
-    submission = session.get(Submission, submission_id)
-    if submission is None:
-        abort(404)
-    spec = current_app.config["SPEC"]
-    return render_template(
-        "status.html",
-        spec=spec,
-        submission=submission,
-        name=display_name(submission.student, current_app.config["PSEUDONYMS"]),
-        revealed=is_revealed(session, spec, utcnow()),
-    )
-
-
-@bp.get("/plot/accuracy-vs-params.png")
-def scatter() -> Response:
-    """Public accuracy against parameter count for scored model submissions (PNG)."""
+@bp.get("/assignments/<name>/accuracy-vs-params.png")
+def scatter(name: str) -> Response:
+    """Public accuracy against parameter count for graded model submissions (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    spec = assignment_or_404(name).spec
     session = get_session()
-    spec = current_app.config["SPEC"]
     points = session.execute(
         select(Score.total_params, Score.public_accuracy)
         .join(Submission, Submission.id == Score.submission_id)
@@ -151,7 +203,7 @@ def scatter() -> Response:
         axes.set_xscale("log")
         axes.legend(loc="lower right")
     else:
-        axes.text(0.5, 0.5, "no model submissions scored yet", ha="center", va="center")
+        axes.text(0.5, 0.5, "no model submissions graded yet", ha="center", va="center")
     axes.set_xlabel("trainable parameters")
     axes.set_ylabel("public accuracy")
     axes.set_title(f"{spec.title or spec.name}: accuracy vs. parameters")
@@ -160,7 +212,19 @@ def scatter() -> Response:
     return Response(buffer.getvalue(), mimetype="image/png")
 
 
+@bp.get("/plot/accuracy-vs-params.png")
+def first_scatter() -> Response:
+    """The plot of the first assignment (its address before the course had several)."""
+    return redirect(url_for("board.scatter", name=course().first.name))
+
+
 @bp.app_template_filter("pct")
 def pct(value: float | None) -> str:
     """An accuracy as a percentage with two decimals, or a dash."""
     return "–" if value is None else f"{100 * value:.2f}%"
+
+
+@bp.app_template_filter("when")
+def when(value) -> str:
+    """A timestamp to the second, in UTC."""
+    return "–" if value is None else value.strftime(TIME_FORMAT)

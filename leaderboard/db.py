@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from leaderboard.models import Base, Setting
+from leaderboard.models import SCHEMA_VERSION, Base, Setting
 
 DEFAULT_URL = "sqlite:///grader.db"
 
@@ -64,6 +64,20 @@ def create_schema(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
         if session.get(Setting, "secret_key") is None:
             session.add(Setting(key="secret_key", value=secrets.token_hex(32)))
+            session.add(Setting(key="schema_version", value=SCHEMA_VERSION))
+    check_schema_version(engine)
+
+
+def check_schema_version(engine: Engine) -> None:
+    """Refuse a database whose tables were made by another version of the leaderboard."""
+    with Session(engine) as session:
+        found = session.scalar(select(Setting.value).where(Setting.key == "schema_version"))
+    if found != SCHEMA_VERSION:
+        raise DatabaseError(
+            f"database {engine.url.render_as_string(hide_password=True)} holds leaderboard "
+            f"tables of schema {found or 1}, this version needs schema {SCHEMA_VERSION}: export "
+            "the grades, then start on a new database (grader init-db --database NEW_URL)"
+        )
 
 
 def begin_write(session: Session) -> None:
@@ -116,6 +130,7 @@ def load_secret_key(engine: Engine) -> str:
             f"database {engine.url.render_as_string(hide_password=True)} has no leaderboard "
             "schema; run `grader init-db` (with the same --database) first"
         )
+    check_schema_version(engine)
     return value
 
 

@@ -1,83 +1,140 @@
-"""Scoring as the leaderboard needs it: validate and score predictions, score model logits.
+"""What a worker runs for one job, wherever it runs: the files of a submission in, a typed
+:class:`~leaderboard.protocol.JobResult` out.
 
-The answer key is loaded once per process and kept; nothing here ever puts a true label into a
-message.
+Model submissions go through the one model-grading pipeline (:func:`grade_model_submission`
+calls :func:`grader.models.pipeline.grade_model`); the worker keeps a warm pool of boxes per
+dataset between jobs. Every failure becomes a result with its reason; nothing here touches the
+database.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from grader.assignment import Assignment
-from grader.data import data_dir as resolve_data_dir
-from grader.predictions import SubmissionError, read_predictions
-from grader.scoring import Score, score, score_labels
-from grader.solution import load_solution
+from grader.sandbox.gpu import GpuDevice
+from leaderboard.protocol import CheckRecord, JobResult
+from leaderboard.status import GradeStatus, JobKind
+from leaderboard.uploads import write_files
 
-_SOLUTIONS: dict[tuple, pd.DataFrame] = {}
-_LOCK = threading.Lock()
+if TYPE_CHECKING:
+    from grader.sandbox.pool import BoxPool
 
-
-@dataclass(frozen=True)
-class Scored:
-    """The numbers the leaderboard stores for one submission."""
-
-    public_accuracy: float
-    public_macro_f1: float | None
-    private_accuracy: float
-    private_macro_f1: float | None
-    all_accuracy: float
-    points: float
-    details: dict
-
-    @classmethod
-    def from_score(cls, result: Score) -> Scored:
-        """Flatten a :class:`grader.scoring.Score`."""
-        splits = result.splits
-        return cls(
-            public_accuracy=float(splits["public"]["accuracy"]),
-            public_macro_f1=_maybe(splits["public"].get("macro_f1")),
-            private_accuracy=float(splits["private"]["accuracy"]),
-            private_macro_f1=_maybe(splits["private"].get("macro_f1")),
-            all_accuracy=float(splits["all"]["accuracy"]),
-            points=float(result.points),
-            details={"scores": splits, "counts": result.counts},
-        )
+log = logging.getLogger(__name__)
 
 
-def solution_for(spec: Assignment, data_dir: Path | None = None) -> pd.DataFrame:
-    """The answer key of ``spec`` (cached per process; a changed labels file is read again)."""
-    path = spec.solution_path(resolve_data_dir(data_dir))
-    stamp = path.stat().st_mtime_ns if path is not None and path.is_file() else None
-    key = (spec.dataset, str(path), stamp, spec.id_column, spec.label_column, str(data_dir))
-    with _LOCK:
-        if key not in _SOLUTIONS:
-            _SOLUTIONS[key] = load_solution(spec, data_dir)
-        return _SOLUTIONS[key]
+@dataclass
+class GradingConfig:
+    """How a worker grades."""
+
+    data_dir: Path | None = None
+    """Where the test images are (``GRADER_DATA_DIR`` when None); labels are not needed."""
+    pre_fork: bool = True
+    """Keep a warm pool of boxes between jobs instead of a fresh box per job."""
+    allow_test_jobs: bool = False
+    """Run ``selftest`` jobs (a delayed predictions scoring used to test crash recovery)."""
+    gpu: GpuDevice | None = None
+    """The one GPU this worker's boxes may use (a ``--queue gpu`` worker)."""
 
 
-def score_predictions(
-    content: bytes, spec: Assignment, *, name: str = "predictions.csv", data_dir: Path | None = None
-) -> Scored:
-    """Validate and score a predictions file; raises ``SubmissionError`` listing every problem."""
-    solution = solution_for(spec, data_dir)
-    frame = read_predictions(content, spec, expected_ids=solution["id"].to_numpy(), name=name)
-    return Scored.from_score(score(solution, frame, spec))
+@dataclass
+class SubmissionGrader:
+    """Grades jobs one after another, keeping its warm boxes between them."""
+
+    config: GradingConfig
+    _boxes: dict[str, BoxPool] = field(default_factory=dict)
+
+    def grade(
+        self, kind: JobKind, files: dict[str, bytes], spec: Assignment, payload: dict[str, Any]
+    ) -> JobResult:
+        """Grade one job's files; every failure becomes a result with its reason."""
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="grader-job-") as tmp:
+                folder = write_files(files, Path(tmp) / "submission")
+                if kind is JobKind.MODEL:
+                    result = grade_model_submission(folder, spec, self.config, self._box(spec))
+                elif kind is JobKind.SELFTEST and self.config.allow_test_jobs:
+                    result = _selftest(folder, spec, payload, self.config)
+                else:
+                    message = f"unknown job kind {kind.value!r}; this worker cannot run it"
+                    result = JobResult(GradeStatus.ERROR, message)
+        except Exception as exc:  # noqa: BLE001 - a grader crash is this job's error, not the worker's
+            log.exception("grading failed")
+            result = JobResult(GradeStatus.ERROR, f"grading failed: {type(exc).__name__}: {exc}")
+        if not result.wall_s:
+            result = replace(result, wall_s=round(time.perf_counter() - started, 3))
+        return result
+
+    def _box(self, spec: Assignment) -> BoxPool | None:
+        """The warm pool for ``spec``'s test images (its box starts on the first job)."""
+        if not self.config.pre_fork or spec.model is None:
+            return None
+        if spec.dataset not in self._boxes:
+            from grader.models.pipeline import model_pool
+
+            self._boxes[spec.dataset] = model_pool(
+                spec, data_dir=self.config.data_dir, gpu=self.config.gpu
+            )
+        return self._boxes[spec.dataset]
+
+    def close(self) -> None:
+        """Stop the warm boxes."""
+        for box in self._boxes.values():
+            box.close()
+        self._boxes.clear()
 
 
-def score_logits(logits: np.ndarray, spec: Assignment, *, data_dir: Path | None = None) -> Scored:
-    """Score a model's logits (one row per test image, in id order)."""
-    solution = solution_for(spec, data_dir)
-    return Scored.from_score(score_labels(solution, np.asarray(logits).argmax(axis=1), spec))
+def grade_model_submission(
+    folder: Path, spec: Assignment, config: GradingConfig, box: BoxPool | None = None
+) -> JobResult:
+    """Grade a model submission with the model-grading pipeline: predicted labels, parameters,
+    FLOPs, every check and every flag (nothing dropped), the experiment's outcome too."""
+    from grader.models.pipeline import grade_model
+
+    experiment = spec.model is not None and spec.model.experiment is not None
+    grade = grade_model(
+        folder, spec, data_dir=config.data_dir, pool=box, require_weights=not experiment
+    )
+    checks = tuple(CheckRecord(c.name, bool(c.passed), c.message) for c in grade.checks)
+    failed = [f"{c.name}: {c.message}" for c in checks if not c.passed]
+    flags = list(grade.flags)
+    if grade.experiment is not None:
+        flags.append(grade.experiment.summary)
+    common = {
+        "total_params": grade.total_params,
+        "flops": grade.flops,
+        "weights_sha256": grade.parameter_digest or grade.weights_sha256,
+        "verified": grade.verified,
+        "flags": tuple(flags),
+        "checks": checks,
+        "wall_s": float(grade.wall_s or 0.0),
+    }
+    if grade.status == "invalid":
+        message = "; ".join(dict.fromkeys(p for p in (grade.message, *failed) if p))
+        return JobResult(GradeStatus.INVALID, message, **common)
+    if grade.status != "ok" or grade.logits is None:
+        message = grade.message or "the model check returned no logits"
+        return JobResult(GradeStatus.ERROR, message, **common)
+    labels = np.asarray(grade.logits).argmax(axis=1).astype(np.int64)
+    return JobResult(GradeStatus.OK, "; ".join(failed), labels=labels, **common)
 
 
-def _maybe(value: float | None) -> float | None:
-    return None if value is None else float(value)
+def _selftest(folder: Path, spec: Assignment, payload: dict[str, Any], config: GradingConfig):
+    """Sleep, then read the predictions file's labels (tests of crash recovery)."""
+    from leaderboard.scoring import SubmissionError, read_labels
 
-
-__all__ = ["Scored", "SubmissionError", "score_logits", "score_predictions", "solution_for"]
+    time.sleep(float(payload.get("seconds", 0)))
+    try:
+        labels = read_labels((folder / "predictions.csv").read_bytes(), spec,
+                             data_dir=config.data_dir)  # fmt: skip
+    except SubmissionError as exc:
+        return JobResult(GradeStatus.INVALID, "; ".join(exc.errors))
+    return JobResult(GradeStatus.OK, labels=labels)

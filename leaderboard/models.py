@@ -1,25 +1,37 @@
-"""SQLAlchemy models: students, tokens, submissions, scores, jobs, events, settings.
+"""SQLAlchemy models: students and teams, tokens, submissions and their files, scores, jobs,
+per-student overrides, rate-limit counters, events and settings.
 
 Timestamps are naive UTC datetimes (SQLite has no time zones; PostgreSQL columns are plain
-``timestamp``), always written through :func:`utcnow`.
+``timestamp``), always written through :func:`utcnow`. Status columns hold the Enums of
+:mod:`leaderboard.status` (stored as their lowercase words).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum as PyEnum
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from leaderboard.status import JobKind, JobQueue, JobStatus, Role, SubmissionKind, SubmissionStatus
+
+SCHEMA_VERSION = "2"
+"""Bumped whenever a table changes; a database made by another version is refused clearly."""
 
 
 def utcnow() -> dt.datetime:
@@ -27,12 +39,34 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
+def _enum(cls: type[PyEnum]) -> Enum:
+    return Enum(
+        cls,
+        native_enum=False,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
 class Base(DeclarativeBase):
     """Declarative base of every leaderboard table."""
 
 
+class Team(Base):
+    """A team of students sharing one daily limit and one board row (when the spec has teams)."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), unique=True)
+
+    members: Mapped[list[Student]] = relationship(back_populates="team")
+
+
 class Student(Base):
-    """A person on the roster; ``display_name`` is the pseudonym shown when names are hidden."""
+    """A person on the roster; ``display_name`` is the pseudonym the public board shows."""
 
     __tablename__ = "students"
 
@@ -40,20 +74,26 @@ class Student(Base):
     student: Mapped[str] = mapped_column(String(120), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str] = mapped_column(String(200), default="")
+    sis_id: Mapped[str] = mapped_column(String(120), default="")
+    login_id: Mapped[str] = mapped_column(String(120), default="")
+    section: Mapped[str] = mapped_column(String(120), default="")
+    canvas_id: Mapped[str] = mapped_column(String(40), default="")
     display_name: Mapped[str] = mapped_column(String(120), unique=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
+    team: Mapped[Team | None] = relationship(back_populates="members")
     submissions: Mapped[list[Submission]] = relationship(back_populates="student")
 
 
 class Token(Base):
-    """An API/upload token; only its sha256 is stored. ``role`` is student or instructor."""
+    """An API/upload token; only its sha256 is stored."""
 
     __tablename__ = "tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(20))
+    role: Mapped[Role] = mapped_column(_enum(Role))
     student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -62,30 +102,55 @@ class Token(Base):
 
 
 class Submission(Base):
-    """One upload. ``status``: scored, queued, running, done, failed, invalid."""
+    """One upload to one assignment, by a student (and their team, on a team assignment)."""
 
     __tablename__ = "submissions"
+    __table_args__ = (
+        Index("ix_submissions_assignment_student", "assignment", "student_id"),
+        Index("ix_submissions_assignment_team", "assignment", "team_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"), nullable=True)
     assignment: Mapped[str] = mapped_column(String(120))
-    kind: Mapped[str] = mapped_column(String(20))  # predictions | model
-    status: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[SubmissionKind] = mapped_column(_enum(SubmissionKind))
+    status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus))
     message: Mapped[str] = mapped_column(Text, default="")
     late: Mapped[bool] = mapped_column(Boolean, default=False)
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Marked final by the student (entry rule ``chosen``)."""
     original_name: Mapped[str] = mapped_column(String(255), default="")
-    stored_path: Mapped[str] = mapped_column(String(500), default="")
-    """Server-generated path of the stored upload (never derived from the uploaded name)."""
     sha256: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     student: Mapped[Student] = relationship(back_populates="submissions")
+    team: Mapped[Team | None] = relationship()
     score: Mapped[Score | None] = relationship(back_populates="submission", uselist=False)
     job: Mapped[Job | None] = relationship(back_populates="submission", uselist=False)
+    files: Mapped[list[SubmissionFile]] = relationship(
+        back_populates="submission", order_by="SubmissionFile.name"
+    )
+
+
+class SubmissionFile(Base):
+    """One stored file of a submission, kept in the database so that any worker can fetch it."""
+
+    __tablename__ = "submission_files"
+    __table_args__ = (UniqueConstraint("submission_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    """A server-checked base name (never a path)."""
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+
+    submission: Mapped[Submission] = relationship(back_populates="files")
 
 
 class Score(Base):
-    """The scores of one submission; at most one row per submission."""
+    """The grade of one submission; at most one row per submission."""
 
     __tablename__ = "scores"
 
@@ -97,8 +162,16 @@ class Score(Base):
     private_macro_f1: Mapped[float | None] = mapped_column(Float, nullable=True)
     all_accuracy: Mapped[float] = mapped_column(Float)
     points: Mapped[float] = mapped_column(Float, default=0.0)
+    labels: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The predicted class of every test image in id order (uint8): rescoring, copy flags."""
     total_params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     flops: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    weights_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    verified: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    """Whether a model's numbers come from the grader's verified evaluation (None: not known)."""
+    flags: Mapped[list] = mapped_column(JSON, default=list)
+    """Flags the model grading raised (public model, weights-count mismatch, ...)."""
+    checks: Mapped[list] = mapped_column(JSON, default=list)
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -106,22 +179,27 @@ class Score(Base):
 
 
 class Job(Base):
-    """Work for ``grader worker``. ``status``: queued, running, done, failed.
+    """Work for a grading worker.
 
-    A running job belongs to ``lease_owner`` until ``lease_until``; a worker that stops
-    heartbeating loses the job to the next claimer.
+    Each claim is a new attempt with its own secret key (only its hash is stored); a result is
+    stored only for the current attempt with that key, once. ``lease_until`` lets the embedded
+    worker queue take over a job whose worker stopped heartbeating.
     """
 
     __tablename__ = "jobs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))  # model | selftest
-    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    queue: Mapped[JobQueue] = mapped_column(_enum(JobQueue), default=JobQueue.CPU)
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus), default=JobStatus.QUEUED, index=True
+    )
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
     lease_owner: Mapped[str | None] = mapped_column(String(120), nullable=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -130,14 +208,40 @@ class Job(Base):
     submission: Mapped[Submission] = relationship(back_populates="job")
 
 
+class Override(Base):
+    """A per-student exception for one assignment: a later deadline, another daily limit."""
+
+    __tablename__ = "overrides"
+    __table_args__ = (UniqueConstraint("student_id", "assignment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"))
+    assignment: Mapped[str] = mapped_column(String(120))
+    deadline: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    daily_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    student: Mapped[Student] = relationship()
+
+
+class RateHit(Base):
+    """Requests of one client key in one fixed window, shared by every server process."""
+
+    __tablename__ = "rate_hits"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Event(Base):
-    """An audit record: roster imports, reveals, rescoring, imported flags."""
+    """An audit record: roster imports, reveals, rescoring, imported flags, token resets."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40), index=True)
     student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"), nullable=True)
+    assignment: Mapped[str | None] = mapped_column(String(120), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from leaderboard.db import create_schema, database_url, make_engine
@@ -30,22 +31,30 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    assignment: str | None = None,
+    assignments: Sequence[str] = (),
+    course: Path | None = None,
     database: str | None = None,
+    broker: str | None = None,
     workers: int = 2,
     dev: bool = False,
-    upload_dir: Path | None = None,
-    pseudonyms: bool = False,
+    real_names: bool = False,
 ) -> None:
-    """Create the schema if needed, then serve with gunicorn (or Flask's server with ``dev``)."""
+    """Create the schema if needed, then serve with gunicorn (or Flask's server with ``dev``).
+
+    The course is ``course`` (a TOML file) or the ``assignments`` (names or spec paths); the
+    settings reach every gunicorn worker through the environment.
+    """
     url = init_database(database=database)
     os.environ["GRADER_DATABASE_URL"] = url
-    if assignment:
-        os.environ["GRADER_ASSIGNMENT"] = str(assignment)
-    if upload_dir is not None:
-        os.environ["GRADER_UPLOAD_DIR"] = str(Path(upload_dir).resolve())
-    if pseudonyms:
-        os.environ["GRADER_PSEUDONYMS"] = "1"
+    if course is not None:
+        os.environ["GRADER_COURSE"] = str(Path(course).resolve())
+    elif assignments:
+        resolved = [str(Path(a).resolve()) if a.endswith(".toml") else a for a in assignments]
+        os.environ["GRADER_ASSIGNMENT"] = ",".join(resolved)
+    if broker:
+        os.environ["GRADER_BROKER_URL"] = broker
+    if real_names:
+        os.environ["GRADER_PSEUDONYMS"] = "0"
     if dev:
         from leaderboard import create_app
 

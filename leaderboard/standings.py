@@ -1,21 +1,30 @@
-"""The board's rows: one entry per student chosen by the spec's rule, ranked, plus baselines."""
+"""The board's rows: one entry per entrant (a student, or a team) chosen by the spec's rule,
+ranked with ties marked, plus the recorded baselines.
+
+Entry rules: ``best`` (the best public score), ``last`` (the latest submission), ``chosen``
+(Kaggle's final selection: on the public board the best public score; on the private board the
+best private score among the submissions the entrant marked final, or among their
+``final_submissions`` best public ones when they marked none).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from grader.assignment import Assignment
 from leaderboard.db import read_setting
-from leaderboard.models import Score, Student, Submission
-from leaderboard.submitting import is_past_deadline
+from leaderboard.models import Score, Student, Submission, Team
+from leaderboard.rules import Entrant, entrant_of
 
 BASELINE_DIR = Path(__file__).resolve().parent.parent / "reference" / "baselines"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 
 
 @dataclass(frozen=True)
@@ -23,13 +32,36 @@ class Row:
     """One line of the board."""
 
     rank: int
-    student_id: int | None
+    tie: bool
+    """Whether another row has the same score (and so the same rank)."""
     name: str
     public_accuracy: float
     private_accuracy: float | None
     submissions: int
     last_submission: str
-    late: bool = False
+    late: bool
+    assignment: str
+    entrant: str
+    """The entrant's key (``student:7`` or ``team:3``); not shown to the public."""
+
+    def to_json(self) -> dict:
+        """The row as the public API shows it (without the internal entrant key)."""
+        body = asdict(self)
+        body.pop("entrant")
+        return body
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The submission that stands for one entrant, with what the board needs about them."""
+
+    entrant: Entrant
+    submission: Submission
+    score: Score
+    student: Student
+    team: Team | None
+    count: int
+    last: dt.datetime
 
 
 @dataclass(frozen=True)
@@ -42,54 +74,102 @@ class Baseline:
     parameters: int | None = None
 
 
-def is_revealed(session: Session, spec: Assignment, now: dt.datetime) -> bool:
-    """Whether private scores are public: after the deadline or an instructor's reveal."""
-    return is_past_deadline(spec, now) or read_setting(session, f"revealed:{spec.name}") == "1"
+def real_names_shown(session: Session, default_pseudonyms: bool = True) -> bool:
+    """Whether the public board shows real names (the instructor's switch, else the default)."""
+    value = read_setting(session, "real_names")
+    return (value == "1") if value is not None else not default_pseudonyms
 
 
-def display_name(student: Student, pseudonyms: bool) -> str:
-    """The name the board shows for ``student``."""
-    if pseudonyms:
-        return student.display_name
-    return student.name or student.student
+def display_name(student: Student, team: Team | None, real_names: bool) -> str:
+    """The name the board shows for an entrant."""
+    if team is not None:
+        return team.name if real_names else team.display_name
+    if real_names:
+        return student.name or student.student
+    return student.display_name
 
 
-def standings(session: Session, spec: Assignment, *, revealed: bool, pseudonyms: bool) -> list[Row]:
-    """Board rows, best first; ranked by private accuracy once revealed, else public."""
+def graded_submissions(
+    session: Session, spec: Assignment
+) -> list[tuple[Submission, Score, Student, Team | None]]:
+    """Every scored submission of ``spec`` with its student and team, oldest first."""
     records = session.execute(
-        select(Submission, Score, Student)
+        select(Submission, Score, Student, Team)
         .join(Score, Score.submission_id == Submission.id)
         .join(Student, Student.id == Submission.student_id)
+        .outerjoin(Team, Team.id == Submission.team_id)
         .where(Submission.assignment == spec.name)
         .order_by(Submission.created_at, Submission.id)
     ).all()
-    entries: dict[int, tuple[Submission, Score, Student]] = {}
-    counts: dict[int, int] = {}
-    last: dict[int, dt.datetime] = {}
-    for submission, score, student in records:
-        counts[student.id] = counts.get(student.id, 0) + 1
-        last[student.id] = submission.created_at
-        current = entries.get(student.id)
-        if (
-            current is None
-            or spec.entry_rule == "last"
-            or score.public_accuracy > current[1].public_accuracy
-        ):
-            entries[student.id] = (submission, score, student)
+    return [tuple(r) for r in records]
+
+
+def entries(session: Session, spec: Assignment, *, revealed: bool) -> list[Entry]:
+    """The standing submission of every entrant under the spec's entry rule."""
+    groups: dict[str, list[tuple[Submission, Score, Student, Team | None]]] = {}
+    for record in graded_submissions(session, spec):
+        groups.setdefault(entrant_of(record[0]).key, []).append(record)
+    chosen = []
+    for records in groups.values():
+        pick = _pick(records, spec, revealed)
+        submission, score, student, team = pick
+        chosen.append(
+            Entry(
+                entrant=entrant_of(submission),
+                submission=submission,
+                score=score,
+                student=student,
+                team=team,
+                count=len(records),
+                last=records[-1][0].created_at,
+            )
+        )
+    return chosen
+
+
+def _pick(records, spec: Assignment, revealed: bool):
+    """The record that stands for one entrant (records are oldest first)."""
+    if spec.entry_rule == "last":
+        return records[-1]
+    best_public = max(records, key=lambda r: (r[1].public_accuracy, -r[0].id))
+    if spec.entry_rule == "best" or not revealed:
+        return best_public
+    finals = [r for r in records if r[0].final]
+    if not finals:  # none marked: their best public ones stand in, as on Kaggle
+        ranked = sorted(records, key=lambda r: (-r[1].public_accuracy, r[0].id))
+        finals = ranked[: spec.final_submissions]
+    return max(finals, key=lambda r: (r[1].private_accuracy, -r[0].id))
+
+
+def standings(session: Session, spec: Assignment, *, revealed: bool, real_names: bool) -> list[Row]:
+    """Board rows, best first; ranked by private accuracy once revealed, else public.
+
+    Equal scores share a rank (1, 2, 2, 4) and are marked as ties; the earlier entry is listed
+    first.
+    """
+    chosen = entries(session, spec, revealed=revealed)
     key = "private_accuracy" if revealed else "public_accuracy"
-    ordered = sorted(entries.values(), key=lambda e: (-getattr(e[1], key), e[0].created_at))
-    rows = []
-    for rank, (submission, score, student) in enumerate(ordered, start=1):
+    chosen.sort(key=lambda e: (-getattr(e.score, key), e.submission.created_at))
+    values = [getattr(e.score, key) for e in chosen]
+    counts = Counter(values)
+    rows: list[Row] = []
+    rank = 0
+    for index, entry in enumerate(chosen):
+        value = values[index]
+        if index == 0 or value != values[index - 1]:
+            rank = index + 1
         rows.append(
             Row(
                 rank=rank,
-                student_id=student.id,
-                name=display_name(student, pseudonyms),
-                public_accuracy=score.public_accuracy,
-                private_accuracy=score.private_accuracy if revealed else None,
-                submissions=counts[student.id],
-                last_submission=last[student.id].strftime("%Y-%m-%d %H:%M UTC"),
-                late=submission.late,
+                tie=counts[value] > 1,
+                name=display_name(entry.student, entry.team, real_names),
+                public_accuracy=entry.score.public_accuracy,
+                private_accuracy=entry.score.private_accuracy if revealed else None,
+                submissions=entry.count,
+                last_submission=entry.last.strftime(TIME_FORMAT),
+                late=entry.submission.late,
+                assignment=spec.name,
+                entrant=entry.entrant.key,
             )
         )
     return rows
@@ -150,6 +230,13 @@ def _data(record: dict) -> str:
     return ", ".join(parts) or "data not recorded"
 
 
-def as_json(rows: list[Row]) -> list[dict]:
-    """Rows as JSON-ready dicts."""
-    return [asdict(r) for r in rows]
+def own_submissions(session: Session, entrant: Entrant, spec: Assignment) -> list[Submission]:
+    """The entrant's submissions to ``spec``, newest first (scores loaded)."""
+    return list(
+        session.scalars(
+            select(Submission)
+            .options(joinedload(Submission.score), joinedload(Submission.job))
+            .where(Submission.assignment == spec.name, entrant.owns())
+            .order_by(Submission.created_at.desc(), Submission.id.desc())
+        ).unique()
+    )

@@ -1,44 +1,47 @@
-"""The job worker: claim a job atomically, keep its lease alive, grade, store the result once.
+"""The embedded worker: claims jobs from the database on the server's own machine.
 
-Claiming uses ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and ``BEGIN IMMEDIATE`` on
-SQLite. A heartbeat thread extends ``lease_until`` while the job runs; a worker that dies stops
-heartbeating, its lease expires and another worker claims the job again. The result is written in
-one transaction that first checks the job is still leased to this worker, so a stale worker can
-never store a second result.
+The default set-up needs no broker: ``grader worker`` beside ``grader serve`` claims the oldest
+queued job (:func:`leaderboard.jobs.claim_next`), keeps its lease alive with a heartbeat thread,
+grades it with :class:`leaderboard.grading.SubmissionGrader` and stores the result through the
+same :func:`leaderboard.jobs.store_result` the remote workers' API uses. A worker that dies stops
+heartbeating; its lease expires and the next claimer takes the job as a new attempt.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import socket
 import threading
-import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
-from grader.assignment import load_assignment
-from leaderboard.db import bump_board_version, make_engine
-from leaderboard.models import Job, Submission, utcnow
-
-if TYPE_CHECKING:
-    from leaderboard.grading import Scored
+from grader.assignment import SpecError, parse_assignment
+from leaderboard.db import make_engine, session_scope
+from leaderboard.grading import GradingConfig, SubmissionGrader
+from leaderboard.jobs import claim_next, heartbeat, store_result
+from leaderboard.models import Job
+from leaderboard.protocol import Claim, JobResult
+from leaderboard.status import GradeStatus, JobQueue
+from leaderboard.uploads import load_files
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
+
+
+def worker_name() -> str:
+    """A name for this worker process: host, pid and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
 class WorkerConfig:
-    """How a worker runs."""
+    """How an embedded worker runs."""
 
     database_url: str
+    grading: GradingConfig = field(default_factory=GradingConfig)
     lease_s: float = 60.0
     """Seconds a claim lasts without a heartbeat; heartbeats come every third of it."""
     poll_s: float = 1.0
@@ -46,200 +49,82 @@ class WorkerConfig:
     once: bool = False
     """Stop when the queue is empty instead of waiting for more jobs."""
     max_jobs: int | None = None
-    data_dir: Path | None = None
-    slot: int = 0
-    """Sandbox slot (distinct per worker on one machine)."""
-    allow_test_jobs: bool = False
-    """Run ``selftest`` jobs (a delayed predictions scoring used to test crash recovery)."""
-    owner: str = field(
-        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    )
+    queues: Sequence[JobQueue] = tuple(JobQueue)
+    owner: str = field(default_factory=worker_name)
 
 
-@dataclass
-class JobResult:
-    """The outcome of running one job."""
-
-    status: str
-    """done (scored), invalid (the submission is not gradable) or failed (the grader failed)."""
-    message: str = ""
-    scored: Scored | None = None
-    total_params: int | None = None
-    flops: int | None = None
+def spec_of_claim(claim: Claim):
+    """The assignment spec a claim carries (parsed strictly, like any spec)."""
+    return parse_assignment(claim.spec)
 
 
-def claim(engine: Engine, owner: str, lease_s: float) -> int | None:
-    """Take the oldest queued job (or one whose lease expired); return its id or None."""
-    now = utcnow()
-    options = {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
-    with engine.connect().execution_options(**options) as conn, Session(bind=conn) as session:
-        query = (
-            select(Job)
-            .where(
-                or_(
-                    Job.status == "queued",
-                    (Job.status == "running") & (Job.lease_until < now),
-                )
-            )
-            .order_by(Job.id)
-            .limit(1)
-        )
-        if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        job = session.scalar(query)
-        if job is None:
-            session.rollback()
-            return None
-        submission = session.get(Submission, job.submission_id)
-        if job.attempts >= MAX_ATTEMPTS:
-            job.status = "failed"
-            job.error = f"the worker stopped {job.attempts} times while grading this submission"
-            job.finished_at = now
-            submission.status = "failed"
-            submission.message = job.error + "; ask the instructor"
-            session.commit()
-            return None
-        job.status = "running"
-        job.lease_owner = owner
-        job.lease_until = now + dt.timedelta(seconds=lease_s)
-        job.attempts += 1
-        job.started_at = now
-        submission.status = "running"
-        job_id = job.id
-        session.commit()
-        return job_id
-
-
-def heartbeat(engine: Engine, job_id: int, owner: str, lease_s: float) -> bool:
-    """Extend the lease; False when the job is no longer this worker's."""
-    with Session(engine) as session, session.begin():
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-            .values(lease_until=utcnow() + dt.timedelta(seconds=lease_s))
-        )
-        return result.rowcount == 1
-
-
-def finish(engine: Engine, job_id: int, owner: str, result: JobResult) -> bool:
-    """Store the result if the job is still leased to ``owner``; True when it was stored."""
-    options = {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
-    with engine.connect().execution_options(**options) as conn, Session(bind=conn) as session:
-        now = utcnow()
-        guarded = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-            .values(
-                status="failed" if result.status == "failed" else "done",
-                finished_at=now,
-                error=result.message if result.status == "failed" else "",
-            )
-        )
-        if guarded.rowcount != 1:
-            session.rollback()
-            log.warning("job %s: lease lost before the result was stored; result dropped", job_id)
-            return False
-        job = session.get(Job, job_id)
-        submission = session.get(Submission, job.submission_id)
-        submission.status = result.status
-        submission.message = result.message
-        if result.scored is not None:
-            from leaderboard.submitting import score_row
-
-            session.add(
-                score_row(
-                    submission.id,
-                    result.scored,
-                    total_params=result.total_params,
-                    flops=result.flops,
-                )
-            )
-            bump_board_version(session)
-        session.commit()
-        return True
-
-
-def run_job(engine: Engine, job_id: int, config: WorkerConfig) -> JobResult:
-    """Grade the job's submission; every failure becomes a result with its reason."""
-    # Scoring pulls in pandas; imported here so a worker claims its first job without the wait.
-    from leaderboard.grading import SubmissionError, score_predictions
-
-    with Session(engine) as session:
-        job = session.get(Job, job_id)
-        submission = session.get(Submission, job.submission_id)
-        kind, payload = job.kind, dict(job.payload or {})
-        folder = Path(submission.stored_path)
-        assignment = payload.get("assignment") or submission.assignment
-    try:
-        spec = load_assignment(assignment)
-        if kind == "model":
-            return _grade_model(folder, spec, config)
-        if kind == "selftest" and config.allow_test_jobs:
-            time.sleep(float(payload.get("seconds", 0)))
-            return JobResult(
-                "done",
-                scored=score_predictions(folder.read_bytes(), spec, data_dir=config.data_dir),
-            )
-        return JobResult("failed", f"unknown job kind {kind!r}; this worker cannot run it")
-    except SubmissionError as exc:
-        return JobResult("invalid", "; ".join(exc.errors))
-    except Exception as exc:  # noqa: BLE001 - any grader crash becomes a failed job with its reason
-        log.exception("job %s failed", job_id)
-        return JobResult("failed", f"grading failed: {type(exc).__name__}: {exc}")
-
-
-def _grade_model(folder: Path, spec, config: WorkerConfig) -> JobResult:
-    import numpy as np
-
-    from leaderboard.grading import score_logits
-
-    try:
-        from grader.modelgrade import grade_model_folder
-    except ImportError:
-        return JobResult(
-            "failed", "model grading is not available on this server (grader.modelgrade missing)"
-        )
-    grade = grade_model_folder(folder, spec, data_dir=config.data_dir, slot=config.slot)
-    failed = [f"{check.name}: {check.message}" for check in grade.checks if not check.passed]
-    if grade.status == "invalid":
-        problems = [grade.message, *(e for e in grade.errors if e != grade.message), *failed]
-        return JobResult("invalid", "; ".join(p for p in problems if p))
-    if grade.status != "ok" or grade.logits is None:
-        return JobResult("failed", grade.message or "the model check returned no logits")
-    logits = np.asarray(grade.logits)
-    np.save(folder / "logits.npy", logits)
-    return JobResult(
-        "done",
-        message="; ".join(failed),
-        scored=score_logits(logits, spec, data_dir=config.data_dir),
-        total_params=grade.total_params,
-        flops=grade.flops,
-    )
-
-
-def process_one(engine: Engine, config: WorkerConfig) -> bool:
-    """Claim and run one job with a heartbeat; False when the queue was empty."""
-    job_id = claim(engine, config.owner, config.lease_s)
-    if job_id is None:
-        return False
-    log.info("job %s claimed by %s", job_id, config.owner)
+def run_claim(
+    engine: Engine, claim: Claim, grader: SubmissionGrader, config: WorkerConfig
+) -> JobResult:
+    """Grade the claimed job with a heartbeat running; store the result; return it."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(config.lease_s / 3):
-            if not heartbeat(engine, job_id, config.owner, config.lease_s):
-                log.warning("job %s: lease taken by another worker", job_id)
+            if not heartbeat(engine, claim.job_id, claim.attempt, claim.key, config.lease_s):
+                log.warning("job %s: taken over by another attempt", claim.job_id)
                 return
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{claim.job_id}", daemon=True)
     thread.start()
     try:
-        result = run_job(engine, job_id, config)
+        with session_scope(engine) as session:
+            submission_id = _submission_of(session, claim.job_id)
+            files = load_files(session, submission_id)
+        try:
+            spec = spec_of_claim(claim)
+        except SpecError as exc:
+            result = JobResult(GradeStatus.ERROR, f"the job's assignment spec is broken: {exc}")
+        else:
+            result = grader.grade(claim.kind, files, spec, claim.payload)
     finally:
         stop.set()
         thread.join()
-    stored = finish(engine, job_id, config.owner, result)
-    log.info("job %s: %s (%s)", job_id, result.status, "stored" if stored else "dropped")
+    stored = store_result(
+        engine,
+        claim.job_id,
+        claim.attempt,
+        claim.key,
+        result,
+        spec_of=lambda _name: _spec_or_none(claim),
+        data_dir=config.grading.data_dir,
+    )
+    log.info("job %s attempt %s: %s (%s)", claim.job_id, claim.attempt, result.status.value,
+             stored.value)  # fmt: skip
+    return result
+
+
+def _spec_or_none(claim: Claim):
+    try:
+        return spec_of_claim(claim)
+    except SpecError:
+        return None
+
+
+def _submission_of(session, job_id: int) -> int:
+    return session.get(Job, job_id).submission_id
+
+
+def process_one(
+    engine: Engine, config: WorkerConfig, grader: SubmissionGrader | None = None
+) -> bool:
+    """Claim and run one job; False when the queue was empty."""
+    claim = claim_next(engine, config.owner, config.lease_s, config.queues)
+    if claim is None:
+        return False
+    log.info("job %s attempt %s claimed by %s", claim.job_id, claim.attempt, config.owner)
+    own = grader is None
+    grader = grader or SubmissionGrader(config.grading)
+    try:
+        run_claim(engine, claim, grader, config)
+    finally:
+        if own:
+            grader.close()
     return True
 
 
@@ -247,17 +132,19 @@ def run_worker(config: WorkerConfig, *, stop: threading.Event | None = None) -> 
     """Process jobs until stopped (with ``once``: until the queue is empty); return the count."""
     engine = make_engine(config.database_url)
     stop = stop or threading.Event()
+    grader = SubmissionGrader(config.grading)
     done = 0
     try:
         while not stop.is_set():
             if config.max_jobs is not None and done >= config.max_jobs:
                 break
-            if process_one(engine, config):
+            if process_one(engine, config, grader):
                 done += 1
             elif config.once:
                 break
             else:
                 stop.wait(config.poll_s)
     finally:
+        grader.close()
         engine.dispose()
     return done

@@ -36,6 +36,25 @@ from grader.commands.options import (
     is_flag=True,
     help="Grade model submissions in pre-forked jailed workers that import torch once per batch.",
 )
+@click.option(
+    "--lms",
+    type=click.Choice(["canvas", "moodle", "gradescope", "plain"]),
+    default=None,
+    help="Also write OUT/grades-<LMS>.csv in that gradebook's import format.",
+)
+@click.option(
+    "--roster",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Roster CSV (student, name, email, sis_id, login_id, section) for the --lms export.",
+)
+@click.option(
+    "--missing-grade",
+    type=click.Choice(["zero", "blank"]),
+    default="zero",
+    show_default=True,
+    help="What an invalid or missing submission gets in the --lms export.",
+)
 def check(
     folder: Path,
     assignment: str,
@@ -45,12 +64,24 @@ def check(
     jobs: int | None,
     quiet: bool,
     pre_fork: bool,
+    lms: str | None,
+    roster: Path | None,
+    missing_grade: str,
 ) -> None:
-    """Grade every student folder in FOLDER; write grades.csv and report.html to --out."""
-    from grader.assignment import SpecError, load_assignment
-    from grader.batch import BatchError, grade_folder
-    from grader.solution import SolutionError
+    """Grade every student in FOLDER; write grades.csv, results.json, report.html and students/.
 
+    FOLDER holds one folder per student, or an LMS bulk download (Canvas's flat files, Moodle's
+    per-student folders, or their zips).
+    """
+    from grader.assignment import SpecError, load_assignment
+    from grader.batch.run import BatchError, grade_folder
+    from grader.predictions.solution import SolutionError
+    from grader.roster import RosterError, read_roster
+
+    try:
+        people = read_roster(roster) if roster is not None else None
+    except RosterError as exc:
+        raise GraderSetupError(str(exc)) from None
     try:
         spec = load_assignment(assignment)
         batch = grade_folder(
@@ -67,10 +98,21 @@ def check(
         raise GraderSetupError(str(exc)) from None
     counts = batch.counts
     flagged = sum(bool(r.flags) for r in batch.results)
+    cached = f"{batch.cache_hits} from the cache, " if batch.cache_hits else ""
     click.echo(
         f"{len(batch.results)} submissions: {counts['ok']} graded, {counts['invalid']} invalid, "
-        f"{counts['error']} errors, {flagged} flagged ({batch.cache_hits} cached, "
-        f"{batch.elapsed_s:.1f} s)"
+        f"{counts['error']} errors, {flagged} flagged ({cached}{batch.elapsed_s:.1f} s)"
     )
-    click.echo(f"grades: {batch.grades_csv}")
-    click.echo(f"report: {batch.report_html}")
+    click.echo(f"grades:  {batch.grades_csv}")
+    click.echo(f"results: {batch.results_json}")
+    click.echo(f"report:  {batch.report_html}")
+    if batch.students_dir is not None:
+        click.echo(f"student pages: {batch.students_dir}/")
+    if lms is not None:
+        from grader.exports import GradeItem, rows_from_results, write_export
+
+        item = GradeItem(name=spec.name, title=spec.title, max_points=spec.max_points)
+        export = out_dir / f"grades-{lms}.csv"
+        rows = rows_from_results(batch.results, people)
+        export.write_text(write_export(rows, item, lms, missing=missing_grade), encoding="utf-8")
+        click.echo(f"{lms}: {export}")

@@ -37,7 +37,7 @@ def sanity(model: Path, weights: Path | None, assignment: str | None, as_json: b
             raise click.UsageError("an ops.py is checked against an assignment: --assignment NAME")
         report, ok = run_ops_sanity(ops_path=model, assignment=assignment)
     else:
-        from grader.modelgrade import run_sanity
+        from grader.models.sanity import run_sanity
 
         report, ok = run_sanity(model_path=model, weights=weights, assignment=assignment)
     click.echo(json.dumps(report) if as_json else report["text"])

@@ -1,4 +1,4 @@
-"""``grader serve`` and ``grader init-db``: run the leaderboard service."""
+"""``grader serve`` and ``grader init-db``: run a course's leaderboard service."""
 
 from __future__ import annotations
 
@@ -10,35 +10,65 @@ import click
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--assignment", default=None, help="Built-in spec name or .toml path [cifar10].")
+@click.option(
+    "--assignment",
+    "assignments",
+    multiple=True,
+    help="Built-in spec name or .toml path; repeat for several assignments [cifar10].",
+)
+@click.option(
+    "--course",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A course TOML listing the assignments and their rules (instead of --assignment).",
+)
 @click.option(
     "--database",
     default=None,
     help="Database URL [GRADER_DATABASE_URL, else sqlite:///grader.db].",
 )
+@click.option(
+    "--broker",
+    default=None,
+    envvar="GRADER_BROKER_URL",
+    help="Redis URL: send model jobs to Celery workers on any machine [GRADER_BROKER_URL; "
+    "default: none, the embedded `grader worker` takes them from the database].",
+)
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
-@click.option("--upload-dir", type=click.Path(path_type=Path), help="Where uploads go [./uploads].")
-@click.option("--pseudonyms", is_flag=True, help="Show pseudonyms instead of names on the board.")
+@click.option(
+    "--real-names",
+    is_flag=True,
+    help="Show real names until the instructor switches (default: pseudonyms).",
+)
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
-def serve(host, port, assignment, database, workers, upload_dir, pseudonyms, dev) -> None:
-    """Serve the leaderboard (creates the database schema when missing)."""
-    from grader.assignment import SpecError, load_assignment
+def serve(host, port, assignments, course, database, broker, workers, real_names, dev) -> None:
+    """Serve the course's boards, upload form and API (creates the database schema when missing)."""
+    from grader.assignment import SpecError
+    from leaderboard.course import CourseError, course_of, load_course
     from leaderboard.server import serve as run
 
-    if assignment:
-        try:
-            load_assignment(assignment)
-        except SpecError as exc:
-            raise click.BadParameter(str(exc), param_hint="--assignment") from None
+    if course is not None and assignments:
+        raise click.UsageError("give either --course or --assignment, not both")
+    try:
+        if course is not None:
+            load_course(course)
+        if assignments:
+            course_of(list(assignments))
+    except CourseError as exc:
+        hint = "--course" if course is not None else "--assignment"
+        raise click.BadParameter(str(exc), param_hint=hint) from None
+    except SpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--assignment") from None
     run(
         host=host,
         port=port,
-        assignment=assignment,
+        assignments=assignments,
+        course=course,
         database=database,
+        broker=broker,
         workers=workers,
         dev=dev,
-        upload_dir=upload_dir,
-        pseudonyms=pseudonyms,
+        real_names=real_names,
     )
 
 
@@ -48,10 +78,13 @@ def init_db(database) -> None:
     """Create the leaderboard's tables (safe to run again)."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from leaderboard.db import DatabaseError
     from leaderboard.server import init_database
 
     try:
         url = init_database(database=database)
+    except DatabaseError:
+        raise
     except SQLAlchemyError as exc:
         raise click.ClickException(
             f"cannot create the schema: {exc.__class__.__name__}: {exc}"

@@ -31,6 +31,7 @@ import numpy as np
 
 from grader.assignment import Assignment, OpCheck, OpsSpec
 from grader.ops.inside import MAX_MESSAGE, OPS_FILE
+from grader.ops.packing import PackingError, pack_inputs, unpack_outputs
 from grader.ops.references import OpReference, get_reference
 
 OPS_TASK = "grader.ops.inside:ops_task"
@@ -39,6 +40,8 @@ PROBE_STEP = 1e-6
 GRADCHECK_ATOL, GRADCHECK_RTOL = 1e-5, 1e-3
 """torch.autograd.gradcheck's default tolerances, for the finite-difference comparison."""
 MAX_SOURCE_BYTES = 1_000_000
+MAX_OUTPUT_VALUES = 10_000_000
+"""The most numbers the box's packed outputs may hold (the reference shapes need far fewer)."""
 
 OpsStatus = Literal["ok", "invalid", "error"]
 
@@ -298,37 +301,55 @@ def grade_rows(
 # --- running ----------------------------------------------------------------------------------
 
 
-def run_ops_box(
-    folder: Path, args: dict[str, Any], inputs: dict[str, np.ndarray], spec: OpsSpec, slot: int
-) -> BoxOutput:
-    """The ONE place the ops task meets the sandbox: run it on ``folder`` and bring back arrays."""
-    from grader.sandbox import Limits, run_task
+def run_ops_task(
+    folder: Path, args: dict[str, Any], inputs: dict[str, np.ndarray], spec: OpsSpec, *,
+    sandbox: bool,
+) -> BoxOutput:  # fmt: skip
+    """The ONE place the ops task meets the sandbox: run it on ``folder`` in a box (or, with
+    ``sandbox=False``, in an unconfined forked process of this user) and bring back arrays."""
+    from grader.sandbox.protocol import Limits
+    from grader.sandbox.tasks import run_task
 
     limits = Limits(
         wall_s=float(spec.time_limit_s),
         memory_mb=int(spec.memory_limit_mb),
         cpu_s=max(int(spec.time_limit_s) * 2, 30),
     )
-    result = run_task(folder, task=OPS_TASK, args=args, limits=limits, inputs=inputs, slot=slot)
-    return BoxOutput(
-        result.status, result.message, _errors(result.result), result.arrays, result.wall_s
-    )
+    packed, layout = pack_inputs(inputs)
+    job_args = {**args, "module": spec.file, "inputs": layout, "outputs": expected_outputs(args)}
+    job = {"task": OPS_TASK, "args": job_args, "limits": limits, "inputs": packed}
+    if sandbox:
+        result = run_task(folder, **job)
+    else:
+        from grader.sandbox.local import LocalWorker
+
+        with LocalWorker() as worker:
+            result = run_task(folder, worker=worker, **job)
+    output = BoxOutput(result.status, result.message, _errors(result.result), {}, result.wall_s)
+    if result.status == "ok":
+        try:
+            output.arrays = unpack_outputs(
+                result.arrays.get("values"),
+                result.arrays.get("layout"),
+                job_args["outputs"],
+                max_values=MAX_OUTPUT_VALUES,
+            )
+        except PackingError as exc:
+            output.status, output.message = "invalid", f"the outputs are unusable: {exc}"
+    return output
 
 
-def run_ops_in_process(folder: Path, args: dict[str, Any], inputs: dict[str, np.ndarray]):
-    """The ops task without a sandbox: for a student's own machine (``grader sanity``)."""
-    import time
-
-    from grader.harness import StudentError
-    from grader.ops.inside import LocalContext, ops_task
-
-    started = time.perf_counter()
-    ctx = LocalContext(folder, args, inputs)
-    try:
-        result = ops_task(ctx)
-    except StudentError as exc:
-        return BoxOutput("invalid", str(exc), {}, {}, time.perf_counter() - started)
-    return BoxOutput("ok", "", _errors(result), ctx.arrays, time.perf_counter() - started)
+def expected_outputs(args: dict[str, Any]) -> list[str]:
+    """Every output name the box is asked for, in order: per op and case the forward, the
+    gradient of each differentiable input and both probe forwards."""
+    names = []
+    for op in args["ops"]:
+        grads = [n for n, d in zip(op["inputs"], op["differentiable"], strict=True) if d]
+        for case in range(op["cases"]):
+            prefix = f"{op['key']}_c{case}"
+            names += [f"{prefix}_out", *(f"{prefix}_grad_{n}" for n in grads)]
+            names += [f"{prefix}_plus_out", f"{prefix}_minus_out"]
+    return names
 
 
 def _errors(result: Any) -> dict[str, str]:
@@ -350,13 +371,11 @@ def read_source(folder: Path, file_name: str) -> str | None:
         return fh.read(MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
 
 
-def grade_ops_folder(
-    folder: Path, spec: Assignment, *, sandbox: bool = True, slot: int = 0
-) -> OpsGrade:
+def grade_ops_folder(folder: Path, spec: Assignment, *, sandbox: bool = True) -> OpsGrade:
     """Check the ``ops.py`` in ``folder`` against ``spec``'s ``[ops]`` table.
 
-    ``sandbox=False`` runs the student's code in this process (a student's own machine only).
-    Raises :class:`grader.sandbox.SandboxUnavailable` when the sandbox is asked for and missing.
+    ``sandbox=False`` runs the student's code unconfined (a student's own machine only). Raises
+    :class:`grader.sandbox.jail.SandboxUnavailable` when the sandbox is asked for and missing.
     """
     ops = spec.ops
     if ops is None:
@@ -380,10 +399,7 @@ def grade_ops_folder(
     if source is None:
         rows = grade_rows(ops, prepared, BoxOutput("invalid", "", {}, {}), None)
         return OpsGrade("invalid", f"{folder}: no {ops.file}", rows, sandboxed=sandbox)
-    if sandbox:
-        output = run_ops_box(folder, args, inputs, ops, slot)
-    else:
-        output = run_ops_in_process(folder, args, inputs)
+    output = run_ops_task(folder, args, inputs, ops, sandbox=sandbox)
     rows = grade_rows(ops, prepared, output, source)
     if output.status != "ok":
         status: OpsStatus = "error" if output.status == "error" else "invalid"
@@ -396,14 +412,12 @@ def grade_ops_folder(
     return OpsGrade("ok", message, rows, sandbox, round(output.wall_s, 3))
 
 
-def sanity_check_ops(
-    ops_path: Path, spec: Assignment, *, sandbox: bool | None = None, slot: int = 0
-) -> OpsGrade:
+def sanity_check_ops(ops_path: Path, spec: Assignment, *, sandbox: bool | None = None) -> OpsGrade:
     """The student's local check of ``ops_path`` (and its sibling .py files).
 
     ``sandbox=None`` uses the sandbox when bubblewrap is present and runs in-process otherwise.
     """
-    from grader.sandbox import bubblewrap_available
+    from grader.sandbox.jail import bubblewrap_available
 
     ops_path = Path(ops_path)
     if not ops_path.is_file():
@@ -417,7 +431,7 @@ def sanity_check_ops(
             if sibling != ops_path and sibling.name != file_name:
                 shutil.copy2(sibling, work / sibling.name)
         shutil.copy2(ops_path, work / file_name)
-        return grade_ops_folder(work, spec, sandbox=use_box, slot=slot)
+        return grade_ops_folder(work, spec, sandbox=use_box)
 
 
 def render_ops_text(grade: OpsGrade) -> str:

@@ -5,7 +5,9 @@ Modules are imported only when their model is built, so the registry itself is c
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,6 +53,15 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     module_name, factory_name = MODELS[name].split(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
     return factory(**{**MODEL_KWARGS.get(name, {}), **kwargs})
+
+
+def grader_models() -> dict[str, tuple[Callable[[], nn.Module], str]]:
+    """Every registered model as (builder, data set), for the grader's model registry.
+
+    Published as the ``grader.models`` entry point: the grader finds the reference models
+    (public-model fingerprints, layer hints) without importing this package by name.
+    """
+    return {name: (functools.partial(get_model, name), dataset_for(name)) for name in MODELS}
 
 
 def _check_name(name: str) -> None:

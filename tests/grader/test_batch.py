@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
-import types
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +10,11 @@ import pandas as pd
 import pytest
 
 from grader.assignment import load_assignment
-from grader.batch import GRADES_COLUMNS, grade_folder
+from grader.batch.results import GRADES_COLUMNS
+from grader.batch.run import grade_folder
 from grader.data import load_dataset
+from grader.models import pipeline
+from grader.models.result import Check, GradeStatus, ModelResult
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,26 +124,7 @@ def test_rerun_uses_the_cache_and_regrades_what_changed(examples_dir, spec, data
     assert rows(second)["bob"].private_accuracy == rows(first)["bob"].private_accuracy
 
 
-# --- model submissions, through a stand-in for grader.modelgrade.grade_model_folder --------------
-
-
-@dataclass
-class Check:
-    name: str
-    passed: bool
-    message: str = ""
-
-
-@dataclass
-class FakeModelGrade:
-    status: str
-    message: str = ""
-    logits: np.ndarray | None = None
-    total_params: int | None = None
-    flops: int | None = None
-    checks: list = field(default_factory=list)
-    weights_sha256: str | None = None
-    flags: list[str] = field(default_factory=list)
+# --- model submissions, through a stand-in for grader.models.pipeline.grade_model ------------
 
 
 def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):
@@ -157,32 +138,33 @@ def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):
         )
         return np.eye(10, dtype=np.float32)[predicted] + rng.normal(0, 0.01, (len(labels), 10))
 
+    ok, invalid = GradeStatus.OK, GradeStatus.INVALID
     grades = {
-        "m_good": FakeModelGrade("ok", logits=logits(0.6), total_params=82030, weights_sha256="a"),
-        "m_copy": FakeModelGrade("ok", logits=logits(0.5), total_params=82030, weights_sha256="a"),
-        "m_wrong_shape": FakeModelGrade(
-            "ok",
-            logits=logits(0.4),
+        "m_good": ModelResult(ok, "", True, logits(0.6), total_params=82030, parameter_digest="a"),
+        "m_copy": ModelResult(ok, "", True, logits(0.5), total_params=82030, parameter_digest="a"),
+        "m_wrong_shape": ModelResult(
+            invalid,
+            "failed check(s): params_exact",
+            True,
+            logits(0.4),
             total_params=99000,
-            weights_sha256="b",
+            parameter_digest="b",
             checks=[Check("params_exact", False, "99000 parameters, expected 82030")],
         ),  # fmt: skip
-        "m_crash": FakeModelGrade("invalid", message="model.py line 3: NameError: nn"),
-        "m_short": FakeModelGrade("ok", logits=logits(0.5)[:10], total_params=5),
+        "m_crash": ModelResult(invalid, "model.py line 3: NameError: nn"),
+        "m_short": ModelResult(ok, "", True, logits(0.5)[:10], total_params=5),
     }
-    seen_slots = []
+    pools = []
 
-    def grade_model_folder(folder, spec, *, data_dir, slot):
-        seen_slots.append(slot)
+    def grade_model(folder, spec, *, pool, **kwargs):
+        pools.append(pool)
         return grades[folder.name]
 
     for student in grades:
         (tmp_path / "subs" / student).mkdir(parents=True)
         (tmp_path / "subs" / student / "model.py").write_text(f"# {student}\n")
         (tmp_path / "subs" / student / "weights.pt").write_bytes(student.encode())
-    fake = types.ModuleType("grader.modelgrade")
-    fake.grade_model_folder = grade_model_folder
-    monkeypatch.setitem(sys.modules, "grader.modelgrade", fake)
+    monkeypatch.setattr(pipeline, "grade_model", grade_model)
     batch = grade_folder(tmp_path / "subs", spec=spec, data_dir=data_dir, out_dir=tmp_path / "out",
                          jobs=2, progress=False)  # fmt: skip
     by_student = rows(batch)
@@ -192,6 +174,7 @@ def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):
     assert good.all_accuracy == pytest.approx(expected)
     assert good.flags == ["identical weights to m_copy"]
     assert "failed structure check: params_exact" in by_student["m_wrong_shape"].flags[0]
+    assert by_student["m_wrong_shape"].status == "invalid"
     assert (
         by_student["m_crash"].status == "invalid" and "NameError" in by_student["m_crash"].message
     )
@@ -199,17 +182,5 @@ def test_model_folders_are_scored_and_flagged(tmp_path, data_dir, monkeypatch):
         by_student["m_short"].status == "invalid"
         and "1017 test images" in by_student["m_short"].message
     )
-    assert set(seen_slots) <= {0, 1}
+    assert len({id(p) for p in pools}) == 1  # one pool of boxes for the whole batch
     assert (tmp_path / "out" / "params_vs_accuracy.png").is_file()
-
-
-def test_model_folders_without_the_model_grader(tmp_path, data_dir, monkeypatch):
-    folder = tmp_path / "subs" / "someone"
-    folder.mkdir(parents=True)
-    (folder / "model.py").write_text("import torch\n")
-    (folder / "weights.safetensors").write_bytes(b"\0")
-    monkeypatch.setitem(sys.modules, "grader.modelgrade", None)  # import raises ImportError
-    batch = grade_folder(tmp_path / "subs", spec=load_assignment("simplenn"), data_dir=data_dir,
-                         out_dir=tmp_path / "out", progress=False)  # fmt: skip
-    (row,) = batch.results
-    assert (row.status, row.message) == ("error", "model submissions need the model grader")

@@ -23,8 +23,8 @@ from grader.assignment import (
     load_assignment,
     parse_assignment,
 )
-from grader.modelgrade import sanity_check
-from grader.sandbox import bubblewrap_available
+from grader.models.sanity import sanity_check
+from grader.sandbox.jail import bubblewrap_available
 
 REPO = Path(__file__).resolve().parents[2]
 SUBMISSIONS = REPO / "submissions"
@@ -137,18 +137,17 @@ def sanity_reports():
             pytest.fail("bubblewrap is missing: apt-get install bubblewrap (scripts/setup.sh)")
         pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
 
-    def one(index: int, assignment: str, student: str):
+    def one(assignment: str, student: str):
         _entry, _count, weights = EXAMPLES[assignment][student]
         folder = SUBMISSIONS / assignment / student
         return sanity_check(
             folder / "model.py",
             weights=folder / weights if weights else None,
             assignment=load_assignment(assignment),
-            slot=40 + index,
         )
 
     with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {case: pool.submit(one, i, *case) for i, case in enumerate(CASES)}
+        futures = {case: pool.submit(one, *case) for case in CASES}
         return {case: future.result() for case, future in futures.items()}
 
 
@@ -156,7 +155,7 @@ def sanity_reports():
 def test_sanity_reports_the_hand_counted_parameters(sanity_reports, assignment, student):
     grade = sanity_reports[(assignment, student)]
     assert grade.sandboxed and grade.total_params == EXAMPLES[assignment][student][1]
-    assert grade.output_shape == [2, 10]
+    assert grade.output_shape[1:] == [10]
 
 
 def test_sanity_names_the_wrong_layer_of_the_wide_lenet(sanity_reports):
@@ -164,7 +163,7 @@ def test_sanity_names_the_wrong_layer_of_the_wide_lenet(sanity_reports):
     (check,) = [c for c in grade.checks if c.name == "params_exact"]
     assert not check.passed
     assert f"{LENET5_WIDE:,} parameters; the assignment requires exactly 61,706" in check.message
-    assert "conv2 (Conv2d, 32x6x5x5 + 32 = 4,832)" in check.message
+    assert "Your layer conv2 (Conv2d) outputs 32x10x10" in check.message
 
 
 def test_the_copied_public_model_is_recognised(sanity_reports):
@@ -192,21 +191,21 @@ def test_dessilbi_examples_are_sparse_and_dense_and_earn_their_points():
 
 def test_rubrics_mirror_the_handouts():
     pj2 = load_assignment("pj2-cifar10")
-    required = {"linear_present", "conv2d_present", "pooling_present", "activation_present"}
-    optional = {"batchnorm_present", "dropout_present", "residual"}
+    required = {"has_linear", "has_conv", "has_pooling", "has_activation"}
+    optional = {"has_batchnorm", "has_dropout", "residual"}
     points = {item.rule: item.points for item in pj2.model.checklist}
     assert set(points) == required | optional
     assert sum(points[r] for r in required) == 20 and sum(points[r] for r in optional) == 10
     assert pj2.max_points == 70 and pj2.total_points == 100
     assert pj2.points_for(0.79) == 50 and pj2.points_for(0.91) == 70  # graded by test error
     tp4 = load_assignment("tp4-cifar10").model
-    assert {"dropout_present", "pooling_present", "batchnorm_present"} <= set(tp4.rules)
+    assert {"has_dropout", "has_pooling", "has_batchnorm"} <= set(tp4.rules)
     dev = load_assignment("simplenn-dev")
     assert dev.points_for(0.70) == 8 and dev.points_for(0.69) == 6 and dev.total_points == 10
     assert "batchnorm_after_conv" in dev.model.rules
     assert [i.rule for i in dev.model.checklist] == ["swish_activation"]
     alexnet = load_assignment("alexnet-cifar10").model
-    assert "flops_budget" in alexnet.rules and alexnet.max_flops == 2_000_000_000
+    assert alexnet.max_flops == 2_000_000_000 and "has_conv" in alexnet.rules
     assert load_assignment("lenet-mnist").model.input_shape == (1, 28, 28)
 
 
@@ -218,15 +217,14 @@ def test_every_rule_a_spec_names_is_a_known_structure_rule():
         if model is not None:
             used |= set(model.rules) | {item.rule for item in model.checklist}
     assert used <= known
-    assert {"dropout_present", "pooling_present", "activation_present", "params_budget",
-            "flops_budget", "swish_activation", "batchnorm_present"} <= used  # fmt: skip
+    assert {"has_dropout", "has_pooling", "has_activation", "swish_activation",
+            "has_batchnorm"} <= used  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("model", "message"),
     [
         ({"checklist": [{"rule": "dropout", "points": 1}]}, "'dropout' is not allowed"),
-        ({"rules": ["params_budget"]}, "rule params_budget needs model.params_max"),
         (
             {"rules": ["residual"], "checklist": [{"rule": "residual", "points": 2}]},
             "both a required rule and a checklist item",

@@ -49,7 +49,7 @@ def invoke(*args: str):
 
 
 def test_score_json_ok(predictions, data_dir, truth):
-    result = invoke("score", str(predictions), "--data-dir", str(data_dir), "--json")
+    result = invoke("score", str(predictions), "--data-dir", str(data_dir), "--json", "--all")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["status"] == "ok"
@@ -61,9 +61,30 @@ def test_score_json_ok(predictions, data_dir, truth):
 
 
 def test_score_text(predictions, data_dir):
-    result = invoke("score", str(predictions), "--data-dir", str(data_dir))
+    result = invoke("score", str(predictions), "--data-dir", str(data_dir), "--all")
     assert result.exit_code == 0
     assert "private" in result.output and "points   4 / 10" in result.output
+
+
+def test_score_shows_a_student_only_the_public_split(predictions, data_dir):
+    """cifar10's student_splits is the default ("public",): no private score, no points."""
+    text = invoke("score", str(predictions), "--data-dir", str(data_dir))
+    assert text.exit_code == 0
+    assert text.output.startswith("public ") and "points" not in text.output
+    assert "private" not in text.output.split("\n")[0]
+    assert "not shown to students: private, all split; --all shows them" in text.output
+    as_json = invoke("score", str(predictions), "--data-dir", str(data_dir), "--json")
+    out = json.loads(as_json.stdout)
+    assert set(out["scores"]) == set(out["counts"]) == set(out["confusion"]) == {"public"}
+    assert "points" not in out and "private" not in json.dumps(out)
+
+
+def test_score_without_the_answer_key_says_so_and_points_to_validate(predictions, tmp_path):
+    result = invoke("score", str(predictions), "--data-dir", str(tmp_path / "empty"), "--json")
+    assert result.exit_code == 2
+    message = json.loads(result.stdout.splitlines()[0])["message"]
+    assert "needs the answer key" in message and f"grader validate {predictions}" in message
+    assert "GRADER_DATA_DIR" in message  # what to set
 
 
 def test_invalid_file_exits_1_listing_every_problem(broken, data_dir):

@@ -18,7 +18,7 @@ else:  # pragma: no cover
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("grader", "reference", "leaderboard")
 # import name -> distribution name, where they differ
-DISTRIBUTIONS = {"flask_wtf": "flask-wtf", "sklearn": "scikit-learn", "yaml": "pyyaml"}
+DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml", "PIL": "pillow"}
 
 
 def declared() -> dict[str, set[str]]:
@@ -49,7 +49,8 @@ def imported() -> dict[str, set[str]]:
                 for name in names:
                     top = name.split(".")[0]
                     if top not in ours and top not in sys.stdlib_module_names:
-                        found.setdefault(DISTRIBUTIONS.get(top, top), set()).add(str(path))
+                        dist = DISTRIBUTIONS.get(top, top).lower().replace("_", "-")
+                        found.setdefault(dist, set()).add(str(path))
     return found
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from grader.assignment import load_assignment
-from grader.predictions import SubmissionError, read_predictions
+from grader.predictions.read import SubmissionError, read_predictions
 
 
 @pytest.fixture(scope="module")

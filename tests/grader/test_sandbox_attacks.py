@@ -1,161 +1,120 @@
-"""The attack battery: hostile model.py files must end with a clear status, the grader unharmed.
+"""The attack battery: hostile submissions end with a clear status, the grader and host unharmed.
 
-Every attack runs in the real sandbox (bubblewrap, setpriv, rlimits, seccomp). The boxes start
-together from a thread pool, each on its own slot (uid), so the battery costs about as long as
-its slowest attack; each test then checks one attack's outcome. Attacks that act at import time
-use the torch-free ``grader.harness:import_task``; model-level attacks use the full model check.
+Every attack runs in a real box (bubblewrap, a fresh uid per job, rlimits, seccomp) through ONE
+shared pool of two warm boxes, the way ``grader check`` and the leaderboard worker run them:
+after the battery an honest job must still work in the same boxes, and no process of any job's
+uid may be left. The attacks act when ``model.py`` is imported (the lightest trusted task).
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import socket
+import subprocess
+import sys
 import textwrap
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
-from grader.modelgrade import grade_from_result
-from grader.sandbox import (
-    BASE_UID,
-    MAX_LOG_BYTES,
-    Limits,
-    TaskResult,
-    bubblewrap_available,
-    run_task,
-)
-from grader.weights import WeightsError, load_state_dict
+from grader.sandbox.inside.supervisor import LOG_HALF
+from grader.sandbox.jail import bubblewrap_available
+from grader.sandbox.pool import BoxPool
+from grader.sandbox.protocol import Limits
+from grader.sandbox.tasks import TaskResult, run_task
+from grader.sandbox.uids import RANGE_SIZE, UidRange, process_uids
 
-IMPORT_TASK = "grader.harness:import_task"
-CHECK_TASK = "grader.modelcheck:check_task"
+IMPORT_TASK = "grader.sandbox.inside.tasks:import_task"
 LIGHT = Limits(wall_s=30, memory_mb=1024, cpu_s=10, nproc=16, fsize_mb=64, output_mb=64)
 SHORT = Limits(wall_s=6, memory_mb=1024, cpu_s=10, nproc=16, fsize_mb=64)
-TORCH = Limits(wall_s=240, memory_mb=4096, cpu_s=240)
 SECRET = "s3cret-token-4242"
-SPEC_ARGS = {
-    "entry": "Net", "input_shape": [3, 32, 32], "num_classes": 10, "rules": [],
-    "params_exact": None, "params_max": None, "max_flops": None, "reference": None,
-    "batch_size": 64, "require_weights": False,
-}  # fmt: skip
-SMALL_NET = """
-import torch
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(3 * 32 * 32, 10)
-
-    def forward(self, x):
-        return {body}
-"""
+OUT_DIR = "import sys, pathlib\nOUT = pathlib.Path(sys.path[-1]).parent / 'out'\n"
 
 
-@dataclass
-class Attack:
-    code: str
-    task: str = IMPORT_TASK
-    limits: Limits = LIGHT
-    weights: bytes | None = None
-    link_to: Path | None = None
-    """A host file the submission folder holds a symlink to (``leak``)."""
-
-
-class Payload:
-    """Pickles into a call of ``open(marker, "w")``: proof of code execution when loaded."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def _pickle_bomb(marker: Path) -> bytes:
-    path = marker.with_suffix(".pt")
-    torch.save({"fc.weight": Payload(str(marker))}, path)
-    data = path.read_bytes()
-    path.unlink()
-    return data
-
-
-def _attacks(host: Path, port: int, labels: Path, other_student: Path) -> dict[str, Attack]:
-    net = SMALL_NET.format
+def _attacks(host: Path, port: int, labels: Path, other: Path) -> dict[str, tuple[str, Limits]]:
     return {
-        "fork_bomb": Attack("import os\nwhile True:\n    try:\n        os.fork()\n"
-                            "    except OSError:\n        pass\n", limits=SHORT),
-        "memory_hog": Attack("hog = bytearray(10 * 1024 ** 3)\n"),
-        "cpu_loop": Attack("while True:\n    pass\n", limits=Limits(wall_s=30, cpu_s=2,
-                                                                  memory_mb=1024)),
-        "sleep": Attack("import time\ntime.sleep(10 ** 6)\n", limits=SHORT),
-        "big_file_out": Attack("chunk = b'x' * 2 ** 20\nwith open('/box/out/big', 'wb') as f:\n"
-                               "    for _ in range(5 * 1024):\n        f.write(chunk)\n"),
-        "big_file_tmp": Attack("chunk = b'x' * 2 ** 20\nwith open('/tmp/big', 'wb') as f:\n"
-                               "    for _ in range(5 * 1024):\n        f.write(chunk)\n"),
-        "network": Attack(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), "
-                          "timeout=2)\n"),
-        "read_labels": Attack(f"print(open({str(labels)!r}).read())\n"),
-        "read_other_student": Attack(f"import os\nprint(os.listdir({str(other_student)!r}))\n"),
-        "symlinked_labels": Attack("print(open('leak').read())\n", link_to=labels),
-        "read_shadow": Attack("print(open('/etc/shadow').read())\n"),
-        "env_secret": Attack("import os\nraise RuntimeError(repr(dict(os.environ)) + "
-                             "open('/proc/1/environ').read())\n"),
-        "write_outside": Attack(f"open({str(host / 'target.txt')!r}, 'w').write('pwned')\n"),
-        "write_system": Attack("open('/usr/lib/pwned.txt', 'w').write('pwned')\n"),
-        "huge_stdout": Attack("import sys\nline = 'y' * 1023 + '\\n'\n"
-                              "for _ in range(200 * 1024):\n    sys.stdout.write(line)\n"),
-        "os_exit": Attack("import os\nos._exit(0)\n"),
-        "segfault": Attack("import ctypes\nctypes.string_at(0)\n"),
-        "daemon": Attack(textwrap.dedent("""
+        "fork_bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n"
+                      "    except OSError:\n        pass\n", SHORT),
+        "memory_hog": ("hog = bytearray(10 * 1024 ** 3)\n", LIGHT),
+        "cpu_loop": ("while True:\n    pass\n", Limits(wall_s=30, cpu_s=2, memory_mb=1024)),
+        "sleep": ("import time\ntime.sleep(10 ** 6)\n", SHORT),
+        "big_file_out": ("import sys, pathlib\nout = pathlib.Path(sys.path[-1]).parent / 'out'\n"
+                         "chunk = b'x' * 2 ** 20\nwith open(out / 'big.npy', 'wb') as f:\n"
+                         "    for _ in range(5 * 1024):\n        f.write(chunk)\n", LIGHT),
+        "big_file_tmp": ("chunk = b'x' * 2 ** 20\nimport os\n"
+                         "with open(os.environ['TMPDIR'] + '/big', 'wb') as f:\n"
+                         "    for _ in range(5 * 1024):\n        f.write(chunk)\n", LIGHT),
+        "network": ("import socket\n"
+                    f"socket.create_connection(('127.0.0.1', {port}), timeout=2)\n", LIGHT),
+        "raw_socket": ("import socket\nsocket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n", LIGHT),
+        "io_uring": ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                     "params = ctypes.create_string_buffer(120)\n"
+                     "fd = libc.syscall(425, 8, params)\n"
+                     "raise RuntimeError(f'io_uring_setup={fd} errno={ctypes.get_errno()}')\n",
+                     LIGHT),
+        "new_user_namespace": ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+                               "rc = libc.unshare(0x10000000)\n"
+                               "errno = ctypes.get_errno()\n"
+                               "raise PermissionError(f'unshare={rc} errno={errno}')\n",
+                               LIGHT),
+        "read_labels": (f"print(open({str(labels)!r}).read())\n", LIGHT),
+        "read_other_student": (f"import os\nprint(os.listdir({str(other)!r}))\n", LIGHT),
+        "read_shadow": ("print(open('/etc/shadow').read())\n", LIGHT),
+        "reference_package": ("import reference.models\n", LIGHT),
+        "env_secret": ("import os\nraise RuntimeError(repr(dict(os.environ)) + "
+                       "open('/proc/1/environ').read())\n", LIGHT),
+        "write_outside": (f"open({str(host / 'target.txt')!r}, 'w').write('pwned')\n", LIGHT),
+        "write_system": ("open('/usr/lib/pwned.txt', 'w').write('pwned')\n", LIGHT),
+        "huge_stdout": ("import sys\nline = 'y' * 1023 + '\\n'\n"
+                        "for _ in range(300 * 1024):\n    sys.stdout.write(line)\n", LIGHT),
+        "os_exit": ("import os\nos._exit(0)\n", LIGHT),
+        "segfault": ("import ctypes\nctypes.string_at(0)\n", LIGHT),
+        "daemon": (textwrap.dedent("""
             import os, time
             if os.fork() == 0:
                 os.setsid()
                 if os.fork() == 0:
                     time.sleep(10 ** 6)
                 os._exit(0)
-            """)),
-        "syntax_error": Attack("class Net(:\n    pass\n"),
-        "missing_package": Attack("import tensorflow_nonexistent_pkg\n"),
-        "missing_class": Attack("import torch\nclass Model(torch.nn.Module):\n    pass\n",
-                                task=CHECK_TASK, limits=TORCH),
-        "wrong_shape": Attack(net(body="self.fc(x.flatten(1))[:, :7]"), task=CHECK_TASK,
-                              limits=TORCH),
-        "nan_output": Attack(net(body="self.fc(x.flatten(1)) * float('nan')"), task=CHECK_TASK,
-                             limits=TORCH),
-        "non_tensor": Attack(net(body="self.fc(x.flatten(1)).tolist()"), task=CHECK_TASK,
-                             limits=TORCH),
-        "pickle_rce": Attack(net(body="self.fc(x.flatten(1))"), task=CHECK_TASK, limits=TORCH,
-                             weights=_pickle_bomb(Path("/tmp/pwned-by-pickle"))),
+            """), LIGHT),
+        "deep_tree": (textwrap.dedent("""
+            import os
+            os.chdir(os.environ['TMPDIR'])
+            for _ in range(3000):
+                os.mkdir('d')
+                os.chdir('d')
+            """), LIGHT),
+        "deep_tree_out": (OUT_DIR + textwrap.dedent("""
+            import os
+            os.chdir(OUT)
+            for _ in range(3000):
+                os.mkdir('d')
+                os.chdir('d')
+            """), LIGHT),
+        "syntax_error": ("class Net(:\n    pass\n", LIGHT),
+        "missing_package": ("import tensorflow_nonexistent_pkg\n", LIGHT),
     }  # fmt: skip
 
 
-def _box_processes(uid: int) -> list[int]:
-    """Pids on the host running as ``uid`` (a box's uid: none may outlive its box)."""
-    pids = []
+def _uid_processes(first: int, last: int) -> list[tuple[int, int]]:
+    """(pid, uid) of every process on the machine whose uid is in [first, last)."""
+    found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             text = status.read_text()
         except OSError:
             continue  # the process ended while we looked
-        uid_line = next((ln for ln in text.splitlines() if ln.startswith("Uid:")), "")
-        if str(uid) in uid_line.split()[1:2]:
-            pids.append(int(status.parent.name))
-    return pids
-
-
-@dataclass
-class Outcome:
-    result: TaskResult
-    leftover_pids: list[int]
+        line = next((ln for ln in text.splitlines() if ln.startswith("Uid:")), "Uid: -1")
+        uid = int(line.split()[1])
+        if first <= uid < last:
+            found.append((int(status.parent.name), uid))
+    return found
 
 
 @pytest.fixture(scope="module")
 def battery(tmp_path_factory, data_dir):
-    """Start every attack at once (one slot each); map attack name -> its outcome future."""
+    """Run every attack through one pool of two boxes; map attack name -> its result future."""
     if not bubblewrap_available():
         if os.environ.get("CI"):
             pytest.fail("bubblewrap is missing: apt-get install bubblewrap (scripts/setup.sh)")
@@ -168,138 +127,146 @@ def battery(tmp_path_factory, data_dir):
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0.5)
     os.environ["GRADER_SECRET_KEY"] = SECRET
-    os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     attacks = _attacks(host, server.getsockname()[1], data_dir / "cifar10-test-labels.csv", other)
     root = tmp_path_factory.mktemp("attacks")
+    pool = BoxPool(size=2)
 
-    def launch(slot: int, name: str, attack: Attack) -> Outcome:
+    def launch(name: str, code: str, limits: Limits) -> TaskResult:
         folder = root / name
         folder.mkdir()
-        (folder / "model.py").write_text(attack.code)
-        if attack.link_to is not None:
-            (folder / "leak").symlink_to(attack.link_to)
-        if attack.weights is not None:
-            (folder / "model.pt").write_bytes(attack.weights)
-        result = run_task(folder, task=attack.task, args=SPEC_ARGS, limits=attack.limits,
-                          slot=slot)  # fmt: skip
-        return Outcome(result, _box_processes(BASE_UID + slot))
+        (folder / "model.py").write_text(code)
+        return run_task(folder, task=IMPORT_TASK, limits=limits, pool=pool)
 
-    pool = ThreadPoolExecutor(max_workers=8)
-    # torch-importing attacks first: they are the slowest
-    order = sorted(attacks.items(), key=lambda kv: kv[1].task != CHECK_TASK)
-    futures: dict[str, Future[Outcome]] = {
-        name: pool.submit(launch, 10 + i, name, attack) for i, (name, attack) in enumerate(order)
+    threads = ThreadPoolExecutor(max_workers=2)
+    futures: dict[str, Future[TaskResult]] = {
+        name: threads.submit(launch, name, code, limits) for name, (code, limits) in attacks.items()
     }
-    yield futures, host, server
-    pool.shutdown(wait=True)
+    yield futures, host, server, pool, root
+    threads.shutdown(wait=True)
+    pool.close()
     server.close()
     os.environ.pop("GRADER_SECRET_KEY", None)
-    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
 
 
-def outcome(battery, name: str) -> Outcome:
-    futures, _host, _server = battery
+def outcome(battery, name: str) -> TaskResult:
+    futures = battery[0]
     result = futures[name].result()
-    assert result.result.status == "ok" or result.result.message, f"{name}: no message"
-    assert result.leftover_pids == [], f"{name}: processes outlived the box"
+    assert result.status == "ok" or result.message, f"{name}: no message"
     return result
 
 
 def test_fork_bomb_is_stopped_by_the_wall_clock(battery):
     out = outcome(battery, "fork_bomb")
-    assert out.result.status == "timeout"
-    assert "wall-clock limit of 6 s" in out.result.message
+    assert out.status == "timeout"
+    assert "wall-clock limit of 6 s" in out.message
 
 
 def test_memory_hog_gets_memory_error(battery):
     out = outcome(battery, "memory_hog")
-    assert out.result.status == "invalid"
-    assert "out of memory" in out.result.message
+    assert out.status == "invalid"
+    assert "out of memory" in out.message
 
 
 def test_cpu_loop_is_killed_at_the_cpu_limit(battery):
     out = outcome(battery, "cpu_loop")
-    assert out.result.status == "killed"
-    assert "CPU limit 2 s" in out.result.message
+    assert out.status == "killed"
+    assert "CPU limit 2 s" in out.message
 
 
 def test_sleeping_forever_times_out(battery):
     out = outcome(battery, "sleep")
-    assert out.result.status == "timeout"
-    assert out.result.wall_s < SHORT.wall_s + 10
+    assert out.status == "timeout"
+    assert out.wall_s < SHORT.wall_s + 10
 
 
 @pytest.mark.parametrize("name", ["big_file_out", "big_file_tmp"])
 def test_five_gigabyte_write_is_refused(battery, name):
     out = outcome(battery, name)
-    assert out.result.status == "invalid"
-    message = out.result.message
-    assert "File too large" in message or "No space left" in message or "over 64 MB" in message
+    assert out.status in ("invalid", "killed")
+    assert out.arrays == {}
+    message = out.message + out.log
+    assert "File too large" in message or "No space left" in message or "SIGXFSZ" in message
 
 
-def test_network_connect_to_localhost_fails(battery):
-    out = outcome(battery, "network")
-    _futures, _host, server = battery
-    assert out.result.status == "invalid"
-    assert "PermissionError" in out.result.message
+@pytest.mark.parametrize("name", ["network", "raw_socket"])
+def test_sockets_other_than_unix_ones_are_refused(battery, name):
+    out = outcome(battery, name)
+    assert out.status == "invalid"
+    assert "PermissionError" in out.message
     with pytest.raises(TimeoutError):
-        server.accept()  # nobody ever reached the listening socket
+        battery[2].accept()  # nobody ever reached the listening socket
+
+
+def test_io_uring_is_denied(battery):
+    out = outcome(battery, "io_uring")
+    assert out.status == "invalid"
+    assert "io_uring_setup=-1 errno=1" in out.message  # EPERM from the seccomp filter
+
+
+def test_new_namespaces_are_denied(battery):
+    out = outcome(battery, "new_user_namespace")
+    assert out.status == "invalid"
+    assert "unshare=-1 errno=1" in out.message
 
 
 @pytest.mark.parametrize(
-    "name", ["read_labels", "symlinked_labels", "read_other_student", "read_shadow"]
+    "name", ["read_labels", "read_other_student", "read_shadow", "reference_package"]
 )
-def test_files_outside_the_box_cannot_be_read(battery, name):
+def test_nothing_outside_the_box_can_be_read(battery, name):
     out = outcome(battery, name)
-    assert out.result.status == "invalid"
-    assert "FileNotFoundError" in out.result.message
-    assert "Id,Category" not in out.result.log
-    assert "root:" not in out.result.log
+    assert out.status == "invalid"
+    assert "FileNotFoundError" in out.message or "imports 'reference'" in out.message
+    assert "Id,Category" not in out.log
+    assert "root:" not in out.log
 
 
 def test_grader_environment_secrets_are_absent(battery):
     out = outcome(battery, "env_secret")
-    assert out.result.status == "invalid"
-    assert "importing model.py failed" in out.result.message
-    assert "PermissionError" in out.result.message or "HOME" in out.result.message
-    assert SECRET not in out.result.message + out.result.log
-    assert "GRADER_SECRET_KEY" not in out.result.message + out.result.log
+    assert out.status == "invalid"
+    assert "importing model.py failed" in out.message
+    assert SECRET not in out.message + out.log
+    assert "GRADER_SECRET_KEY" not in out.message + out.log
 
 
 def test_writing_outside_the_box_leaves_host_files_untouched(battery):
     out = outcome(battery, "write_outside")
-    _futures, host, _server = battery
-    assert out.result.status == "invalid"
-    assert (host / "target.txt").read_text() == "original"
+    assert out.status == "invalid"
+    assert (battery[1] / "target.txt").read_text() == "original"
     system = outcome(battery, "write_system")
-    assert system.result.status == "invalid"
-    assert "Read-only file system" in system.result.message
+    assert system.status == "invalid"
+    assert "Read-only file system" in system.message
     assert not Path("/usr/lib/pwned.txt").exists()
 
 
-def test_huge_stdout_is_capped(battery):
+def test_a_model_that_prints_forever_is_capped_not_killed(battery):
     out = outcome(battery, "huge_stdout")
-    assert out.result.status == "ok"
-    assert len(out.result.log) < MAX_LOG_BYTES + 200
-    assert "bytes dropped" in out.result.log
+    assert out.status == "ok", out.message
+    assert len(out.log) < 2 * LOG_HALF + 200
+    assert "bytes of output dropped" in out.log
 
 
 def test_os_exit_is_reported(battery):
     out = outcome(battery, "os_exit")
-    assert out.result.status == "invalid"
-    assert "exited with code 0 before it reported a result" in out.result.message
+    assert out.status == "invalid"
+    assert "exited (code 0) before it reported a result" in out.message
 
 
 def test_segfault_is_reported(battery):
     out = outcome(battery, "segfault")
-    assert out.result.status == "killed"
-    assert "SIGSEGV" in out.result.message
+    assert out.status == "killed"
+    assert "SIGSEGV" in out.message
 
 
-def test_double_forked_daemon_does_not_outlive_the_box(battery):
-    out = outcome(battery, "daemon")  # outcome() asserts no process of the box's uid is left
-    assert out.result.status == "ok"
-    assert out.result.wall_s < LIGHT.wall_s
+def test_double_forked_daemon_does_not_outlive_its_job(battery):
+    out = outcome(battery, "daemon")
+    assert out.status == "ok"
+    assert out.wall_s < LIGHT.wall_s
+
+
+@pytest.mark.parametrize("name", ["deep_tree", "deep_tree_out"])
+def test_a_3000_deep_folder_tree_is_cleaned_up(battery, name):
+    out = outcome(battery, name)
+    assert out.status == "ok", out.message
 
 
 @pytest.mark.parametrize(
@@ -311,38 +278,37 @@ def test_double_forked_daemon_does_not_outlive_the_box(battery):
 )
 def test_broken_model_py_is_invalid_with_a_reason(battery, name, expected):
     out = outcome(battery, name)
-    assert out.result.status == "invalid"
-    assert expected in out.result.message
+    assert out.status == "invalid"
+    assert expected in out.message
 
 
-@pytest.mark.parametrize(
-    ("name", "check", "expected"),
-    [
-        ("missing_class", "build", "model.py defines no Net or build_model"),
-        ("wrong_shape", "output_shape", "output shape (2, 7)"),
-        ("nan_output", "finite", "NaN or Inf"),
-        ("non_tensor", "output_shape", "forward returned list, not a tensor"),
-        ("pickle_rce", "weights", "pickled Python objects"),
-    ],
-)
-def test_bad_models_fail_the_right_check(battery, name, check, expected):
-    out = outcome(battery, name)
-    grade = grade_from_result(out.result, sandboxed=True)
-    assert grade.status == "invalid", grade.message
-    failed = {c.name: c.message for c in grade.checks if not c.passed}
-    assert check in failed, grade.checks
-    assert expected in failed[check]
-    assert not Path("/tmp/pwned-by-pickle").exists()
+def test_after_the_battery_the_boxes_still_grade_and_no_job_process_is_left(battery):
+    futures, _host, _server, pool, root = battery
+    for future in futures.values():
+        future.result()
+    honest = root / "honest"
+    honest.mkdir()
+    (honest / "model.py").write_text("import numpy\nVALUE = 42\n")
+    for _ in range(2):  # both boxes of the pool
+        result = run_task(honest, task=IMPORT_TASK, limits=LIGHT, pool=pool)
+        assert result.status == "ok", result.message + result.log
+        assert result.result == {"imported": True}
+    ours = process_uids()  # other graders on this machine use other ranges
+    assert _uid_processes(ours.first, ours.first + RANGE_SIZE) == []
 
 
-def test_pickle_payload_never_runs_in_the_grader_either(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    marker = tmp_path / "pwned"
-    weights = tmp_path / "model.pt"
-    weights.write_bytes(_pickle_bomb(marker))
-    with pytest.raises(WeightsError, match="pickled Python objects"):
-        load_state_dict(weights)
-    assert not marker.exists()
-    with pytest.raises(pickle.UnpicklingError):  # the payload is real: torch refuses it too
-        torch.load(weights, weights_only=True)
-    assert not marker.exists()
+def test_two_grader_processes_hold_different_uid_ranges(tmp_path):
+    lock_dir = tmp_path / "locks"
+    mine = UidRange(lock_dir)
+    script = (
+        "import sys; from pathlib import Path; from grader.sandbox.uids import UidRange; "
+        f"r = UidRange(Path({str(lock_dir)!r})); print(r.index, r.take())"
+    )
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, timeout=60)  # fmt: skip
+    index, uid = map(int, other.stdout.split())
+    assert index != mine.index
+    assert uid not in mine
+    first, second = mine.take(), mine.take()
+    assert first != second and first in mine and second in mine
+    mine.release(first)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.sandbox import bubblewrap_available
+from grader.sandbox.jail import bubblewrap_available
 
 HERE = Path(__file__).resolve().parent
 SIMPLENN = HERE / "attacks" / "simplenn.py"
@@ -34,7 +34,8 @@ def test_sanity_prints_the_simplenn_table_and_passes(sandboxed):
     assert right.returncode == 0, right.stdout + right.stderr
     assert "total parameters: 82,030" in right.stdout
     assert "[PASS] params_exact: 82,030 parameters, as required" in right.stdout
-    assert "not sandboxed" not in right.stdout
+    assert "verified: every number above comes from running the captured graph" in right.stdout
+    assert "unconfined" not in right.stdout
 
 
 def test_sanity_json_fails_a_wrong_simplenn_naming_the_layer(sandboxed, tmp_path):
@@ -44,17 +45,20 @@ def test_sanity_json_fails_a_wrong_simplenn_naming_the_layer(sandboxed, tmp_path
     bad = _sanity(str(wrong), "--assignment", "simplenn", "--json")
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
-    assert report["total_params"] == 62_958 and report["output_shape"] == [2, 10]
+    assert report["total_params"] == 62_958 and report["output_shape"] == [8, 10]
     assert isinstance(report["flops"], int) and report["sandboxed"] is True
+    assert report["verified"] is True
     failed = {c["name"]: c["message"] for c in report["checks"] if not c["passed"]}
-    assert "layer conv2 (Conv2d, 16x8x5x5 + 16 = 3,216)" in failed["params_exact"]
+    assert "Your layer conv2 (Conv2d) outputs 16x10x10" in failed["params_exact"]
+    assert "the reference's features.4 (Conv2d) outputs 16x12x12" in failed["params_exact"]
 
 
 def test_sanity_reports_a_missing_file_without_traceback(tmp_path):
     result = _sanity(str(tmp_path / "nope.py"), "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
-    assert "nope.py: no such file" in report["errors"][0]
+    assert "nope.py: no such file" in report["message"]
+    assert report["ran"] is False
     assert "Traceback" not in result.stderr
 
 
@@ -62,4 +66,4 @@ def test_a_model_that_never_ran_is_not_called_unsandboxed(tmp_path):
     result = _sanity(str(tmp_path / "nope.py"))
     assert result.returncode == 1
     assert "no such file" in result.stdout
-    assert "not sandboxed" not in result.stdout
+    assert "unconfined" not in result.stdout and "verified" not in result.stdout

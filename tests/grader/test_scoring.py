@@ -12,8 +12,8 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from grader.assignment import load_assignment
-from grader.scoring import score, score_file, score_labels
-from grader.solution import SolutionError, load_solution, split_ids
+from grader.predictions.scoring import score, score_file, score_labels
+from grader.predictions.solution import SolutionError, load_solution, split_ids
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from glob import glob
 from pathlib import Path
 
@@ -142,25 +143,71 @@ def cifar_spec(data_dir: Path) -> Assignment:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path, data_dir: Path, cifar_spec: Assignment, sqlite_url: str):
-    """``make_app(database_url=None, **spec_changes)``: an app on a fresh database."""
-    from leaderboard import create_app
+def make_app(tmp_path: Path, data_dir: Path, cifar_spec: Assignment):
+    """``make_app(database_url=None, config=None, course=None, **spec_changes)``: an app serving
+    ``course`` (a Course), else the cifar10 spec with ``spec_changes``, on ``database_url`` or
+    a fresh SQLite database of its own.
 
-    def build(database_url: str | None = None, config: dict | None = None, **spec_changes):
+    Real names are shown unless ``config`` says ``PSEUDONYMS``: most tests read names."""
+    from leaderboard import create_app
+    from leaderboard.server import init_database
+
+    made = iter(range(1000))
+
+    def build(database_url: str | None = None, config: dict | None = None, course=None,
+              **spec_changes):  # fmt: skip
         spec = dataclasses.replace(cifar_spec, **spec_changes)
+        if database_url is None:
+            database_url = f"sqlite:///{tmp_path / f'app-{next(made)}.db'}"
+            init_database(database=database_url)
         settings = {
             "TESTING": True,
-            "DATABASE_URL": database_url or sqlite_url,
+            "DATABASE_URL": database_url,
             "ASSIGNMENT": spec,
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "COURSE": course,
             "DATA_DIR": str(data_dir),
             "BASELINE_DIR": tmp_path / "baselines",
             "WTF_CSRF_ENABLED": False,
+            "PSEUDONYMS": False,
+            "RATE_WINDOW_S": 3600,
             **(config or {}),
         }
         return create_app(settings)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server (Debian's redis-server) on a free port for the session."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not Path(binary).exists():
+        pytest.fail("redis-server is missing: install Debian's redis-server (scripts/setup.sh)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    client.close()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +220,7 @@ def gunicorn_server(tmp_path_factory, data_dir: Path):
     from leaderboard.server import init_database
 
     init_database(database=url)
-    app = create_app({"DATABASE_URL": url, "UPLOAD_DIR": str(root / "uploads")})
+    app = create_app({"DATABASE_URL": url})
     people = enrol(app)
     app.extensions["leaderboard_engine"].dispose()
     port = free_port()
@@ -189,8 +236,7 @@ def gunicorn_server(tmp_path_factory, data_dir: Path):
         url,
         "--workers",
         "2",
-        "--upload-dir",
-        str(root / "uploads"),
+        "--real-names",
     ]
     with live_server(command, port, env, root / "server.log") as base:
         yield base, people

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 from sqlalchemy import Engine
 
+from grader.assignment import assignment_table, load_assignment
 from leaderboard.db import session_scope
 from leaderboard.models import Job, Student, Submission
+from leaderboard.status import JobKind, JobQueue, SubmissionKind, SubmissionStatus
+from leaderboard.uploads import store_files
 
 
 def queue_selftest_jobs(
-    engine: Engine, folder: Path, content: bytes, count: int = 1, seconds: float = 0.0
+    engine: Engine,
+    content: bytes,
+    count: int = 1,
+    seconds: float = 0.0,
+    queue: JobQueue = JobQueue.CPU,
 ) -> list[int]:
     """Queue ``count`` selftest jobs for one new student; return the job ids."""
-    folder.mkdir(parents=True, exist_ok=True)
+    spec = load_assignment("cifar10")
     ids = []
     with session_scope(engine) as session:
         tag = uuid.uuid4().hex[:8]
@@ -23,22 +29,22 @@ def queue_selftest_jobs(
         session.add(student)
         session.flush()
         for _ in range(count):
-            path = folder / f"{uuid.uuid4().hex}.csv"
-            path.write_bytes(content)
             submission = Submission(
                 student_id=student.id,
                 assignment="cifar10",
-                kind="predictions",
-                status="queued",
-                stored_path=str(path),
+                kind=SubmissionKind.PREDICTIONS,
+                status=SubmissionStatus.QUEUED,
             )
             session.add(submission)
             session.flush()
+            store_files(session, submission.id, {"predictions.csv": content})
             job = Job(
                 submission_id=submission.id,
-                kind="selftest",
-                payload={"seconds": seconds, "assignment": "cifar10"},
-            )
+                kind=JobKind.SELFTEST,
+                queue=queue,
+                payload={"seconds": seconds, "assignment": "cifar10",
+                         "spec": assignment_table(spec)},
+            )  # fmt: skip
             session.add(job)
             session.flush()
             ids.append(job.id)

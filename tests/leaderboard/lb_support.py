@@ -48,10 +48,8 @@ def enrol(app, roster: str = "student,name\nalice,Alice\nbob,Bob\ncarol,Carol\n"
     from leaderboard.auth import create_instructor_token, import_roster
     from leaderboard.db import session_scope
 
-    path = Path(app.config["UPLOAD_DIR"]).parent / f"roster-{uuid.uuid4().hex[:6]}.csv"
-    path.write_text(roster)
     with session_scope(app.extensions["leaderboard_engine"]) as session:
-        created = dict(import_roster(session, path))
+        created = dict(import_roster(session, roster.encode(), name="roster.csv"))
         instructor = create_instructor_token(session)
     return People(students=created, instructor=instructor)
 

@@ -15,6 +15,7 @@ from lb_support import Submitter, enrol
 
 PAST = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 FUTURE = dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)
+BOARD = "/assignments/cifar10/"
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_api_scores_a_real_predictions_file(actions, labels, make_predictions):
     response = actions.api("alice", make_predictions(wrong=2000))
     assert response.status_code == 200
     body = response.get_json()
-    assert body["status"] == "scored"
+    assert body["status"] == "graded" and body["assignment"] == "cifar10"
     assert set(body["scores"]) == {"public"}  # no private score before the reveal
     public = body["scores"]["public"]["accuracy"]
     assert 0.75 < public < 0.85  # 2000 of 10000 rows wrong, spread over both splits
@@ -107,11 +108,11 @@ def test_deadline_flags_late_and_reveals(make_app, make_predictions):
     app = make_app(deadline=PAST, late_policy="flag")
     actions = Submitter(app.test_client(), enrol(app))
     body = actions.api("alice", make_predictions(100)).get_json()
-    assert body["status"] == "scored" and body["late"] is True
+    assert body["status"] == "graded" and body["late"] is True
     board = actions.client.get("/api/v1/leaderboard").get_json()
     assert board["revealed"] is True
     assert board["rows"][0]["private_accuracy"] is not None
-    assert "late" in actions.client.get("/").get_data(as_text=True)
+    assert "late" in actions.client.get(BOARD).get_data(as_text=True)
 
 
 def test_board_ranks_by_entry_rule_best(actions, make_predictions):
@@ -137,13 +138,13 @@ def test_board_entry_rule_last(make_app, make_predictions):
 
 def test_reveal_shows_private_board_only_after_instructor_action(actions, make_predictions):
     actions.api("alice", make_predictions(500))
-    html = actions.client.get("/").get_data(as_text=True)
+    html = actions.client.get(BOARD).get_data(as_text=True)
     assert "Private accuracy" not in html
     assert actions.client.post("/instructor/reveal").status_code == 302
-    assert "Private accuracy" not in actions.client.get("/").get_data(as_text=True)  # not signed in
+    assert "Private accuracy" not in actions.client.get(BOARD).get_data(as_text=True)  # no login
     actions.login_instructor()
     actions.client.post("/instructor/reveal")
-    html = actions.client.get("/").get_data(as_text=True)
+    html = actions.client.get(BOARD).get_data(as_text=True)
     assert "Private accuracy" in html and "Private leaderboard" in html
     body = actions.client.get(
         "/api/v1/submissions/1",
@@ -157,7 +158,7 @@ def test_board_page_escapes_student_text(make_app, make_predictions):
     people = enrol(app, roster='student,name\nmallory,"<script>alert(1)</script>"\n')
     actions = Submitter(app.test_client(), people)
     actions.api("mallory", make_predictions(), name="<img src=x onerror=alert(1)>.csv")
-    html = actions.client.get("/").get_data(as_text=True)
+    html = actions.client.get(BOARD).get_data(as_text=True)
     assert "<script>alert(1)" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     actions.login_instructor()
@@ -185,8 +186,8 @@ def test_upload_form_works_without_javascript_and_updates_board(actions, make_pr
         },
     )
     assert response.status_code == 200
-    assert "Scored: public accuracy" in response.get_data(as_text=True)
-    board = actions.client.get("/").get_data(as_text=True)
+    assert "Graded: public accuracy" in response.get_data(as_text=True)
+    board = actions.client.get(BOARD).get_data(as_text=True)
     assert "Bob" in board and "<script" not in board
     wrong = actions.client.post("/submit", data={"token": "x", "file": (io.BytesIO(b"a"), "p.csv")})
     assert wrong.status_code == 401
@@ -222,12 +223,13 @@ def test_upload_over_the_cap_is_413(make_app):
     assert "limit" in response.get_json()["errors"][0]
 
 
-def test_history_and_status_pages(actions, make_predictions):
+def test_history_and_status_pages_for_the_signed_in_student(actions, make_predictions):
     submission_id = actions.api("alice", make_predictions(100)).get_json()["submission_id"]
-    history = actions.client.get("/students/1").get_data(as_text=True)
+    actions.client.post("/login", data={"token": actions.people.students["alice"]})
+    history = actions.client.get("/me").get_data(as_text=True)
     assert "Submissions of Alice" in history and "Private accuracy" not in history
     status = actions.client.get(f"/submissions/{submission_id}").get_data(as_text=True)
-    assert "scored" in status
+    assert '<dd id="status">graded</dd>' in status
     assert actions.client.get("/students/999").status_code == 404
 
 
@@ -271,11 +273,18 @@ def test_model_submission_is_stored_under_server_names_and_queued(make_app, tmp_
     assert response.status_code == 202
     body = response.get_json()
     assert body["status"] == "queued"
-    stored = [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
-    assert sorted(p.name for p in stored) == ["model.py", "weights.pt"]
-    assert all(tmp_path / "uploads" in p.parents for p in stored)
-    status = actions.client.get(f"/submissions/{body['submission_id']}").get_data(as_text=True)
-    assert "queued" in status
+    from leaderboard.db import session_scope
+    from leaderboard.uploads import load_files
+
+    with session_scope(app.extensions["leaderboard_engine"]) as session:
+        stored = load_files(session, body["submission_id"])
+    assert stored == {"model.py": b"import torch\n", "weights.pt": b"\x80"}  # in the database
+    assert not list(tmp_path.rglob("weights.pt"))  # nothing on the server's disk
+    status = actions.client.get(
+        f"/api/v1/submissions/{body['submission_id']}",
+        headers={"Authorization": f"Bearer {actions.people.students['alice']}"},
+    ).get_json()
+    assert status["status"] == "queued" and status["assignment"] == "cifar10"
     bad = _model_zip({"../x.sh": b"rm -rf /", "model.py": b""})
     response = actions.api("alice", bad, name="m.zip")
     assert response.status_code == 422
@@ -310,7 +319,10 @@ def test_grades_export_rescore_and_flags(actions, make_predictions, labels):
     )
     assert response.status_code == 302
     grades = pd.read_csv(io.StringIO(actions.client.get("/instructor/grades.csv").text))
-    assert grades.set_index("student").loc["bob"]["flags"] == "identical predictions to alice"
+    assert (
+        "imported: identical predictions to alice"
+        in grades.set_index("student").loc["bob"]["flags"]
+    )
     bad = actions.client.post(
         "/instructor/flags", data={"file": (io.BytesIO(b"who,what\n1,2\n"), "g.csv")}
     )
@@ -333,7 +345,7 @@ def test_rescore_after_answer_key_change(make_app, make_predictions, labels, tmp
     changed["Category"] = (changed["Category"] + 1) % 10
     key = tmp_path / "new-labels.csv"
     changed.to_csv(key, index=False)
-    spec = dataclasses.replace(app.config["SPEC"], solution=str(key))
+    spec = dataclasses.replace(app.config["COURSE"].first.spec, solution=str(key))
     with session_scope(app.extensions["leaderboard_engine"]) as session:
         report = rescore_all(session, spec)
     assert report.rescored == 1 and not report.failures
@@ -356,14 +368,14 @@ def test_baselines_are_shown_labelled(make_app, tmp_path):
     (baselines / "lenet5.json").write_text(json.dumps({"model": "lenet5", "accuracy": 0.99,
                                                        "dataset": "mnist"}))  # fmt: skip
     (baselines / "broken.json").write_text("{")
-    html = app.test_client().get("/").get_data(as_text=True)
+    html = app.test_client().get(BOARD).get_data(as_text=True)
     assert "baseline: resnet20" in html and "61.00%" in html
     assert "trained on 5,085 images" in html and "1,017 test images (not the full" in html
     assert "lenet5" not in html  # another dataset's baseline
 
 
 def test_scatter_plot_is_a_png(actions):
-    response = actions.client.get("/plot/accuracy-vs-params.png")
+    response = actions.client.get("/plot/accuracy-vs-params.png", follow_redirects=True)
     assert response.status_code == 200 and response.data[:8] == b"\x89PNG\r\n\x1a\n"
 
 

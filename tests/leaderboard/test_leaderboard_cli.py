@@ -72,6 +72,7 @@ def test_worker_once_on_an_empty_queue(tmp_path):
     CliRunner().invoke(main, ["init-db", "--database", url])
     result = CliRunner().invoke(main, ["worker", "--database", url, "--once"])
     assert result.exit_code == 0 and "processed 0 job(s)" in result.output
+    assert "grader worker" in result.output and "embedded, queue(s) cpu, gpu" in result.output
 
 
 def test_app_on_a_database_without_schema_says_what_to_do(tmp_path):
@@ -80,3 +81,61 @@ def test_app_on_a_database_without_schema_says_what_to_do(tmp_path):
 
     with pytest.raises(DatabaseError, match="run `grader init-db`"):
         create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
+
+
+def test_worker_token_command_makes_a_worker_token(tmp_path):
+    from leaderboard.auth import identify
+    from leaderboard.status import Role
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    result = CliRunner().invoke(main, ["roster", "worker", "--database", url])
+    assert result.exit_code == 0
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        identity = identify(session, result.stdout.strip())
+    engine.dispose()
+    assert identity.role is Role.WORKER and identity.student_id is None
+
+
+def test_roster_import_keeps_lms_fields_and_teams(tmp_path):
+    from leaderboard.models import Student
+
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "SIS Login ID,Name,Email,SIS User ID,Section,Team\nal1,Alice,a@u.edu,S1,L01,red\n"
+    )
+    result = CliRunner().invoke(main, ["roster", "import", str(roster), "--database", url])
+    assert result.exit_code == 0, result.output
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        alice = session.scalar(select(Student))
+        assert (alice.student, alice.sis_id, alice.login_id, alice.section, alice.email) == (
+            "al1", "S1", "al1", "L01", "a@u.edu"
+        )  # fmt: skip
+        assert alice.team.name == "red" and alice.team.display_name != "red"
+    engine.dispose()
+
+
+def test_remote_worker_options_are_checked(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["worker", "--server", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and "needs --server, --token" in result.output
+    result = runner.invoke(main, ["worker", "--token", "x", "--database", "sqlite://"])
+    assert result.exit_code == 2 and "need --server" in result.output
+    result = runner.invoke(
+        main, ["worker", "--server", "http://127.0.0.1:9", "--token", "t", "--broker", "redis://x"]
+    )
+    assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_old_database_is_refused_with_what_to_do(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE settings (key VARCHAR(80) PRIMARY KEY, value TEXT)")
+        conn.execute("INSERT INTO settings VALUES ('secret_key', 'x')")
+    result = CliRunner().invoke(main, ["init-db", "--database", f"sqlite:///{path}"])
+    assert result.exit_code == 1 and "schema 1, this version needs schema 2" in result.output

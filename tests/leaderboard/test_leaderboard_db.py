@@ -10,9 +10,17 @@ from lb_jobs import queue_selftest_jobs
 from lb_support import Submitter, enrol
 from sqlalchemy import func, select
 
+from grader.assignment import load_assignment
 from leaderboard.db import make_engine, session_scope
+from leaderboard.grading import GradingConfig, SubmissionGrader
+from leaderboard.jobs import MAX_ATTEMPTS, Stored, claim_job, claim_next, store_result
 from leaderboard.models import Job, Score, Submission
-from leaderboard.worker import JobResult, WorkerConfig, claim, finish, process_one, run_job
+from leaderboard.protocol import JobResult
+from leaderboard.status import GradeStatus, JobKind, JobQueue, JobStatus, SubmissionStatus
+from leaderboard.uploads import load_files
+from leaderboard.worker import WorkerConfig, process_one
+
+SPEC = load_assignment("cifar10")
 
 
 @pytest.fixture
@@ -20,6 +28,13 @@ def engine(database_url):
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+def _grade(engine, claim, allow=True) -> JobResult:
+    with session_scope(engine) as session:
+        files = load_files(session, session.get(Job, claim.job_id).submission_id)
+    grader = SubmissionGrader(GradingConfig(allow_test_jobs=allow, pre_fork=False))
+    return grader.grade(claim.kind, files, SPEC, claim.payload)
 
 
 def test_roster_submit_and_board(database_url, make_app, make_predictions):
@@ -34,15 +49,15 @@ def test_roster_submit_and_board(database_url, make_app, make_predictions):
     app.extensions["leaderboard_engine"].dispose()
 
 
-def test_claims_are_exclusive_under_concurrency(engine, tmp_path, make_predictions):
-    job_ids = queue_selftest_jobs(engine, tmp_path / "up", make_predictions(), count=12)
+def test_claims_are_exclusive_under_concurrency(engine, make_predictions):
+    job_ids = queue_selftest_jobs(engine, make_predictions(), count=12)
     claimed: list[int] = []
     lock = threading.Lock()
 
     def claimer(owner: str) -> None:
-        while (job_id := claim(engine, owner, lease_s=60)) is not None:
+        while (claim := claim_next(engine, owner, lease_s=60)) is not None:
             with lock:
-                claimed.append(job_id)
+                claimed.append(claim.job_id)
 
     threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
     for thread in threads:
@@ -52,59 +67,91 @@ def test_claims_are_exclusive_under_concurrency(engine, tmp_path, make_predictio
     assert sorted(claimed) == job_ids
     with session_scope(engine) as session:
         jobs = session.scalars(select(Job)).all()
-        assert {j.status for j in jobs} == {"running"} and {j.attempts for j in jobs} == {1}
+        assert {j.status for j in jobs} == {JobStatus.RUNNING} and {j.attempts for j in jobs} == {1}
 
 
-def test_stale_worker_cannot_store_a_second_result(engine, tmp_path, make_predictions):
-    (job_id,) = queue_selftest_jobs(engine, tmp_path / "up", make_predictions(10))
-    assert claim(engine, "stale", lease_s=0.2) == job_id
+def test_a_result_is_stored_once_per_attempt(engine, make_predictions):
+    (job_id,) = queue_selftest_jobs(engine, make_predictions(10))
+    stale = claim_next(engine, "stale", lease_s=0.2)
     time.sleep(0.4)
-    assert claim(engine, "fresh", lease_s=60) == job_id  # the lease expired: taken again
-    config = WorkerConfig(database_url="unused", allow_test_jobs=True)
-    result = run_job(engine, job_id, config)
-    assert result.status == "done" and result.scored.public_accuracy > 0.99
-    assert finish(engine, job_id, "stale", result) is False
-    assert finish(engine, job_id, "fresh", result) is True
-    assert finish(engine, job_id, "fresh", result) is False  # not running any more
+    fresh = claim_next(engine, "fresh", lease_s=60)  # the lease expired: a new attempt
+    assert (stale.job_id, fresh.job_id, stale.attempt, fresh.attempt) == (job_id, job_id, 1, 2)
+    result = _grade(engine, fresh)
+    assert result.status is GradeStatus.OK and len(result.labels) == 10_000
+
+    def store(claim, key=None):
+        return store_result(engine, job_id, claim.attempt, key or claim.key, result,
+                            spec_of=lambda _name: SPEC)  # fmt: skip
+
+    assert store(stale) is Stored.STALE  # an older attempt is refused
+    assert store(fresh, key="forged-key") is Stored.FORGED
+    assert store(fresh) is Stored.STORED
+    assert store(fresh) is Stored.DUPLICATE  # idempotent: a repeated post changes nothing
     with session_scope(engine) as session:
         assert session.scalar(select(func.count(Score.id))) == 1
         job = session.get(Job, job_id)
-        assert (job.status, job.attempts, job.lease_owner) == ("done", 2, "fresh")
-        assert session.get(Submission, job.submission_id).status == "done"
+        assert (job.status, job.attempts, job.lease_owner) == (JobStatus.DONE, 2, "fresh")
+        submission = session.get(Submission, job.submission_id)
+        assert submission.status is SubmissionStatus.GRADED
+        assert submission.score.public_accuracy > 0.99
 
 
-def test_worker_processes_queue_and_fails_unknown_kinds(engine, tmp_path, make_predictions):
-    ids = queue_selftest_jobs(engine, tmp_path / "up", make_predictions(2500), count=2)
-    config = WorkerConfig(database_url="unused", allow_test_jobs=False)
+def test_worker_processes_queue_and_fails_unknown_kinds(engine, make_predictions):
+    ids = queue_selftest_jobs(engine, make_predictions(2500), count=2)
+    config = WorkerConfig(database_url="unused", grading=GradingConfig(pre_fork=False))
     assert process_one(engine, config) is True  # test jobs not allowed here: fails with a reason
-    config.allow_test_jobs = True
+    config.grading.allow_test_jobs = True
     assert process_one(engine, config) is True
     assert process_one(engine, config) is False
     with session_scope(engine) as session:
         first, second = (session.get(Job, i) for i in ids)
-        assert first.status == "failed" and "cannot run" in first.error
-        assert first.submission.status == "failed"
-        assert second.status == "done"
+        assert first.status is JobStatus.FAILED and "cannot run" in first.error
+        assert first.submission.status is SubmissionStatus.FAILED
+        assert second.status is JobStatus.DONE
         assert 0.7 < second.submission.score.public_accuracy < 0.8
 
 
-def test_job_given_up_after_repeated_worker_deaths(engine, tmp_path, make_predictions):
-    (job_id,) = queue_selftest_jobs(engine, tmp_path / "up", make_predictions())
-    for attempt in range(3):
-        assert claim(engine, f"dying-{attempt}", lease_s=0.05) == job_id
+def test_job_given_up_after_repeated_worker_deaths(engine, make_predictions):
+    (job_id,) = queue_selftest_jobs(engine, make_predictions())
+    for attempt in range(MAX_ATTEMPTS):
+        assert claim_next(engine, f"dying-{attempt}", lease_s=0.05).job_id == job_id
         time.sleep(0.1)
-    assert claim(engine, "last", lease_s=60) is None
+    assert claim_next(engine, "last", lease_s=60) is None
+    assert claim_job(engine, job_id, "broker", 60).value == "finished"
     with session_scope(engine) as session:
         job = session.get(Job, job_id)
-        assert job.status == "failed" and "stopped 3 times" in job.error
+        assert job.status is JobStatus.FAILED and "stopped 3 times" in job.error
         assert "ask the instructor" in job.submission.message
 
 
-def test_invalid_result_costs_no_quota(engine, tmp_path):
-    (job_id,) = queue_selftest_jobs(engine, tmp_path / "up", b"Id,Category\n0,cat\n")
-    result = run_job(engine, job_id, WorkerConfig(database_url="unused", allow_test_jobs=True))
-    assert result.status == "invalid" and "missing" in result.message
-    claim(engine, "w", lease_s=60)
-    assert finish(engine, job_id, "w", JobResult("invalid", result.message))
+def test_a_broker_redelivery_takes_the_job_over(engine, make_predictions):
+    (job_id,) = queue_selftest_jobs(engine, make_predictions(5))
+    first = claim_job(engine, job_id, "w1", 60)
+    second = claim_job(engine, job_id, "w2", 60)  # redelivered while "running": a new attempt
+    assert (first.attempt, second.attempt) == (1, 2) and first.key != second.key
+    result = _grade(engine, second)
+    spec_of = {"cifar10": SPEC}.get
+    assert store_result(engine, job_id, 1, first.key, result, spec_of=spec_of) is Stored.STALE
+    assert store_result(engine, job_id, 2, second.key, result, spec_of=spec_of) is Stored.STORED
+    assert claim_job(engine, job_id, "w3", 60).value == "finished"
+
+
+def test_invalid_result_costs_no_quota(engine):
+    (job_id,) = queue_selftest_jobs(engine, b"Id,Category\n0,cat\n")
+    claim = claim_next(engine, "w", lease_s=60)
+    result = _grade(engine, claim)
+    assert result.status is GradeStatus.INVALID and "missing" in result.message
+    assert store_result(engine, job_id, 1, claim.key, result, spec_of=lambda _n: SPEC).value == (
+        "stored"
+    )
     with session_scope(engine) as session:
-        assert session.get(Job, job_id).submission.status == "invalid"
+        assert session.get(Job, job_id).submission.status is SubmissionStatus.INVALID
+
+
+def test_queues_keep_gpu_jobs_for_gpu_workers(engine, make_predictions):
+    (cpu_job,) = queue_selftest_jobs(engine, make_predictions(), queue=JobQueue.CPU)
+    (gpu_job,) = queue_selftest_jobs(engine, make_predictions(), queue=JobQueue.GPU)
+    assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.GPU]).job_id == gpu_job
+    assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.GPU]) is None
+    assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.CPU]).job_id == cpu_job
+    assert JobKind.SELFTEST.value == "selftest"

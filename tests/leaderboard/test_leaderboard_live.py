@@ -27,7 +27,7 @@ def test_cli_submit_scores_and_reports_problems(gunicorn_server, tmp_path, make_
         main, ["submit", str(predictions), "--server", base, "--token", people.students["carol"]]
     )
     assert result.exit_code == 0, result.output
-    assert "scored: public accuracy 0.6" in result.output
+    assert "graded: public accuracy 0.6" in result.output
     broken = tmp_path / "broken.csv"
     broken.write_text("Id,Category\n0,3\n0,4\n")
     result = runner.invoke(
@@ -60,18 +60,28 @@ def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predi
             page.set_input_files("#file", str(predictions))
             page.click("#submit")
             page.wait_for_selector("#outcome")
-            assert "Scored: public accuracy" in page.inner_text("#outcome")
+            assert "Graded: public accuracy" in page.inner_text("#outcome")
             # Another gunicorn worker may serve its cached board for up to BOARD_CACHE_S (1 s).
             for _ in range(20):
-                page.goto(base + "/")
+                page.goto(base + "/assignments/cifar10/")
                 board = page.inner_text("#board")
                 if "Alice" in board:
                     break
                 page.wait_for_timeout(250)
             page.screenshot(path=str(artifacts / "leaderboard-board.png"), full_page=True)
+            page.goto(base + "/")
+            index = page.inner_text("#assignments")
+            page.screenshot(path=str(artifacts / "leaderboard-course.png"), full_page=True)
+            page.goto(base + "/me")  # not signed in: the sign-in page
+            page.fill("#token", people.students["alice"])
+            page.click("#sign-in")
+            history = page.inner_text("main")
+            page.screenshot(path=str(artifacts / "leaderboard-history.png"), full_page=True)
         finally:
             browser.close()
     assert "Alice" in board
     first_row = board.splitlines()[1]
     assert first_row.startswith("1") and "Alice" in first_row and "9" in first_row
     assert (artifacts / "leaderboard-board.png").stat().st_size > 1000
+    assert "CIFAR-10 image classification" in index and "Alice" in index  # the leader
+    assert "Submissions of Alice" in history and "graded" in history

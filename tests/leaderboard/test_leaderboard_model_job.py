@@ -10,6 +10,7 @@ from lb_support import REPO, Submitter, enrol
 
 from grader.assignment import load_assignment
 from leaderboard.db import make_engine
+from leaderboard.grading import GradingConfig
 from leaderboard.worker import WorkerConfig, process_one
 
 EXAMPLE = REPO / "submissions" / "simplenn" / "ada"
@@ -29,15 +30,60 @@ def test_model_zip_is_graded_by_the_worker(make_app, data_dir):
     body = actions.api("alice", buffer.getvalue(), name="ada.zip").get_json()
     assert body["status"] == "queued", body
     engine = make_engine(app.config["DATABASE_URL"])
-    config = WorkerConfig(database_url=app.config["DATABASE_URL"], data_dir=data_dir)
+    config = WorkerConfig(
+        database_url=app.config["DATABASE_URL"], grading=GradingConfig(data_dir=data_dir)
+    )
     assert process_one(engine, config)
     engine.dispose()
     status = actions.client.get(
         f"/api/v1/submissions/{body['submission_id']}",
         headers={"Authorization": f"Bearer {actions.people.students['alice']}"},
     ).get_json()
-    assert status["status"] == "done", status
-    assert status["total_params"] == 82030
+    assert status["status"] == "graded", status
+    assert status["assignment"] == "simplenn" and status["total_params"] == 82030
+    assert {c["name"] for c in status["checks"]} and all(c["passed"] for c in status["checks"])
     assert 0.2 < status["scores"]["public"]["accuracy"] <= 1.0
-    png = actions.client.get("/plot/accuracy-vs-params.png")
+    png = actions.client.get("/assignments/simplenn/accuracy-vs-params.png")
     assert png.data[:4] == b"\x89PNG"
+
+
+FORGER = """
+import json, os, pathlib, sys
+import numpy
+out = pathlib.Path(sys.path[-1]).parent / "out"
+json.dump({"status": "exported", "model_class": "Net"}, open(out / "capture.json", "w"))
+json.dump({"status": "ok", "flops": 1, "finite": True, "deterministic": True, "images": 1017},
+          open(out / "evaluation.json", "w"))
+numpy.save(out / "logits.npy", numpy.eye(10, dtype="float32")[[3] * 1017])
+os._exit(0)
+"""
+
+
+def test_a_forging_model_gets_no_score_on_the_board(make_app, data_dir):
+    """The worker's grade comes from the verified evaluation: forged files earn nothing."""
+    app = make_app(**{f: getattr(load_assignment("simplenn"), f) for f in ("name", "model",
+                      "solution", "rubric", "source")})  # fmt: skip
+    actions = Submitter(app.test_client(), enrol(app))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("forger/model.py", FORGER)
+        archive.write(EXAMPLE / "model.pt", arcname="forger/model.pt")
+    body = actions.api("alice", buffer.getvalue(), name="forger.zip").get_json()
+    assert body["status"] == "queued", body
+    engine = make_engine(app.config["DATABASE_URL"])
+    config = WorkerConfig(
+        database_url=app.config["DATABASE_URL"], grading=GradingConfig(data_dir=data_dir)
+    )
+    try:
+        assert process_one(engine, config)  # its own boxes are closed when the job is done
+    finally:
+        engine.dispose()
+    status = actions.client.get(
+        f"/api/v1/submissions/{body['submission_id']}",
+        headers={"Authorization": f"Bearer {actions.people.students['alice']}"},
+    ).get_json()
+    assert status["status"] == "invalid", status
+    assert "no graph artifact" in status["message"]
+    assert not status.get("scores")
+    board = actions.client.get("/api/v1/leaderboard").get_json()
+    assert board["rows"] == []  # the only submission earned no row

@@ -16,12 +16,13 @@ from sqlalchemy import func, select, update
 
 from leaderboard.db import make_engine, session_scope
 from leaderboard.models import Job, Score
+from leaderboard.status import JobStatus
 
 
 def _worker(url: str, log) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "grader.cli", "worker", "--database", url, "--lease", "2",
-        "--poll", "0.2", "--max-jobs", "1", "--allow-test-jobs",
+        "--poll", "0.2", "--max-jobs", "1", "--allow-test-jobs", "--no-pre-fork",
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
@@ -42,7 +43,7 @@ def _wait_for(predicate, timeout: float, what: str, log_path) -> None:
 )
 def test_killed_worker_job_is_finished_once_by_another(database_url, tmp_path, make_predictions):
     engine = make_engine(database_url)
-    (job_id,) = queue_selftest_jobs(engine, tmp_path / "up", make_predictions(1500), seconds=300)
+    (job_id,) = queue_selftest_jobs(engine, make_predictions(1500), seconds=300)
     log_path = tmp_path / "workers.log"
 
     def job() -> Job:
@@ -53,7 +54,7 @@ def test_killed_worker_job_is_finished_once_by_another(database_url, tmp_path, m
         first = _worker(database_url, log)
         try:
             _wait_for(
-                lambda: job().status == "running" and f":{first.pid}:" in job().lease_owner,
+                lambda: job().status is JobStatus.RUNNING and f":{first.pid}:" in job().lease_owner,
                 60,
                 "the first worker to claim the job",
                 log_path,
@@ -65,7 +66,8 @@ def test_killed_worker_job_is_finished_once_by_another(database_url, tmp_path, m
                 first.kill()
         assert first.returncode == -signal.SIGKILL
         with session_scope(engine) as session:  # the retry need not wait five minutes
-            session.execute(update(Job).where(Job.id == job_id).values(payload={"seconds": 0.5}))
+            payload = {**session.get(Job, job_id).payload, "seconds": 0.5}
+            session.execute(update(Job).where(Job.id == job_id).values(payload=payload))
         second = _worker(database_url, log)
         try:
             assert second.wait(timeout=90) == 0, log_path.read_text()[-3000:]
@@ -74,7 +76,7 @@ def test_killed_worker_job_is_finished_once_by_another(database_url, tmp_path, m
                 second.kill()
 
     finished = job()
-    assert finished.status == "done"
+    assert finished.status is JobStatus.DONE
     assert finished.attempts == 2
     assert f":{second.pid}:" in finished.lease_owner
     with session_scope(engine) as session:

@@ -111,7 +111,7 @@ def test_grader_train_resnet20_end_to_end(tmp_path, data_dir):
 
     scored = runner.invoke(
         grader_cli,
-        ["score", str(out / "predictions.csv"), "--assignment", "resnet20", "--json"]
+        ["score", str(out / "predictions.csv"), "--assignment", "resnet20", "--json", "--all"]
         + ["--data-dir", str(data_dir)],
     )
     assert scored.exit_code == 0, scored.output

@@ -166,3 +166,35 @@ def test_specs_without_ops_still_need_a_dataset():
     with pytest.raises(SpecError, match="missing required key 'dataset'"):
         parse_assignment({"name": "x"})
     assert load_assignment("vu-autograd").ops.max_points == 20
+
+
+def test_outputs_round_trip_through_their_packing():
+    from grader.ops.packing import pack_outputs, unpack_outputs
+
+    produced = {"a": np.arange(6.0).reshape(2, 3), "c": np.array(2.5)}
+    values, layout = pack_outputs(produced, ["a", "b", "c"])
+    assert layout.tolist() == [2, 2, 3, -1, 0]
+    back = unpack_outputs(values, layout, ["a", "b", "c"], max_values=100)
+    assert set(back) == {"a", "c"} and back["c"].shape == ()
+    assert np.array_equal(back["a"], produced["a"])
+
+
+@pytest.mark.parametrize(
+    ("values", "layout", "message"),
+    [
+        (np.zeros(6), np.array([2, 2, 3, -1]), "ends early"),
+        (np.zeros(6), np.array([2, 2, 4, -1, -1]), "more numbers than there are"),
+        (np.zeros(7), np.array([2, 2, 3, -1, -1]), "do not match in length"),
+        (np.zeros(6), np.array([99, 2, 3, -1, -1]), "99 dimensions"),
+        (np.zeros(6), np.array([1, -6, -1, -1]), "out of range"),
+        (np.zeros(6), np.array([1, 2**62, -1, -1]), "out of range"),
+        (np.zeros((2, 3)), np.array([2, 2, 3, -1, -1]), "not flat"),
+        (None, np.array([-1, -1, -1]), "missing"),
+        (np.zeros(200), np.array([1, 200, -1, -1]), "more than 100 numbers"),
+    ],
+)
+def test_malformed_packed_outputs_are_refused(values, layout, message):
+    from grader.ops.packing import PackingError, unpack_outputs
+
+    with pytest.raises(PackingError, match=message):
+        unpack_outputs(values, layout, ["a", "b", "c"], max_values=100)

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from grader.assignment import load_assignment
 from grader.cli import main
 from grader.ops.grade import OpsGrade, grade_ops_folder
-from grader.sandbox import bubblewrap_available
+from grader.sandbox.jail import bubblewrap_available
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "submissions"
@@ -39,14 +39,18 @@ class Swish(torch.autograd.Function):
 FORGE_AND_EXIT = (
     IDENTITY_SWISH
     + """
-import json, os
+import inspect, json, os
 from pathlib import Path
 
-out = Path("/box/out")
+# walk up the stack to the grader's task wrapper, write its report for it, and leave
 report = {"status": "ok", "message": "", "arrays": [],
           "result": {"errors": {}, "rows": [{"name": "Swish", "passed": True, "earned": 2}]}}
-(out / "status.json").write_text(json.dumps(report))
-os._exit(0)  # before the grader's task runs
+for frame in inspect.stack():
+    ctx = frame.frame.f_locals.get("ctx")
+    out = getattr(ctx, "output_dir", None)
+    if out is not None:
+        (Path(out) / "report.json").write_text(json.dumps(report))
+        os._exit(0)  # before the grader's task runs
 """
 )
 
@@ -60,10 +64,10 @@ import grader.ops.inside as inside
 
 # make every comparison pass and every op "evaluate" to zeros, in this process
 grade.compare_case = lambda *a, **k: ({"forward": 0.0, "backward": 0.0, "gradcheck": 0.0}, [])
-def fake(ctx, fn, op):
+def fake(inputs, produced, fn, op):
     for case in range(op["cases"]):
         for suffix in ("out", "plus_out", "minus_out", "grad_x"):
-            ctx.save_array(f"{op['key']}_c{case}_{suffix}", np.zeros(3))
+            produced[f"{op['key']}_c{case}_{suffix}"] = np.zeros(3)
 inside.evaluate_op = fake
 """
 )
@@ -116,8 +120,8 @@ def graded(tmp_path_factory) -> dict[str, OpsGrade]:
         jobs[name] = (root / name, "ece661-swish")
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {
-            name: pool.submit(grade_ops_folder, folder, load_assignment(spec), slot=20 + i)
-            for i, (name, (folder, spec)) in enumerate(jobs.items())
+            name: pool.submit(grade_ops_folder, folder, load_assignment(spec))
+            for name, (folder, spec) in jobs.items()
         }
         return {name: future.result() for name, future in futures.items()}
 

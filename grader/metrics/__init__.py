@@ -1,0 +1,43 @@
+"""Metrics beyond accuracy: calibration (expected calibration error, reliability diagram),
+robustness to corruptions after CIFAR-10-C, consistency under a flip and a shift, and the
+"likely memoriser" rule.
+
+The pieces: :func:`make_variants` builds the corrupted, flipped and shifted copies of the test
+images (the model pipeline runs the model on them next to the plain images);
+:func:`model_metrics` turns the logits on both into :class:`Metrics`; :func:`prediction_metrics`
+does the same for a predictions file that carries class probabilities.
+"""
+
+from __future__ import annotations
+
+from grader.metrics.calibration import Calibration, calibration, softmax
+from grader.metrics.robustness import (
+    MEMORISER_MAX_RETAINED,
+    MEMORISER_MIN_ACCURACY,
+    MEMORISER_RULE,
+    Metrics,
+    model_metrics,
+    prediction_metrics,
+)
+from grader.metrics.variants import (
+    CORRUPTIONS,
+    VARIANT_NAMES,
+    make_variants,
+    variant_subset,
+)
+
+__all__ = [
+    "CORRUPTIONS",
+    "MEMORISER_MAX_RETAINED",
+    "MEMORISER_MIN_ACCURACY",
+    "MEMORISER_RULE",
+    "VARIANT_NAMES",
+    "Calibration",
+    "Metrics",
+    "calibration",
+    "make_variants",
+    "model_metrics",
+    "prediction_metrics",
+    "softmax",
+    "variant_subset",
+]

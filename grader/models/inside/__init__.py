@@ -1,0 +1,1 @@
+"""Model-grading stages that run INSIDE a box (capture, verified evaluation, training)."""

@@ -1,0 +1,382 @@
+"""The graph artifact: a captured model as plain data, and the only way the grader runs one.
+
+Written by the capture stage (next to the student's code, so its content is untrusted) and read
+by the verified evaluation (a box with no student code). Two files:
+
+- ``graph.json`` -- the inputs (the image, then every lifted parameter, buffer and constant by
+  name), the operations in order and the outputs. An argument is a JSON number, boolean, null or
+  list, or a one-key object: ``{"ref": i}`` (value ``i``: inputs first, then operations),
+  ``{"float": "inf"|"-inf"|"nan"}``, ``{"str": s}``, ``{"dtype": name}``, ``{"device": name}``,
+  ``{"layout": name}`` or ``{"memory_format": name}``.
+- ``tensors.safetensors`` -- the tensors by input name (safetensors: a header and raw bytes, no
+  code).
+
+Reading never unpickles and never evaluates text: every operation must be in
+:data:`grader.models.ops.OPS`, every reference must point backwards, every tensor must have an
+allowed dtype and the shape the graph states, and the sizes are capped before anything runs.
+:class:`Program` then runs the graph with a plain loop over those operations.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from grader.models.ops import OPS, SKIPPED_OPS, OpKind
+from grader.sandbox.protocol import ProtocolError, read_record
+
+FORMAT = "grader-graph/1"
+GRAPH_FILE = "graph.json"
+TRAIN_GRAPH_FILE = "graph_train.json"
+TENSORS_FILE = "tensors.safetensors"
+MAX_GRAPH_BYTES = 32 * 1024 * 1024
+MAX_NODES = 50_000
+MAX_INPUTS = 20_000
+MAX_ARG_DEPTH = 4
+MAX_STR = 64
+ALLOWED_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+LAYOUTS = {"strided": torch.strided}
+MEMORY_FORMATS = {
+    "contiguous_format": torch.contiguous_format,
+    "preserve_format": torch.preserve_format,
+    "channels_last": torch.channels_last,
+}
+PYTHON_OPS: dict[str, Callable[..., Any]] = {
+    "operator.getitem": operator.getitem,
+    "operator.add": operator.add,
+    "operator.sub": operator.sub,
+    "operator.mul": operator.mul,
+    "operator.floordiv": operator.floordiv,
+    "operator.mod": operator.mod,
+    "operator.neg": operator.neg,
+}
+NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,300}$")
+InputKind = Literal["image", "parameter", "buffer", "constant"]
+OutputKind = Literal["logits", "buffer_update"]
+
+
+class ArtifactError(ValueError):
+    """A graph artifact that is malformed or uses something the grader does not run."""
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    """One input of the graph: the image batch, or a named tensor of the model."""
+
+    kind: InputKind
+    name: str
+    """The tensor's name in the model (``features.0.weight``); ``image`` for the image."""
+    dtype: str = "float32"
+    shape: tuple[int, ...] = ()
+    """The tensor's shape; for the image, the shape of one image."""
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    """One operation, with the layer it came from (labels for people, never trusted)."""
+
+    op: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    module: str = ""
+    """Path of the innermost module that ran it (``layer1.0.conv1``), as the capture saw it."""
+    module_type: str = ""
+    """Class name of that module (``Conv2d``)."""
+    source: str = ""
+    """``model.py:LINE`` of the call, where the capture found one."""
+
+
+@dataclass(frozen=True)
+class GraphOutput:
+    """One output: the logits, or the new value of a buffer (a training-mode graph)."""
+
+    ref: int
+    kind: OutputKind = "logits"
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The content of ``graph.json``."""
+
+    format: str
+    inputs: list[GraphInput]
+    nodes: list[GraphNode]
+    outputs: list[GraphOutput]
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def read_artifact(graph_file: Path) -> Artifact:
+    """Read and check ``graph.json``: sizes, operations, references; ArtifactError says why."""
+    try:
+        artifact = read_record(graph_file, Artifact, max_bytes=MAX_GRAPH_BYTES, max_depth=12)
+    except ProtocolError as exc:
+        raise ArtifactError(f"the captured graph is malformed: {exc}") from None
+    if artifact.format != FORMAT:
+        raise ArtifactError(f"the captured graph has format {artifact.format!r}, not {FORMAT!r}")
+    if len(artifact.inputs) > MAX_INPUTS or len(artifact.nodes) > MAX_NODES:
+        raise ArtifactError(
+            f"the captured graph has {len(artifact.inputs):,} inputs and {len(artifact.nodes):,}"
+            f" operations; at most {MAX_INPUTS:,} and {MAX_NODES:,} are graded"
+        )
+    images = [i for i in artifact.inputs if i.kind == "image"]
+    if len(images) != 1 or artifact.inputs[0].kind != "image":
+        raise ArtifactError("the captured graph must take the image batch as its first input")
+    names = set()
+    for graph_input in artifact.inputs:
+        if not NAME.match(graph_input.name) or graph_input.name in names:
+            raise ArtifactError(f"input name {graph_input.name[:80]!r} is not allowed")
+        names.add(graph_input.name)
+        if graph_input.dtype not in ALLOWED_DTYPES:
+            raise ArtifactError(f"input {graph_input.name} has dtype {graph_input.dtype!r}")
+        if any(d < 0 for d in graph_input.shape) or len(graph_input.shape) > 8:
+            raise ArtifactError(f"input {graph_input.name} has shape {graph_input.shape}")
+    count = len(artifact.inputs)
+    for index, node in enumerate(artifact.nodes):
+        if node.op not in OPS and node.op not in SKIPPED_OPS:
+            raise ArtifactError(
+                f"operation {index} ({node.op[:80]}, in layer {node.module[:80] or '?'}) is not "
+                "one the grader runs; build the model from standard torch layers and functions"
+            )
+        _check_args(node.args, count + index, 0, node.op)
+        _check_args(list(node.kwargs.values()), count + index, 0, node.op)
+        for key in node.kwargs:
+            if not key.isidentifier():
+                raise ArtifactError(f"operation {index} has a keyword {key[:40]!r}")
+    if not artifact.outputs or not any(o.kind == "logits" for o in artifact.outputs):
+        raise ArtifactError("the captured graph has no logits output")
+    for output in artifact.outputs:
+        if not 0 <= output.ref < count + len(artifact.nodes):
+            raise ArtifactError(f"an output refers to value {output.ref}, which does not exist")
+    return artifact
+
+
+def _check_args(args: Sequence[Any], limit: int, depth: int, op: str) -> None:
+    if depth > MAX_ARG_DEPTH:
+        raise ArtifactError(f"an argument of {op} nests too deeply")
+    for arg in args:
+        if isinstance(arg, list):
+            _check_args(arg, limit, depth + 1, op)
+        elif isinstance(arg, dict):
+            if len(arg) != 1:
+                raise ArtifactError(f"an argument of {op} is not a tagged value")
+            ((tag, value),) = arg.items()
+            if tag == "ref":
+                if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+                    raise ArtifactError(f"an argument of {op} refers to a later or missing value")
+            elif tag in ("str", "device"):
+                if not isinstance(value, str) or len(value) > MAX_STR:
+                    raise ArtifactError(f"a text argument of {op} is too long")
+            elif tag == "float":
+                if value not in ("inf", "-inf", "nan"):
+                    raise ArtifactError(f"a float argument of {op} is not inf, -inf or nan")
+            elif tag == "dtype":
+                if value not in ALLOWED_DTYPES:
+                    raise ArtifactError(f"dtype {str(value)[:40]!r} of {op} is not allowed")
+            elif tag == "layout":
+                if value not in LAYOUTS:
+                    raise ArtifactError(f"layout {str(value)[:40]!r} of {op} is not allowed")
+            elif tag == "memory_format":
+                if value not in MEMORY_FORMATS:
+                    raise ArtifactError(f"memory format {str(value)[:40]!r} of {op} is not allowed")
+            else:
+                raise ArtifactError(f"an argument of {op} has the unknown tag {tag[:40]!r}")
+        elif arg is not None and not isinstance(arg, (bool, int, float)):
+            raise ArtifactError(f"an argument of {op} has an unsupported type")
+        elif isinstance(arg, float) and not math.isfinite(arg):
+            raise ArtifactError(f"an argument of {op} is not a finite number")
+
+
+def read_tensors(
+    tensors_file: Path, artifact: Artifact, *, max_bytes: int
+) -> dict[str, torch.Tensor]:
+    """The tensors of every non-image input, checked against the graph's dtypes and shapes."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        size = tensors_file.lstat().st_size
+    except OSError:
+        raise ArtifactError("the captured weights (tensors.safetensors) are missing") from None
+    if tensors_file.is_symlink() or not tensors_file.is_file() or size > max_bytes:
+        raise ArtifactError(
+            f"the captured weights file is not a plain file of at most {max_bytes:,} bytes"
+        )
+    wanted = {i.name: i for i in artifact.inputs if i.kind != "image"}
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(tensors_file), framework="pt", device="cpu") as reader:
+            stored = set(reader.keys())
+            for name, graph_input in wanted.items():
+                if name not in stored:
+                    raise ArtifactError(f"the captured weights hold no tensor {name}")
+                tensor = reader.get_tensor(name)
+                if str(tensor.dtype).removeprefix("torch.") != graph_input.dtype:
+                    raise ArtifactError(
+                        f"tensor {name} is {tensor.dtype}, the graph says {graph_input.dtype}"
+                    )
+                if tuple(tensor.shape) != tuple(graph_input.shape):
+                    raise ArtifactError(
+                        f"tensor {name} has shape {tuple(tensor.shape)}, the graph"
+                        f" says {tuple(graph_input.shape)}"
+                    )
+                tensors[name] = tensor
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, ArtifactError):
+            raise
+        raise ArtifactError(
+            f"the captured weights are not a valid safetensors file ({exc})"
+        ) from None
+    return tensors
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+def resolve_op(name: str) -> Callable[..., Any]:
+    """The callable of an allowed operation name (``aten.conv2d.default``)."""
+    if name in PYTHON_OPS:
+        return PYTHON_OPS[name]
+    if name not in OPS and name not in SKIPPED_OPS:
+        raise ArtifactError(f"operation {name!r} is not allowed")
+    namespace, op, overload = name.split(".")
+    try:
+        return getattr(getattr(getattr(torch.ops, namespace), op), overload)
+    except AttributeError:
+        raise ArtifactError(f"operation {name} does not exist in this torch version") from None
+
+
+class Program:
+    """A checked artifact, ready to run: ``program(x)`` returns the graph's outputs."""
+
+    def __init__(
+        self, artifact: Artifact, tensors: dict[str, torch.Tensor], device: torch.device
+    ) -> None:
+        self.artifact = artifact
+        self.device = device
+        self.functions = [
+            None if node.op in SKIPPED_OPS else resolve_op(node.op) for node in artifact.nodes
+        ]
+        self.kinds = [OPS.get(node.op) for node in artifact.nodes]
+        self.tensors = {name: t.to(device) for name, t in tensors.items()}
+        self.constants: list[Any] = [None] + [
+            self.tensors[i.name] for i in artifact.inputs if i.kind != "image"
+        ]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one input image the graph was captured with."""
+        return tuple(self.artifact.inputs[0].shape)
+
+    def values(
+        self,
+        x: torch.Tensor,
+        *,
+        keep: bool = False,
+        on_node: Callable[[int, Callable[[], Any]], Any] | None = None,
+        tensors: dict[str, torch.Tensor] | None = None,
+    ) -> list[Any]:
+        """Run every operation on the image batch ``x``.
+
+        Returns the value of every input and operation when ``keep`` (for the probe), else only
+        the outputs. ``on_node(i, call)`` may wrap each call (to count FLOPs). ``tensors``
+        replaces the model's tensors (training).
+        """
+        env: list[Any] = [x] + (
+            self.constants[1:]
+            if tensors is None
+            else [tensors[i.name] for i in self.artifact.inputs if i.kind != "image"]
+        )
+        for index, (node, function) in enumerate(
+            zip(self.artifact.nodes, self.functions, strict=True)
+        ):
+            if function is None:
+                env.append(None)
+                continue
+            args = [self._decode(a, env) for a in node.args]
+            kwargs = {k: self._decode(v, env) for k, v in node.kwargs.items()}
+            if node.op.startswith("operator."):
+                _check_python_op(node.op, args)
+            if on_node is None:
+                env.append(function(*args, **kwargs))
+            else:
+                env.append(on_node(index, lambda f=function, a=args, k=kwargs: f(*a, **k)))
+        if keep:
+            return env
+        return [env[o.ref] for o in self.artifact.outputs]
+
+    def logits(self, x: torch.Tensor, **kw: Any) -> torch.Tensor:
+        """The graph's logits output for ``x``."""
+        outputs = self.values(x, **kw)
+        index = next(i for i, o in enumerate(self.artifact.outputs) if o.kind == "logits")
+        result = outputs[index]
+        if not isinstance(result, torch.Tensor):
+            raise ArtifactError(f"the graph's logits are a {type(result).__name__}, not a tensor")
+        return result
+
+    def _decode(self, arg: Any, env: list[Any]) -> Any:
+        if isinstance(arg, list):
+            return [self._decode(a, env) for a in arg]
+        if isinstance(arg, dict):
+            ((tag, value),) = arg.items()
+            if tag == "ref":
+                return env[value]
+            if tag == "float":
+                return float(value)
+            if tag == "str":
+                return value
+            if tag == "dtype":
+                return ALLOWED_DTYPES[value]
+            if tag == "device":
+                return self.device  # every tensor lives on the evaluation device
+            if tag == "layout":
+                return LAYOUTS[value]
+            return MEMORY_FORMATS[value]
+        return arg
+
+
+def _check_python_op(op: str, args: list[Any]) -> None:
+    if op == "operator.getitem":
+        container, index = (args + [None, None])[:2]
+        if not isinstance(container, (tuple, list)) or type(index) is not int:
+            raise ArtifactError("operator.getitem may only take an item of an operation's result")
+        return
+    if not all(type(a) is int or isinstance(a, torch.SymInt) for a in args):
+        raise ArtifactError(f"{op} may only compute with integer sizes")
+
+
+def load_program(
+    folder: Path,
+    *,
+    device: torch.device,
+    graph_file: str = GRAPH_FILE,
+    max_tensor_bytes: int = 4 << 30,
+) -> Program:
+    """Read, check and prepare the artifact in ``folder``; ArtifactError says what is wrong."""
+    artifact = read_artifact(folder / graph_file)
+    tensors = read_tensors(folder / TENSORS_FILE, artifact, max_bytes=max_tensor_bytes)
+    return Program(artifact, tensors, device)
+
+
+def is_tensor_kind(kind: OpKind | None) -> bool:
+    """Whether operations of ``kind`` compute tensors (not integer sizes)."""
+    return kind is not None and kind is not OpKind.SYMBOLIC

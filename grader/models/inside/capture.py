@@ -1,0 +1,165 @@
+"""Stage one, the capture (INSIDE a box, in the student's process): build the student's model,
+load its weights safely and write it as a graph artifact.
+
+Nothing this stage reports is trusted. The student's code shares the process and may replace
+any function here, forge ``capture.json`` or write any artifact it likes: the artifact is only
+data that the verified evaluation checks and runs itself, and the report only shapes messages
+(why a model could not be built, the layer shapes it produced on a dummy batch).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from grader.models.inside.artifact import GRAPH_FILE, TRAIN_GRAPH_FILE
+from grader.models.inside.export import NotExportable, export_model, write_artifact, write_tensors
+from grader.models.inside.weights import WeightsError, apply_state_dict, load_state_dict
+from grader.models.records import CAPTURE_REPORT, CaptureArgs, CaptureReport, ReportedLayer
+from grader.sandbox.inside.student import (
+    StudentError,
+    build_student_model,
+    describe_error,
+    import_student_module,
+)
+from grader.sandbox.inside.tasks import JobContext
+from grader.sandbox.protocol import parse_record, write_record
+
+DUMMY_BATCH = 2
+WRAPPED = "model."
+
+
+class Preprocessed(nn.Module):
+    """The student's ``preprocess(x)`` followed by the model, captured as one graph."""
+
+    def __init__(self, model: nn.Module, preprocess) -> None:
+        super().__init__()
+        self.model = model
+        self.preprocess = preprocess
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.preprocess(x))
+
+
+def capture_task(ctx: JobContext) -> None:
+    """Build, load, probe and export the student's model; write the artifact and the report."""
+    args = parse_record(ctx.args, CaptureArgs, name="capture arguments")
+    report = capture(ctx, args)
+    write_record(ctx.out / CAPTURE_REPORT, report)
+
+
+def capture(ctx: JobContext, args: CaptureArgs) -> CaptureReport:
+    """The capture itself; every failure of the student's code becomes the report's message."""
+    try:
+        module = import_student_module(ctx.work)
+        torch.manual_seed(0)  # the same initial weights on every run (experiments train them)
+        model = build_student_model(module, args.entry)
+        if not isinstance(model, nn.Module):
+            raise StudentError(
+                f"{args.entry} returned {type(model).__name__}, not a torch.nn.Module"
+            )
+        if args.weights is not None:
+            try:
+                apply_state_dict(model, load_state_dict(ctx.work / args.weights), args.weights)
+            except WeightsError as exc:
+                raise StudentError(str(exc)) from None
+        model.eval()
+        preprocess = getattr(module, "preprocess", None)
+        graded = Preprocessed(model, preprocess) if callable(preprocess) else model
+        shape, layers = dummy_forward(graded, tuple(args.input_shape), args.num_classes)
+        prefix = WRAPPED if graded is not model else ""
+        try:
+            program = export_model(graded, tuple(args.input_shape))
+            tensors = write_artifact(program, ctx.out, graph_file=GRAPH_FILE, strip_prefix=prefix)
+            if args.train_graph:
+                graded.train()
+                training = export_model(graded, tuple(args.input_shape))
+                write_artifact(
+                    training,
+                    ctx.out,
+                    graph_file=TRAIN_GRAPH_FILE,
+                    strip_prefix=prefix,
+                    tensors=tensors,
+                )
+                graded.eval()
+            write_tensors(tensors, ctx.out)
+        except NotExportable as exc:
+            return CaptureReport("not_exportable", str(exc), type(model).__name__, shape, layers)
+    except StudentError as exc:
+        return CaptureReport("invalid", str(exc))
+    except MemoryError:
+        return CaptureReport("invalid", "the model ran out of memory inside the sandbox")
+    except RecursionError as exc:
+        return CaptureReport("invalid", f"the model recursed too deeply ({exc})")
+    return CaptureReport("exported", "", type(model).__name__, shape, layers)
+
+
+def dummy_forward(
+    model: nn.Module, input_shape: tuple[int, ...], num_classes: int
+) -> tuple[list[int], list[ReportedLayer]]:
+    """Run a dummy batch, recording every leaf module's output shape in the order they ran.
+
+    A failure names the student's layer that raised and the shapes reached so far.
+    """
+    x = torch.rand((DUMMY_BATCH, *input_shape), generator=torch.Generator().manual_seed(0))
+    names = {id(m): n for n, m in model.named_modules()}
+    seen: list[ReportedLayer] = []
+
+    def record(module: nn.Module, _inputs, output) -> None:
+        shape = list(output.shape[1:]) if isinstance(output, torch.Tensor) else []
+        name = names.get(id(module), "?").removeprefix(WRAPPED)
+        seen.append(ReportedLayer(name, type(module).__name__, shape))
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # the student's forward code
+        after = (
+            f"; the last layer that ran was {seen[-1].name} ({seen[-1].type}, output "
+            f"{'x'.join(map(str, seen[-1].output_shape))})"
+            if seen
+            else ""
+        )
+        raise StudentError(
+            f"the forward pass on a dummy batch of shape {tuple(x.shape)} failed: "
+            f"{describe_error(exc)}{after}"
+        ) from exc
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not isinstance(out, torch.Tensor):
+        raise StudentError(f"forward returned {type(out).__name__}, not a tensor of logits")
+    if tuple(out.shape) != (DUMMY_BATCH, num_classes):
+        raise StudentError(
+            f"the model returns shape {tuple(out.shape)} for input {tuple(x.shape)}; expected "
+            f"{(DUMMY_BATCH, num_classes)} (one row of {num_classes} class scores per image)"
+        )
+    return list(out.shape), seen
+
+
+def warm_up(_spec: dict) -> None:
+    """Export a small model once, so that children skip the exporter's first-call cost."""
+    import tempfile
+    from pathlib import Path
+
+    class WarmUp(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = nn.BatchNorm2d(4)
+            self.fc = nn.Linear(4, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.bn(self.conv(x)))
+            y = nn.functional.max_pool2d(y + y, 2)
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+
+    model = WarmUp().eval()
+    dummy_forward(model, (3, 32, 32), 10)
+    with tempfile.TemporaryDirectory() as tmp:
+        tensors = write_artifact(export_model(model, (3, 32, 32)), Path(tmp), graph_file=GRAPH_FILE)
+        write_tensors(tensors, Path(tmp))

@@ -1,0 +1,372 @@
+"""The one model-grading pipeline: capture -> verified evaluation -> rules -> fingerprints.
+
+``grader sanity``, ``grader check`` and the leaderboard worker all call :func:`grade_model`:
+
+1. **Capture** (a box child running the student's code): build the model, load the weights,
+   export it as a graph artifact. Nothing it reports is trusted.
+2. **Verified evaluation** (a fresh child with no student code): check and run the artifact,
+   derive the parameters, structure, FLOPs and the logits on the test images.
+3. **On the host**: the structure rules on the verified graph, the parameter and FLOP budgets,
+   the public-model fingerprint and the flags. Scoring happens later, against labels no box sees.
+
+A model that cannot be captured is graded *unverified* (its own process computes the logits, as
+a predictions file would) when the assignment accepts that, and then passes no check that needs
+the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from grader.assignment import Assignment, ModelSpec
+from grader.models.files import MODEL_FILE, ModelFilesError, find_model_files
+from grader.models.fingerprint import match_public_model
+from grader.models.graph import Graph
+from grader.models.inside.artifact import GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE
+from grader.models.records import (
+    CAPTURE_REPORT,
+    EVALUATION_RECORD,
+    LOGITS_FILE,
+    UNVERIFIED_REPORT,
+    CaptureArgs,
+    CaptureReport,
+    EvaluateArgs,
+    EvaluationRecord,
+    UnverifiedReport,
+)
+from grader.models.registry import reference_layers
+from grader.models.result import Check, GradeStatus, ModelResult
+from grader.models.rules import RuleContext, check_rules, flop_check, parameter_checks
+from grader.records import to_data
+from grader.sandbox.gpu import GpuDevice
+from grader.sandbox.local import LocalWorker
+from grader.sandbox.pool import BoxPool, BoxWorker
+from grader.sandbox.protocol import Limits, ProtocolError, read_array, read_record
+from grader.sandbox.staging import IntakeError, stage_submission
+from grader.sandbox.tasks import ended_message
+
+CAPTURE, EVALUATE, UNVERIFIED = "capture", "evaluate", "unverified"
+
+
+def model_pool(
+    spec: Assignment,
+    *,
+    data_dir: Path | None = None,
+    size: int = 1,
+    with_images: bool = True,
+    gpu: GpuDevice | None = None,
+) -> BoxPool:
+    """A pool of boxes for ``spec``'s model submissions, holding its test images (never labels)."""
+    images = None
+    if with_images:
+        from grader.data import cached_dataset
+
+        images = cached_dataset(spec.dataset, "test", data_dir).images
+    warm_up = to_data(spec.model) if spec.model is not None else {}
+    return BoxPool(size=size, images=images, warm_up=warm_up, gpu=gpu)
+
+
+@contextlib.contextmanager
+def _borrowed(
+    pool: BoxPool | None, spec: Assignment, data_dir: Path | None, with_images: bool, sandbox: bool
+) -> Iterator[BoxWorker | LocalWorker]:
+    if not sandbox:
+        yield LocalWorker()
+        return
+    if pool is not None:
+        with pool.worker() as worker:
+            yield worker
+        return
+    with (
+        model_pool(spec, data_dir=data_dir, with_images=with_images) as own,
+        own.worker() as worker,
+    ):
+        yield worker
+
+
+def grade_model(
+    folder: Path,
+    spec: Assignment,
+    *,
+    data_dir: Path | None = None,
+    pool: BoxPool | None = None,
+    require_weights: bool = True,
+    with_images: bool = True,
+    experiment_dir: Path | None = None,
+    sandbox: bool = True,
+) -> ModelResult:
+    """Grade the model submission in ``folder`` against ``spec``; never raises for a bad
+    submission (the result says what is wrong).
+
+    ``pool`` (from :func:`model_pool`) keeps boxes warm across submissions; without one a box
+    is started for this call. ``with_images=False`` checks the model on a random probe batch
+    only (``grader sanity``). ``experiment_dir`` receives an experiment's figure.
+    ``sandbox=False`` runs the same stages unconfined in this user's processes: only for a
+    student's own check on a machine without bubblewrap.
+    """
+    started = time.perf_counter()
+    if spec.model is None:
+        return ModelResult(GradeStatus.ERROR, f"assignment {spec.name!r} has no [model] table")
+    model = spec.model
+    with tempfile.TemporaryDirectory(prefix="grader-model-") as tmp:
+        work = Path(tmp)
+        try:
+            files = find_model_files(Path(folder))
+            if files.weights is None and require_weights:
+                raise ModelFilesError(
+                    f"{Path(folder).name}: no weights file; save the trained weights with "
+                    "torch.save(model.state_dict(), 'model.pt') and submit them with model.py"
+                )
+            staged = stage_submission(Path(folder), work / "submission")
+        except (ModelFilesError, IntakeError, OSError) as exc:
+            return ModelResult(GradeStatus.INVALID, str(exc))
+        if files.model.name != MODEL_FILE:
+            (work / "submission" / files.model.name).rename(work / "submission" / MODEL_FILE)
+        weights = files.weights.name if files.weights is not None else None
+        with _borrowed(pool, spec, data_dir, with_images, sandbox) as worker:
+            result = _grade_staged(
+                worker, work, spec, model, weights, experiment_dir, data_dir, Path(folder).name
+            )
+        result.sandboxed = worker.sandboxed
+    if files.weights is not None:
+        result.weights_sha256 = next((f.sha256 for f in staged if f.name == weights), None)
+    result.wall_s = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _grade_staged(
+    worker: BoxWorker | LocalWorker,
+    work: Path,
+    spec: Assignment,
+    model: ModelSpec,
+    weights: str | None,
+    experiment_dir: Path | None,
+    data_dir: Path | None,
+    student: str,
+) -> ModelResult:
+    limits = Limits.from_model_spec(model)
+    root = work / "submission"  # our own checked copy: walking it is safe
+    submission = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
+    capture_args = CaptureArgs(
+        entry=model.entry,
+        input_shape=tuple(model.input_shape),
+        num_classes=model.num_classes,
+        weights=weights,
+        train_graph=model.experiment is not None,
+    )
+    job = worker.run(
+        CAPTURE, files=submission, limits=limits, args=to_data(capture_args), out=work / CAPTURE
+    )
+    if job.error:
+        return ModelResult(GradeStatus.ERROR, f"the sandbox failed: {job.error}", log=job.log)
+    try:
+        report = read_record(job.out / CAPTURE_REPORT, CaptureReport)
+    except ProtocolError as exc:
+        return ModelResult(
+            GradeStatus.INVALID, ended_message(job, limits, exc, "the model"), log=job.log
+        )
+    if report.status == "invalid":
+        return ModelResult(GradeStatus.INVALID, report.message, log=job.log)
+    if report.status == "not_exportable":
+        return _unverified(worker, work, submission, model, capture_args, report, limits, job.log)
+    artifact = {
+        name: job.out / name
+        for name in (GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE)
+        if (job.out / name).is_file()
+    }
+    if weights is not None:
+        artifact[weights] = submission[weights]
+    result = _evaluate(worker, work, artifact, model, weights, limits)
+    result.log = job.log
+    if model.experiment is not None and result.status is not GradeStatus.ERROR:
+        from grader.models.experiments import run_experiment
+
+        result.experiment = run_experiment(
+            model.experiment,
+            worker=worker,
+            artifact=artifact,
+            work=work,
+            limits=limits,
+            data_dir=data_dir,
+            dataset=spec.dataset,
+            out_dir=experiment_dir,
+            student=student,
+        )
+    return result
+
+
+def _evaluate(
+    worker: BoxWorker | LocalWorker,
+    work: Path,
+    artifact: dict[str, Path],
+    model: ModelSpec,
+    weights: str | None,
+    limits: Limits,
+) -> ModelResult:
+    if GRAPH_FILE not in artifact or TENSORS_FILE not in artifact:
+        return ModelResult(
+            GradeStatus.INVALID,
+            "the model's process reported a capture but wrote no graph artifact",
+        )
+    args = EvaluateArgs(
+        num_classes=model.num_classes,
+        batch_size=model.batch_size,
+        weights=weights,
+        robustness=model.robustness,
+    )
+    job = worker.run(
+        EVALUATE, files=artifact, limits=limits, args=to_data(args), out=work / EVALUATE
+    )
+    if job.error:
+        return ModelResult(GradeStatus.ERROR, f"the sandbox failed: {job.error}")
+    try:
+        record = read_record(job.out / EVALUATION_RECORD, EvaluationRecord)
+    except ProtocolError as exc:
+        return ModelResult(
+            GradeStatus.INVALID, ended_message(job, limits, exc, "evaluating the captured graph")
+        )
+    if record.status == "invalid" or record.graph is None:
+        return ModelResult(
+            GradeStatus.INVALID, record.message or "the graph could not be run", verified=True
+        )
+    result = verified_result(record, model)
+    images = worker.images
+    if images is not None and weights is not None and result.status is GradeStatus.OK:
+        try:
+            result.logits = read_array(
+                job.out / LOGITS_FILE, shape=(len(images), model.num_classes)
+            )
+            from grader.metrics.variants import VARIANT_NAMES
+
+            for name in record.variants:
+                if name not in VARIANT_NAMES:
+                    raise ProtocolError(f"the evaluation names an unknown image variant {name!r}")
+                result.variant_logits[name] = read_array(
+                    job.out / f"logits_{name}.npy", shape=(None, model.num_classes)
+                )
+        except ProtocolError as exc:
+            result.status, result.message = GradeStatus.INVALID, f"the logits are unusable: {exc}"
+    return result
+
+
+def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
+    """Checks, counts, layers and flags from the verified evaluation's record."""
+    graph = Graph(record.graph)
+    reference = (
+        reference_layers(model.reference, tuple(model.input_shape)) if model.reference else ()
+    )
+    checks = [
+        Check(
+            "output_shape",
+            True,
+            f"output shape {tuple(record.output_shape or [])} for {record.graph.probe_batch} "
+            f"images",
+        ),
+        Check(
+            "finite",
+            record.finite,
+            "all outputs finite" if record.finite else "the output holds NaN or Inf values",
+        ),
+        Check(
+            "deterministic",
+            record.deterministic,
+            "two evaluations of the same images give identical outputs"
+            if record.deterministic
+            else "two evaluations of the same images differ: remove randomness from eval mode",
+        ),
+    ]
+    if record.weights is not None:
+        checks.append(Check("weights", record.weights.matched, record.weights.message))
+    context = RuleContext(reference=reference)
+    checks += check_rules(tuple(model.rules), graph, context)
+    checks += parameter_checks(
+        graph, exact=model.params_exact, most=model.params_max, context=context
+    )
+    checks += flop_check(record.flops, model.max_flops)
+    flags = []
+    unused = graph.unused
+    if unused:
+        listing = ", ".join(f"{u.name} ({u.numel:,} values)" for u in unused[:5])
+        flags.append(f"unused tensors, not counted: {listing}")
+    match = match_public_model(graph.parameter_shapes(), num_classes=model.num_classes)
+    if match and match.startswith("torchvision "):
+        flags.append(f"unmodified public model: {match}")
+    elif match and match != f"reference {model.reference}":
+        flags.append(f"same architecture as {match}")
+    failed = [c for c in checks if not c.passed]
+    return ModelResult(
+        status=GradeStatus.INVALID if failed else GradeStatus.OK,
+        message=("failed check(s): " + "; ".join(f"{c.name}: {c.message}" for c in failed))
+        if failed
+        else "all checks passed",
+        verified=True,
+        total_params=graph.parameter_count,
+        buffers=graph.buffer_count,
+        unused=[u.name for u in unused],
+        flops=record.flops,
+        checks=checks,
+        flags=flags,
+        layers=graph.layers(),
+        output_shape=record.output_shape,
+        images=record.images,
+        images_per_s=record.images_per_s,
+        parameter_digest=record.parameter_digest,
+        fingerprint_match=match,
+    )
+
+
+def _unverified(
+    worker: BoxWorker | LocalWorker,
+    work: Path,
+    submission: dict[str, Path],
+    model: ModelSpec,
+    capture_args: CaptureArgs,
+    report: CaptureReport,
+    limits: Limits,
+    log: str,
+) -> ModelResult:
+    reason = (
+        f"the model could not be captured as a graph, so nothing about it can be verified: "
+        f"{report.message}"
+    )
+    if model.unverified == "invalid":
+        return ModelResult(GradeStatus.INVALID, reason, log=log)
+    needs_graph = [
+        *model.rules,
+        *(["params_exact"] if model.params_exact is not None else []),
+        *(["params_max"] if model.params_max is not None else []),
+        *(["max_flops"] if model.max_flops is not None else []),
+    ]
+    checks = [Check(name, False, f"cannot be verified: {report.message}") for name in needs_graph]
+    result = ModelResult(
+        GradeStatus.INVALID if checks else GradeStatus.OK,
+        reason if checks else "graded UNVERIFIED: the accuracy comes from the model's own process",
+        verified=False,
+        checks=checks,
+        flags=[f"unverified: {report.message}"],
+        output_shape=report.output_shape,
+        log=log,
+    )
+    if worker.images is None or capture_args.weights is None:
+        return result
+    args = {**to_data(capture_args), "batch_size": model.batch_size, "train_graph": False}
+    job = worker.run(UNVERIFIED, files=submission, limits=limits, args=args, out=work / UNVERIFIED)
+    if job.error:
+        return ModelResult(GradeStatus.ERROR, f"the sandbox failed: {job.error}", log=log)
+    try:
+        unverified = read_record(job.out / UNVERIFIED_REPORT, UnverifiedReport)
+        if unverified.status == "invalid":
+            return ModelResult(GradeStatus.INVALID, unverified.message, log=job.log)
+        result.logits = read_array(
+            job.out / LOGITS_FILE, shape=(len(worker.images), model.num_classes)
+        )
+    except ProtocolError as exc:
+        return ModelResult(
+            GradeStatus.INVALID, ended_message(job, limits, exc, "the model"), log=job.log
+        )
+    result.images = len(result.logits)
+    return result

@@ -1,0 +1,170 @@
+"""The records the model-grading stages exchange with the host (parsed strictly on arrival).
+
+A :class:`CaptureReport` comes from the student's own process: it only shapes messages. An
+:class:`EvaluationRecord` comes from the verified evaluation, a box with no student code, and is
+the source of every number that counts: parameters, structure, FLOPs, logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CAPTURE_REPORT = "capture.json"
+EVALUATION_RECORD = "evaluation.json"
+TRAINING_RECORD = "training.json"
+LOGITS_FILE = "logits.npy"
+UNVERIFIED_REPORT = "unverified.json"
+
+
+@dataclass(frozen=True)
+class CaptureArgs:
+    """What the capture stage builds and exports."""
+
+    entry: str = "Net"
+    input_shape: tuple[int, ...] = (3, 32, 32)
+    num_classes: int = 10
+    weights: str | None = None
+    """The weights file's name in the submission, chosen by the host; None: initial weights."""
+    train_graph: bool = False
+    """Also export the model in training mode (for an experiment that trains it)."""
+
+
+@dataclass(frozen=True)
+class ReportedLayer:
+    """A leaf module as the student's process saw it run on a dummy batch (diagnostics)."""
+
+    name: str
+    type: str
+    output_shape: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CaptureReport:
+    """The capture stage's account: untrusted, used for messages only."""
+
+    status: Literal["exported", "not_exportable", "invalid"]
+    message: str = ""
+    model_class: str = ""
+    output_shape: list[int] | None = None
+    layers: list[ReportedLayer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvaluateArgs:
+    """What the verified evaluation runs."""
+
+    num_classes: int = 10
+    batch_size: int = 256
+    weights: str | None = None
+    """The submission's weights file, compared tensor by tensor with the graph's."""
+    probe_images: int = 8
+    robustness: bool = False
+    """Compute logits on the image variants of :func:`grader.metrics.make_variants` as well."""
+    variant_seed: int = 0
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """One graph input: the image batch, or a parameter, buffer or constant of the model."""
+
+    name: str
+    kind: Literal["image", "parameter", "buffer", "constant"]
+    dtype: str
+    shape: list[int]
+    numel: int
+    effect: bool = True
+    """For a parameter: whether the logits on the probe batch change with it (a nonzero
+    gradient); a parameter read only to be multiplied by zero has none."""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One operation as the verified evaluation ran it."""
+
+    op: str
+    inputs: list[int]
+    """Values the operation reads (indices: graph inputs first, then operations)."""
+    module: str = ""
+    module_type: str = ""
+    source: str = ""
+    shape: list[int] | None = None
+    """Shape of its (first) tensor result on the probe batch; None for a non-tensor."""
+    varies: bool = False
+    """Whether its result differs between the images of the probe batch (carries data)."""
+    spread: float = 0.0
+    """Mean absolute deviation of its result across the probe batch: how much data it carries."""
+    flops: int = 0
+    """FLOPs for one image (torch.utils.flop_counter)."""
+    rate: float | None = None
+    """The drop probability of a dropout operation."""
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    """The graph that was run: enough for the structure rules, counts and the layer table."""
+
+    inputs: list[InputInfo]
+    nodes: list[NodeInfo]
+    logits: int
+    """The value that holds the logits."""
+    probe_batch: int = 0
+
+
+@dataclass(frozen=True)
+class WeightsCheck:
+    """Whether the graph's tensors are those of the submitted weights file."""
+
+    file: str
+    matched: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """The verified evaluation's result."""
+
+    status: Literal["ok", "invalid"]
+    message: str = ""
+    graph: GraphSummary | None = None
+    flops: int | None = None
+    output_shape: list[int] | None = None
+    finite: bool = False
+    deterministic: bool = False
+    images: int = 0
+    images_per_s: float | None = None
+    weights: WeightsCheck | None = None
+    variants: list[str] = field(default_factory=list)
+    """Variant names whose logits are in ``logits_<name>.npy``."""
+    parameter_digest: str = ""
+    """SHA-256 over the graph's parameters (name, dtype, shape, bytes), sorted by name."""
+
+
+@dataclass(frozen=True)
+class UnverifiedReport:
+    """What the student's process reported while computing logits of an unexportable model."""
+
+    status: Literal["ok", "invalid"]
+    message: str = ""
+    output_shape: list[int] | None = None
+    reported_params: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    """A short training run of the captured training-mode graph (an experiment)."""
+
+    lrs: tuple[float, ...] = (2e-3, 1e-4)
+    steps: int = 30
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """Loss curves of the training-mode graph, one per learning rate."""
+
+    status: Literal["ok", "invalid"]
+    message: str = ""
+    lrs: list[float] = field(default_factory=list)
+    curves: list[list[float]] = field(default_factory=list)

@@ -1,0 +1,99 @@
+"""Models the grader compares submissions with: registered reference models and torchvision's zoo.
+
+Packages register models through the ``grader.models`` entry point: a callable returning
+``{name: (builder, dataset)}`` (the project's ``reference`` package registers its reference
+models this way). The grader never imports such a package by name. Models are built on the
+``meta`` device: no weights, no memory, no download.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+ENTRY_POINT_GROUP = "grader.models"
+LAYER_TYPES = ("conv", "linear", "pool", "batchnorm")
+"""Layer types (lower case, without underscores, by part) that the layer comparison lines up."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A model someone registered, buildable by name."""
+
+    name: str
+    build: Callable[[], Any]
+    dataset: str
+
+
+@dataclass(frozen=True)
+class ReferenceLayer:
+    """A leaf module of a reference model: its output shape for one image and its parameters."""
+
+    name: str
+    type: str
+    output_shape: list[int]
+    params: int
+
+
+@functools.cache
+def registered_models() -> dict[str, RegisteredModel]:
+    """Every model registered through the ``grader.models`` entry point, by name."""
+    found: dict[str, RegisteredModel] = {}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            provider = entry.load()
+            models = provider()
+        except Exception:  # noqa: BLE001 - a broken plugin must not stop grading
+            continue
+        for name, (build, dataset) in models.items():
+            found.setdefault(name, RegisteredModel(name, build, dataset))
+    return found
+
+
+def build_on_meta(build: Callable[[], Any]) -> Any:
+    """Build a model on the meta device (shapes only)."""
+    import torch
+
+    with torch.device("meta"):
+        return build()
+
+
+@functools.cache
+def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[ReferenceLayer, ...]:
+    """The leaf layers of registered model ``name`` as they run on one image, in order.
+
+    Empty when no such model is registered or it cannot run on the meta device.
+    """
+    import torch
+
+    model_entry = registered_models().get(name)
+    if model_entry is None:
+        return ()
+    try:
+        model = build_on_meta(model_entry.build).eval()
+    except (TypeError, RuntimeError, ValueError, NotImplementedError):
+        return ()
+    names = {id(m): n for n, m in model.named_modules()}
+    seen: list[ReferenceLayer] = []
+
+    def record(module: Any, _inputs: Any, output: Any) -> None:
+        shape = list(output.shape[1:]) if isinstance(output, torch.Tensor) else []
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        seen.append(
+            ReferenceLayer(names.get(id(module), "?"), type(module).__name__, shape, params)
+        )
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    hooks = [m.register_forward_hook(record) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(torch.empty((1, *input_shape), device="meta"))
+    except (RuntimeError, TypeError, ValueError, NotImplementedError):
+        return ()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return tuple(seen)

@@ -1,0 +1,100 @@
+"""The one result type of model grading, shared by sanity, check and the leaderboard worker."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grader.models.graph import Layer
+from grader.records import to_data
+
+
+class GradeStatus(str, enum.Enum):
+    """How grading one submission ended."""
+
+    OK = "ok"
+    """Graded: every check passed and the logits were scored."""
+    INVALID = "invalid"
+    """The submission is at fault; the message says what to change."""
+    ERROR = "error"
+    """The grader itself failed (a box that would not start); worth trying again."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Check:
+    """One pass/fail line of a model check, with its reason (and points, where a rubric gives
+    points for it)."""
+
+    name: str
+    passed: bool
+    message: str
+    points: float | None = None
+
+
+@dataclass
+class ExperimentOutcome:
+    """An experiment run with the submission (e.g. the batch-norm loss band)."""
+
+    name: str
+    summary: str
+    values: dict[str, Any] = field(default_factory=dict)
+    plot: str | None = None
+    """File name of its figure, when one was written."""
+
+
+@dataclass
+class ModelResult:
+    """The outcome of grading one model submission."""
+
+    status: GradeStatus
+    message: str
+    verified: bool = False
+    """Whether every number below comes from the verified evaluation of the captured graph."""
+    logits: np.ndarray | None = None
+    """(N, num_classes) float32 on the test images, in the dataset's order."""
+    variant_logits: dict[str, np.ndarray] = field(default_factory=dict)
+    total_params: int | None = None
+    """Values in the parameters the logits depend on."""
+    buffers: int | None = None
+    unused: list[str] = field(default_factory=list)
+    """Parameters, buffers and constants no operation of the logits reads (not counted)."""
+    flops: int | None = None
+    """Forward FLOPs for one image."""
+    checks: list[Check] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)
+    output_shape: list[int] | None = None
+    images: int = 0
+    """Number of test images evaluated."""
+    images_per_s: float | None = None
+    weights_sha256: str | None = None
+    parameter_digest: str | None = None
+    fingerprint_match: str | None = None
+    experiment: ExperimentOutcome | None = None
+    sandboxed: bool = True
+    """Whether the stages ran in the sandbox (False only for a student's unconfined local check)."""
+    wall_s: float = 0.0
+    log: str = ""
+    """The start and end of what the student's code printed, for instructors."""
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        """The checks that did not pass."""
+        return [c for c in self.checks if not c.passed]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict without the logits (the ``grader sanity --json`` contract)."""
+        data = {
+            f.name: to_data(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ("logits", "variant_logits")
+        }
+        data["variants"] = sorted(self.variant_logits)
+        return data

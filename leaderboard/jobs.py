@@ -1,0 +1,290 @@
+"""Grading jobs in the database, the source of truth for their status.
+
+Each claim starts a new attempt with a fresh secret key (only its hash is stored). A result is
+stored only when it names the current attempt and carries its key, and only once: a second post
+of the same result is answered as a duplicate, a post for an older attempt is stale, a post with
+a wrong key is forged. After :data:`MAX_ATTEMPTS` claims a job is given up, so a submission that
+kills every worker cannot loop for ever.
+
+Two ways to claim: :func:`claim_next` (the embedded queue: the oldest queued job, or one whose
+worker stopped heartbeating) and :func:`claim_job` (a job named by a broker message; it takes the
+job over whatever attempt ran before, because the broker redelivers only what was never acked).
+Claims use ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and ``BEGIN IMMEDIATE`` on SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+
+from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.orm import Session
+
+from grader.assignment import Assignment
+from leaderboard.db import bump_board_version
+from leaderboard.models import Job, Submission, utcnow
+from leaderboard.protocol import Claim, JobResult
+from leaderboard.scoring import score_model_labels, score_row
+from leaderboard.status import GradeStatus, JobQueue, JobStatus, SubmissionStatus, outcome
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+LEASE_S = 60.0
+"""Seconds a claim lasts without a heartbeat (workers beat every third of it)."""
+
+
+class Refusal(str, Enum):
+    """Why a job was not handed out."""
+
+    NOT_FOUND = "not-found"
+    FINISHED = "finished"
+    GIVEN_UP = "given-up"
+
+
+class Stored(str, Enum):
+    """What became of a posted result."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    """The same attempt's result was stored before; nothing changed."""
+    STALE = "stale"
+    """The job has moved on to a later attempt."""
+    FORGED = "forged"
+    """The key is not the attempt's."""
+    NOT_FOUND = "not-found"
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@contextmanager
+def _write_session(engine: Engine) -> Iterator[Session]:
+    """A session whose transactions are ``BEGIN IMMEDIATE`` on SQLite (they write)."""
+    options = {"sqlite_begin": "IMMEDIATE"} if engine.dialect.name == "sqlite" else {}
+    with (
+        engine.connect().execution_options(**options) as conn,
+        Session(bind=conn, expire_on_commit=False) as session,
+    ):
+        yield session
+
+
+def _start_attempt(session: Session, job: Job, owner: str, lease_s: float) -> Claim | Refusal:
+    """Give ``job`` a new attempt (or give it up); the caller commits."""
+    now = utcnow()
+    submission = session.get(Submission, job.submission_id)
+    if job.attempts >= MAX_ATTEMPTS:
+        job.status = JobStatus.FAILED
+        job.error = f"the worker stopped {job.attempts} times while grading this submission"
+        job.finished_at = now
+        job.attempt_key_hash = None
+        submission.status = SubmissionStatus.FAILED
+        submission.message = job.error + "; ask the instructor"
+        return Refusal.GIVEN_UP
+    key = secrets.token_urlsafe(24)
+    job.status = JobStatus.RUNNING
+    job.lease_owner = owner[:120]
+    job.lease_until = now + dt.timedelta(seconds=lease_s)
+    job.attempts += 1
+    job.attempt_key_hash = _key_hash(key)
+    job.started_at = now
+    submission.status = SubmissionStatus.RUNNING
+    payload = dict(job.payload or {})
+    return Claim(
+        job_id=job.id,
+        attempt=job.attempts,
+        key=key,
+        kind=job.kind,
+        assignment=payload.get("assignment") or submission.assignment,
+        spec=payload.get("spec") or {},
+        payload={k: v for k, v in payload.items() if k not in {"assignment", "spec"}},
+    )
+
+
+def claim_next(
+    engine: Engine,
+    owner: str,
+    lease_s: float,
+    queues: Sequence[JobQueue] = tuple(JobQueue),
+) -> Claim | None:
+    """Take the oldest queued job of ``queues`` (or one whose lease expired); None when none."""
+    while True:
+        with _write_session(engine) as session:
+            now = utcnow()
+            query = (
+                select(Job)
+                .where(
+                    Job.queue.in_(list(queues)),
+                    or_(
+                        Job.status == JobStatus.QUEUED,
+                        (Job.status == JobStatus.RUNNING) & (Job.lease_until < now),
+                    ),
+                )
+                .order_by(Job.id)
+                .limit(1)
+            )
+            if engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            job = session.scalar(query)
+            if job is None:
+                session.rollback()
+                return None
+            claim = _start_attempt(session, job, owner, lease_s)
+            session.commit()
+        if isinstance(claim, Claim):
+            return claim
+        log.warning("job %s given up after %s attempts", job.id, MAX_ATTEMPTS)
+
+
+def claim_job(engine: Engine, job_id: int, owner: str, lease_s: float) -> Claim | Refusal:
+    """Start a new attempt of ``job_id`` (a broker delivered it); a Refusal says why not."""
+    with _write_session(engine) as session:
+        query = select(Job).where(Job.id == job_id)
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update()
+        job = session.scalar(query)
+        if job is None:
+            return Refusal.NOT_FOUND
+        if job.status.finished:
+            return Refusal.FINISHED
+        claim = _start_attempt(session, job, owner, lease_s)
+        session.commit()
+        return claim
+
+
+def heartbeat(engine: Engine, job_id: int, attempt: int, key: str, lease_s: float) -> bool:
+    """Extend the attempt's lease; False when the job is no longer that attempt's."""
+    with Session(engine) as session, session.begin():
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.attempts == attempt,
+                Job.attempt_key_hash == _key_hash(key),
+                Job.status == JobStatus.RUNNING,
+            )
+            .values(lease_until=utcnow() + dt.timedelta(seconds=lease_s))
+        )
+        return result.rowcount == 1
+
+
+def _check_attempt(job: Job | None, attempt: int, key: str) -> Stored | None:
+    """Why a post for ``attempt`` with ``key`` cannot be stored, or None when it can."""
+    if job is None:
+        return Stored.NOT_FOUND
+    if attempt != job.attempts:
+        return Stored.STALE
+    if job.attempt_key_hash is None or not hmac.compare_digest(
+        job.attempt_key_hash, _key_hash(key)
+    ):
+        return Stored.FORGED
+    if job.status.finished:
+        return Stored.DUPLICATE
+    return None
+
+
+def attempt_holds(engine: Engine, job_id: int, attempt: int, key: str) -> Stored | None:
+    """None when ``attempt``/``key`` is the job's running attempt, else why not."""
+    with Session(engine) as session:
+        return _check_attempt(session.get(Job, job_id), attempt, key)
+
+
+def store_result(
+    engine: Engine,
+    job_id: int,
+    attempt: int,
+    key: str,
+    result: JobResult,
+    *,
+    spec_of: Callable[[str], Assignment | None],
+    data_dir: Path | None = None,
+) -> Stored:
+    """Score and store the result of one attempt, once; the returned value says what happened.
+
+    ``spec_of(name)`` gives the assignment the server scores against (never the worker's).
+    """
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        refusal = _check_attempt(job, attempt, key)
+        if refusal is not None:
+            return refusal
+        assignment = session.get(Submission, job.submission_id).assignment
+    result, scored = _scored(result, spec_of(assignment), data_dir)
+    states = outcome(result.status)
+    with _write_session(engine) as session:
+        guarded = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.attempts == attempt,
+                Job.attempt_key_hash == _key_hash(key),
+                Job.status == JobStatus.RUNNING,
+            )
+            .values(
+                status=states.job,
+                finished_at=utcnow(),
+                error=result.message if result.status is GradeStatus.ERROR else "",
+            )
+        )
+        if guarded.rowcount != 1:  # another post for this attempt won the race
+            session.rollback()
+            return _check_attempt(session.get(Job, job_id), attempt, key) or Stored.STALE
+        job = session.get(Job, job_id)
+        submission = session.get(Submission, job.submission_id)
+        submission.status = states.submission
+        submission.message = result.message
+        if scored is not None:
+            session.add(
+                score_row(
+                    submission.id,
+                    scored,
+                    total_params=result.total_params,
+                    flops=result.flops,
+                    weights_sha256=result.weights_sha256,
+                    verified=result.verified,
+                    flags=list(result.flags),
+                    checks=[
+                        {"name": c.name, "passed": c.passed, "message": c.message}
+                        for c in result.checks
+                    ],
+                )
+            )
+            bump_board_version(session)
+        session.commit()
+    return Stored.STORED
+
+
+def _scored(result: JobResult, spec: Assignment | None, data_dir: Path | None):
+    """The result (an error when it cannot be scored) and its score, if it has one."""
+    if result.status is not GradeStatus.OK:
+        return result, None
+    if spec is None:
+        return _as_error(result, "the assignment is no longer served; ask the instructor"), None
+    if result.labels is None:
+        return _as_error(result, "the worker sent no predicted labels"), None
+    try:
+        return result, score_model_labels(result.labels, spec, data_dir=data_dir)
+    except ValueError as exc:
+        return _as_error(result, f"the result cannot be scored: {exc}"), None
+
+
+def _as_error(result: JobResult, message: str) -> JobResult:
+    return replace(result, status=GradeStatus.ERROR, message=message, labels=None)
+
+
+def requeue_waiting(session: Session) -> list[tuple[int, JobQueue]]:
+    """The jobs still queued (to be sent to the broker again), oldest first."""
+    return [
+        (job.id, job.queue)
+        for job in session.scalars(
+            select(Job).where(Job.status == JobStatus.QUEUED).order_by(Job.id)
+        )
+    ]

@@ -1,0 +1,72 @@
+"""Helpers for model-grading tests: student folders, and the stages run in this process.
+
+The stage functions are plain functions of a :class:`JobContext`; running them here (no box)
+tests what they compute. The tests of the sandbox itself run them in real boxes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from grader.models.graph import Graph
+from grader.models.inside.capture import capture
+from grader.models.inside.evaluate import evaluate
+from grader.models.records import CaptureArgs, EvaluateArgs, EvaluationRecord
+from grader.sandbox.inside.tasks import JobContext
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+SIMPLENN_CODE = (HERE / "attacks" / "simplenn.py").read_text()
+SUBMISSIONS = REPO / "submissions"
+
+
+def student_folder(
+    root: Path,
+    name: str,
+    code: str,
+    *,
+    weights: bytes | None = None,
+    weights_name: str = "model.pt",
+) -> Path:
+    """A submission folder holding ``model.py`` (dedented) and optional weights bytes."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "model.py").write_text(textwrap.dedent(code))
+    if weights is not None:
+        (folder / weights_name).write_bytes(weights)
+    return folder
+
+
+def run_stages(
+    code: str,
+    *,
+    input_shape: tuple[int, ...] = (3, 32, 32),
+    num_classes: int = 10,
+    images: np.ndarray | None = None,
+    entry: str = "Net",
+) -> EvaluationRecord:
+    """Capture ``code``'s ``Net`` and evaluate the artifact, both in this process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work, out, out2 = Path(tmp) / "w", Path(tmp) / "o", Path(tmp) / "o2"
+        for folder in (work, out, out2):
+            folder.mkdir()
+        (work / "model.py").write_text(textwrap.dedent(code))
+        report = capture(
+            JobContext(work, out, {}, None),
+            CaptureArgs(entry, input_shape, num_classes),
+        )
+        if report.status != "exported":
+            raise AssertionError(f"capture failed: {report.status}: {report.message}")
+        return evaluate(JobContext(out, out2, {}, images), EvaluateArgs(num_classes=num_classes))
+
+
+def graph_of(code: str, **kwargs) -> Graph:
+    """The verified graph of ``code``'s ``Net``."""
+    record = run_stages(code, **kwargs)
+    if record.status != "ok" or record.graph is None:
+        raise AssertionError(record.message)
+    return Graph(record.graph)
