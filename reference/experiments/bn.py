@@ -247,13 +247,13 @@ def train_curves(
 
 
 def band(curves: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step minimum and maximum over several curves (truncated to the shortest)."""
+    """Per-step minimum and maximum over several curves (truncated to the shortest; a NaN of a
+    diverged probe is skipped): the grader's :func:`grader.models.training.band`."""
+    from grader.models.training import band as grader_band
+
     if not curves:
         raise BNExperimentError("no curves to make a band from")
-    length = min(len(c) for c in curves)
-    stacked = np.array([np.asarray(c[:length], dtype=float) for c in curves])
-    # fmin/fmax skip a NaN (a diverged probe) without the warning nanmin gives
-    return np.fmin.reduce(stacked, axis=0), np.fmax.reduce(stacked, axis=0)
+    return grader_band(curves)
 
 
 def band_width(curves: Sequence[Sequence[float]]) -> float:

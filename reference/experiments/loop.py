@@ -8,7 +8,6 @@ rate of each epoch. Every experiment trains through these two functions.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,17 +27,14 @@ class ExperimentError(ValueError):
 
 
 def batch_order(n_images: int, *, steps: int, batch_size: int, seed: int) -> np.ndarray:
-    """Indices (steps, batch_size) of each step's batch: seeded shuffles, one per epoch."""
-    if batch_size > n_images:
-        raise ExperimentError(
-            f"batch size {batch_size} is larger than the {n_images} training images: "
-            "lower --batch-size"
-        )
-    rng = np.random.default_rng(seed)
-    per_epoch = n_images // batch_size
-    epochs = math.ceil(steps / per_epoch)
-    order = [rng.permutation(n_images)[: per_epoch * batch_size] for _ in range(epochs)]
-    return np.concatenate(order).reshape(-1, batch_size)[:steps]
+    """Indices (steps, batch_size) of each step's batch: seeded shuffles, one per epoch (the
+    grader's own order, :func:`grader.models.training.batch_order`)."""
+    from grader.models.training import batch_order as grader_batch_order
+
+    try:
+        return grader_batch_order(n_images, steps=steps, batch_size=batch_size, seed=seed)
+    except ValueError as exc:
+        raise ExperimentError(f"{exc}: lower --batch-size") from None
 
 
 def make_optimizer(
