@@ -271,11 +271,17 @@ def test_check_grades_the_lenet_examples_with_rubric_points(data_dir, tmp_path):
         ("dessilbi-lenet", {"tess": ("ok", ""), "uma": ("ok", "")}),
         (
             "simplenn-dev",
-            {"gwen": ("ok", ""), "hugo": ("invalid", "not followed by BatchNorm2d: conv1")},
+            {
+                "gwen": ("ok", ""),
+                "hugo": ("invalid", "conv1 (Conv2d, model.py:18) is followed by forward (relu"),
+            },
         ),
         ("pj2-cifar10", {"ivy": ("ok", ""), "jack": ("ok", ""), "kim": ("ok", "")}),
         ("alexnet-cifar10", {"lena": ("ok", ""), "mo": ("ok", "")}),
-        ("tp4-cifar10", {"nora": ("ok", ""), "omar": ("ok", "")}),
+        (
+            "tp4-cifar10",
+            {"nora": ("ok", ""), "omar": ("invalid", "has_batchnorm: the model has no normal")},
+        ),
         (
             "vgg16-cifar10",  # model.py only: grader sanity checks them, grader check cannot
             {"pax": ("invalid", "nothing gradable"), "quin": ("invalid", "nothing gradable")},
@@ -283,8 +289,8 @@ def test_check_grades_the_lenet_examples_with_rubric_points(data_dir, tmp_path):
     ],
 )
 def test_check_grades_every_example_folder(assignment, expected, data_dir, tmp_path):
-    """Every example gets a row with its accuracy points (the structure rules of these specs are
-    graded on the captured graph; here the accuracy rubric and the parameter checks)."""
+    """Every example gets a row with its accuracy points; a failed required rule of the captured
+    graph (a missing BatchNorm) makes it invalid, with the student's layer named."""
     spec = load_assignment(assignment)
     grades = grade_examples(assignment, data_dir, tmp_path)
     assert {student: row["status"] for student, row in grades.items()} == {
@@ -294,3 +300,19 @@ def test_check_grades_every_example_folder(assignment, expected, data_dir, tmp_p
         assert expected[student][1] in row["message"] + row["flags"]
         if row["private_accuracy"]:
             assert float(row["points"]) == spec.points_for(float(row["private_accuracy"]))
+
+
+def test_required_rules_hold_on_the_captured_graph_of_each_example(sanity_reports):
+    def failed(case):
+        return {c.name: c.message for c in sanity_reports[case].checks if not c.passed}
+
+    assert failed(("tp4-cifar10", "nora")) == {}
+    omar = failed(("tp4-cifar10", "omar"))
+    assert set(omar) == {"has_batchnorm"}
+    assert "no normalisation layer" in omar["has_batchnorm"]
+    assert set(failed(("simplenn-dev", "hugo"))) == {"batchnorm_after_conv"}
+    assert failed(("simplenn-dev", "gwen")) == {}
+    for case in [("alexnet-cifar10", "lena"), ("alexnet-cifar10", "mo"), ("lenet-mnist", "ruth")]:
+        assert failed(case) == {}, case
+    passed = {c.name for c in sanity_reports[("alexnet-cifar10", "mo")].checks if c.passed}
+    assert {"has_conv", "has_pooling", "has_linear", "has_activation", "max_flops"} <= passed
