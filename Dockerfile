@@ -29,11 +29,11 @@ ENV UV_COMPILE_BYTECODE=1 \
 WORKDIR /app
 # Dependencies first (cached while only the code changes), then the project itself.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+RUN uv sync --frozen --no-dev --extra models --extra server --no-install-project
 COPY grader ./grader
 COPY reference ./reference
 COPY leaderboard ./leaderboard
-RUN uv sync --frozen --no-dev --compile-bytecode
+RUN uv sync --frozen --no-dev --extra models --extra server --compile-bytecode
 
 RUN useradd --system --create-home --uid 10001 grader \
     && mkdir -p /data \

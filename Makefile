@@ -15,7 +15,9 @@ demo: setup
 	$(if $(GRADER_DATA_DIR),,uv run grader fetch-data cifar10)
 	uv run grader check submissions/cifar10 --out out/demo/cifar10
 	uv run grader check submissions/simplenn --assignment simplenn --out out/demo/simplenn
-	@echo "reports: $(CURDIR)/out/demo/cifar10/report.html $(CURDIR)/out/demo/simplenn/report.html"
+	uv run grader check submissions/lenet-mnist --assignment lenet-mnist --out out/demo/lenet-mnist
+	uv run grader sanity submissions/vu-autograd/alex/ops.py --assignment vu-autograd
+	@echo "reports: $(CURDIR)/out/demo/cifar10/report.html $(CURDIR)/out/demo/simplenn/report.html $(CURDIR)/out/demo/lenet-mnist/report.html"
 
 test: setup
 	uv run pytest $(PYTEST_ARGS)

@@ -33,6 +33,7 @@ Split = Literal["public", "private", "all"]
 StructureRule = Literal[
     "batchnorm_after_conv", "no_batchnorm", "residual", "has_dropout", "has_pooling",
     "has_activation", "has_conv", "has_linear", "has_batchnorm", "reference_layers",
+    "swish_activation",
 ]  # fmt: skip
 """Names of the structure rules of :mod:`grader.models.rules`."""
 
@@ -65,6 +66,25 @@ class RubricLevel:
     """Points given when the graded accuracy reaches ``min_accuracy``."""
 
     min_accuracy: float
+    points: float
+
+
+@dataclass(frozen=True)
+class ChecklistItem:
+    """A structure rule worth points (the handout's component checklist)."""
+
+    rule: StructureRule
+    points: float
+    label: str = ""
+    """The handout's words for the component (``fully connected layer``); default: the rule."""
+
+
+@dataclass(frozen=True)
+class SparsityLevel:
+    """Points given when at most ``max_density`` of the weights are non-zero."""
+
+    max_density: float
+    """Fraction of the convolution and linear weights (not biases) that are not exactly zero."""
     points: float
 
 
@@ -102,6 +122,57 @@ class ModelSpec:
     """Also evaluate the model on corrupted, flipped and shifted test images
     (:func:`grader.metrics.make_variants`): robustness and consistency metrics, and the
     likely-memoriser flag."""
+    checklist: tuple[ChecklistItem, ...] = ()
+    """Structure rules worth points, one ``[[model.checklist]]`` table each (``rules`` are
+    required; these add points when they hold)."""
+    sparsity: tuple[SparsityLevel, ...] = ()
+    """Points for sparse weights, one ``[[model.sparsity]]`` level each (the most reached)."""
+    public_models: Literal["flag", "refuse"] = "flag"
+    """An unmodified public architecture (torchvision's zoo, the reference models): ``flag`` it,
+    or ``refuse`` it (the submission is invalid: "by no means a publicly available model")."""
+
+    @property
+    def checklist_points(self) -> float:
+        """Points of the whole checklist."""
+        return sum(item.points for item in self.checklist)
+
+    def points_for_density(self, density: float) -> float:
+        """Sparsity points for a weight density (fraction non-zero), 0 below every level."""
+        return max((lv.points for lv in self.sparsity if density <= lv.max_density), default=0.0)
+
+
+@dataclass(frozen=True)
+class OpCheck:
+    """One hand-written operation of an ``ops.py`` submission and what it is checked against."""
+
+    name: str
+    """The class (a ``torch.autograd.Function`` or ``nn.Module``) or function in ``ops.py``."""
+    reference: str
+    """The reference op (``grader.ops.references``): ``swish``, ``linear``, ``sum``, ..."""
+    points: float = 1.0
+
+
+@dataclass(frozen=True)
+class OpsSpec:
+    """An ``ops.py`` assignment: which ops, and the tolerances they are held to."""
+
+    op: tuple[OpCheck, ...] = ()
+    """The ops, one ``[[ops.op]]`` table each."""
+    file: str = "ops.py"
+    seed: int = 0
+    """Seed of the random inputs, cotangents and probe directions."""
+    rtol: float = 1e-6
+    """Relative tolerance of the forward and backward against the reference (float64)."""
+    atol: float = 1e-9
+    require_backward: bool = True
+    """Each op must have a hand-written ``backward`` (read from the source, never run)."""
+    time_limit_s: float = 120.0
+    memory_limit_mb: int = 4096
+
+    @property
+    def max_points(self) -> float:
+        """Points of every op together."""
+        return sum(check.points for check in self.op)
 
 
 @dataclass(frozen=True)
@@ -109,7 +180,8 @@ class Assignment:
     """One assignment: what is graded, against what, and under which rules."""
 
     name: str
-    dataset: Dataset
+    dataset: Dataset | None = None
+    """The images graded on; required unless the assignment is an ``[ops]`` one."""
     title: str = ""
     solution: str = "dataset"
     """A labels CSV (absolute, relative to the spec file, or to the data dir) or ``dataset``."""
@@ -141,6 +213,8 @@ class Assignment:
     """Teams (the roster's ``team`` column) share one daily limit and one board row."""
     max_file_bytes: int = 2_000_000
     model: ModelSpec | None = None
+    ops: OpsSpec | None = None
+    """Hand-written operations: the submission is an ``ops.py``, not predictions or a model."""
     source: Path | None = field(default=None, compare=False)
     """The TOML file this spec was read from."""
 
@@ -148,6 +222,17 @@ class Assignment:
     def max_points(self) -> float:
         """The most points the rubric gives."""
         return max((level.points for level in self.rubric), default=0.0)
+
+    @property
+    def total_points(self) -> float:
+        """Everything the spec can give: the accuracy rubric, the checklist, sparsity and ops."""
+        total = self.max_points
+        if self.model is not None:
+            total += self.model.checklist_points
+            total += max((lv.points for lv in self.model.sparsity), default=0.0)
+        if self.ops is not None:
+            total += self.ops.max_points
+        return total
 
     def points_for(self, accuracy: float) -> float:
         """Points the rubric gives for ``accuracy`` (0 below every threshold)."""
@@ -225,6 +310,10 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
     where = str(source) if source else "assignment"
     spec = from_data(Assignment, raw, where, error=SpecError, skip={"source"})
     spec = dataclasses.replace(spec, source=source)
+    if spec.ops is not None:
+        return _check_ops(spec, where)
+    if spec.dataset is None:
+        raise SpecError(f"{where}: missing required key 'dataset' (cifar10 or mnist)")
     if not spec.class_names:
         spec = dataclasses.replace(spec, class_names=CLASS_NAMES[spec.dataset])
     if spec.test_size == 0:
@@ -254,7 +343,52 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
             raise SpecError(
                 f"{where}: model.rules cannot hold both batchnorm_after_conv and no_batchnorm"
             )
+        _check_model_rules(model, where)
         spec = dataclasses.replace(spec, model=model)
+    return spec
+
+
+def _check_model_rules(model: ModelSpec, where: str) -> None:
+    listed = [item.rule for item in model.checklist]
+    for index, item in enumerate(model.checklist):
+        if item.points < 0:
+            raise SpecError(f"{where}: model.checklist[{index}].points must not be negative")
+        if listed.count(item.rule) > 1:
+            raise SpecError(f"{where}: model.checklist lists {item.rule} twice")
+        if item.rule in model.rules:
+            raise SpecError(
+                f"{where}: {item.rule} is both a required rule and a checklist item; keep one"
+            )
+    for index, level in enumerate(model.sparsity):
+        if not 0.0 <= level.max_density <= 1.0:
+            raise SpecError(f"{where}: model.sparsity[{index}].max_density must be in [0, 1]")
+
+
+def _check_ops(spec: Assignment, where: str) -> Assignment:
+    from grader.ops.references import REFERENCES
+
+    ops = spec.ops
+    if spec.model is not None:
+        raise SpecError(f"{where}: an assignment has a [model] or an [ops] table, not both")
+    if not ops.op:
+        raise SpecError(f"{where}: [ops] names no op; add [[ops.op]] tables (name, reference)")
+    names = [check.name for check in ops.op]
+    for index, check in enumerate(ops.op):
+        if check.reference not in REFERENCES:
+            raise SpecError(
+                f"{where}: ops.op[{index}].reference = {check.reference!r} is not allowed; use "
+                f"one of {', '.join(REFERENCES)}"
+            )
+        if not check.name.isidentifier():
+            raise SpecError(f"{where}: ops.op[{index}].name = {check.name!r} is not a Python name")
+        if names.count(check.name) > 1:
+            raise SpecError(f"{where}: ops.op name {check.name!r} appears twice")
+        if check.points < 0:
+            raise SpecError(f"{where}: ops.op[{index}].points must not be negative")
+    if not (ops.rtol >= 0 and ops.atol >= 0):
+        raise SpecError(f"{where}: ops.rtol and ops.atol must not be negative")
+    if not ops.file.endswith(".py") or "/" in ops.file:
+        raise SpecError(f"{where}: ops.file must be a .py file name, got {ops.file!r}")
     return spec
 
 

@@ -29,6 +29,30 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# the optional extra (pyproject.toml) that provides each heavy top-level package
+EXTRA_OF_PACKAGE: dict[str, str] = {
+    **dict.fromkeys(("torch", "torchvision", "safetensors", "pyseccomp"), "models"),
+    **dict.fromkeys(
+        ("flask", "flask_wtf", "gunicorn", "sqlalchemy", "psycopg", "celery", "redis"), "server"
+    ),
+}
+
+
+def missing_extra_command(name: str, package: str, extra: str) -> click.Command:
+    """A stand-in for command ``name`` whose extra is not installed: it says what to install."""
+
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.ClickException(
+            f"grader {name} needs the [{extra}] extra ({package} is not installed): "
+            f"pip install 'grader[{extra}]'"
+        )
+
+    command.help = f"(needs the [{extra}] extra: pip install 'grader[{extra}]')"
+    return command
+
+
 class LazyGroup(click.Group):
     """A group that imports each subcommand's module on first use."""
 
@@ -45,6 +69,9 @@ class LazyGroup(click.Group):
             try:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
+                package = (exc.name or "").split(".")[0]
+                if package in EXTRA_OF_PACKAGE:
+                    return missing_extra_command(cmd_name, package, EXTRA_OF_PACKAGE[package])
                 if exc.name != module_name:
                     raise
                 return None  # a command whose module is not installed in this build

@@ -1,4 +1,4 @@
-"""Batch augmentation on the device: random crops with zero padding and horizontal flips.
+"""Batch transforms on the device: random crops with zero padding, horizontal flips, normalising.
 
 Whole batches of uint8 images are transformed with a few tensor operations, so no per-image PIL
 pipeline or DataLoader worker is involved (the approach of Jordan's cifar10-airbench).
@@ -7,6 +7,16 @@ pipeline or DataLoader worker is involved (the approach of Jordan's cifar10-airb
 from __future__ import annotations
 
 import torch
+
+from reference.train_config import DatasetRecipe
+
+
+def normalize(images: torch.Tensor, recipe: DatasetRecipe) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalised float32 in channels_last memory format."""
+    mean = torch.tensor(recipe.mean, device=images.device).view(1, -1, 1, 1) * 255
+    std = torch.tensor(recipe.std, device=images.device).view(1, -1, 1, 1) * 255
+    x = (images.float() - mean) / std
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator | None = None):

@@ -23,18 +23,16 @@ optional L1 penalty and flip test-time augmentation. Every run writes ``model.pt
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,92 +40,21 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from grader.data import DataError, load_dataset
-from reference.augment import augment_batch
-from reference.models import MODELS, dataset_for, get_model
+from grader.data import load_dataset
+from reference.augment import augment_batch, normalize
+from reference.models import dataset_for, get_model
+from reference.train_config import (  # noqa: F401 - the recipe's settings, importable from here
+    DATASET_RECIPES,
+    DEFAULT_LR,
+    MODEL_LR,
+    SCHEDULES,
+    DatasetRecipe,
+    Schedule,
+    TrainConfig,
+    validate_config,
+)
 
-Schedule = Literal["onecycle", "cosine", "step"]
-SCHEDULES: tuple[str, ...] = ("onecycle", "cosine", "step")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# =============================================================================================
-#  Hyperparameters
-# =============================================================================================
-
-
-@dataclass(frozen=True)
-class DatasetRecipe:
-    """Per-dataset preprocessing: normalisation and which augmentations make sense."""
-
-    mean: tuple[float, ...]  # per-channel mean of the training pixels, in [0, 1] units
-    std: tuple[float, ...]  # per-channel standard deviation, in [0, 1] units
-    crop_pad: int  # pixels of zero padding before the random crop
-    flip: bool  # horizontal flips (never for digits: a mirrored 2 is not a 2)
-
-
-DATASET_RECIPES: dict[str, DatasetRecipe] = {
-    "cifar10": DatasetRecipe((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4, True),
-    "mnist": DatasetRecipe((0.1307,), (0.3081,), 2, False),
-}
-
-# peak learning rate per model when --lr is not given; nets without normalisation layers
-# diverge at the BatchNorm nets' rate
-DEFAULT_LR = 0.2
-MODEL_LR: dict[str, float] = {
-    "simplenn": 0.05,
-    "simplenn_swish": 0.05,
-    "alexnet_cifar": 0.02,
-    "vgg_a": 0.02,
-    "lenet5": 0.05,
-}
-
-
-@dataclass
-class TrainConfig:
-    """Everything one training run depends on; stored in its record."""
-
-    model: str = "resnet20"
-    epochs: int = 10
-    batch_size: int = 256  # images per SGD step
-    lr: float | None = None  # peak learning rate (None: MODEL_LR or DEFAULT_LR)
-    momentum: float = 0.9  # Nesterov momentum
-    weight_decay: float = 5e-4  # L2 penalty on weights (not on biases and norm parameters)
-    label_smoothing: float = 0.1  # fraction of target mass spread over all classes
-    schedule: Schedule = "onecycle"  # per-step learning-rate schedule
-    warmup: float = 0.25  # one-cycle: fraction of steps spent rising to the peak
-    l1: float = 0.0  # L1 penalty coefficient on weights (0: off)
-    tta: bool = True  # average logits over the image and its mirror (when flips apply)
-    seed: int = 0
-    limit_train: int | None = None  # train on the first N training images only
-    data_dir: str | None = None  # None: $GRADER_DATA_DIR or ~/.cache/grader/data
-    out: str = "out/train"
-    predictions: bool = True  # write predictions.csv for the test set
-    plots: bool = False  # write weight-histogram and first-layer-filter plots
-    device: str | None = None  # None: cuda when available, else cpu
-    progress: bool = True  # tqdm progress bars
-
-    def peak_lr(self) -> float:
-        """The learning rate actually used."""
-        return self.lr if self.lr is not None else MODEL_LR.get(self.model, DEFAULT_LR)
-
-
-def validate_config(config: TrainConfig) -> None:
-    """Raise ValueError naming the first bad setting and its allowed values."""
-    if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}: use one of {', '.join(sorted(MODELS))}")
-    if config.schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {config.schedule!r}: use one of {', '.join(SCHEDULES)}")
-    if config.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {config.epochs}")
-    if config.batch_size < 2:
-        raise ValueError(f"--batch-size must be at least 2, got {config.batch_size}")
-    if config.limit_train is not None and config.limit_train < 2:
-        raise ValueError(f"--limit-train must be at least 2, got {config.limit_train}")
-    if config.peak_lr() <= 0:
-        raise ValueError(f"--lr must be positive, got {config.peak_lr()}")
-    if config.l1 < 0:
-        raise ValueError(f"--l1 must be zero or positive, got {config.l1}")
-
 
 # =============================================================================================
 #  Data
@@ -173,14 +100,6 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainData:
     )
 
 
-def normalize(images: torch.Tensor, recipe: DatasetRecipe) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> normalised float32 in channels_last memory format."""
-    mean = torch.tensor(recipe.mean, device=images.device).view(1, -1, 1, 1) * 255
-    std = torch.tensor(recipe.std, device=images.device).view(1, -1, 1, 1) * 255
-    x = (images.float() - mean) / std
-    return x.contiguous(memory_format=torch.channels_last)
-
-
 # =============================================================================================
 #  Optimisation
 # =============================================================================================
@@ -219,6 +138,11 @@ def make_scheduler(
 def l1_penalty(model: nn.Module) -> torch.Tensor:
     """Sum of absolute values of all weight tensors (biases and norm parameters excluded)."""
     return sum(p.abs().sum() for p in model.parameters() if p.ndim > 1)
+
+
+def l2_penalty(model: nn.Module) -> torch.Tensor:
+    """Half the sum of squares of all weight tensors: its gradient is the weight decay ``w``."""
+    return sum(p.pow(2).sum() for p in model.parameters() if p.ndim > 1) / 2
 
 
 def autocast(device: torch.device):
@@ -369,7 +293,7 @@ def main(config: TrainConfig) -> TrainResult:
     tta = config.tta and data.recipe.flip
     result = evaluate(model, data.test_images, data.test_labels, data.recipe, tta)
 
-    out = Path(config.out)
+    out = config.out_dir()
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "model.pt")
     if config.predictions:
@@ -401,59 +325,45 @@ def main(config: TrainConfig) -> TrainResult:
     return TrainResult(out, result.accuracy, record)
 
 
-def train(
-    *,
-    model: str,
-    epochs: int = 10,
-    batch_size: int = 256,
-    lr: float | None = None,
-    schedule: Schedule = "onecycle",
-    l1: float = 0.0,
-    tta: bool = True,
-    seed: int = 0,
-    limit_train: int | None = None,
-    data_dir: str | None = None,
-    out: str | None = None,
-    predictions: bool = True,
-    plots: bool = False,
-    progress: bool = True,
-) -> TrainResult:
-    """Train one reference model (the Python API behind ``grader train``)."""
-    config = TrainConfig(
-        model=model,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        schedule=schedule,
-        l1=l1,
-        tta=tta,
-        seed=seed,
-        limit_train=limit_train,
-        data_dir=data_dir,
-        out=out or f"out/train/{model}",
-        predictions=predictions,
-        plots=plots,
-        progress=progress,
-    )
-    return main(config)
+def train(*, model: str, **settings: Any) -> TrainResult:
+    """Train one reference model (the Python API behind ``grader train``); ``settings`` are
+    :class:`TrainConfig` fields, and every one left out keeps its default."""
+    return main(TrainConfig(model=model, **settings))
 
 
 # =============================================================================================
 #  Baselines
 # =============================================================================================
 
-# model -> (epochs on the full data set, epochs on the 5,085-image CIFAR-10 subset, other
-# settings); LeNet-5's MNIST is complete everywhere, so both numbers are its full-data recipe.
-# Subset epochs are few to keep CPU runs short: on 5k images the accuracy is low regardless.
-BASELINES: dict[str, tuple[int, int, dict]] = {
-    "lenet5": (8, 8, {"batch_size": 128}),
-    "simplenn": (30, 15, {}),
-    "simplenn_bn": (30, 15, {}),
-    "simplenn_swish": (30, 15, {}),
-    "resnet20": (40, 4, {}),
-    "alexnet_cifar": (30, 0, {}),
-    "resnet18_cifar": (20, 0, {}),
-    "vgg_a_bn": (30, 0, {}),
+
+@dataclass(frozen=True)
+class Baseline:
+    """How one baseline record is trained, with the full data set and on the CIFAR-10 subset."""
+
+    full_epochs: int
+    subset_epochs: int
+    """Epochs on the 5,085-image subset; few, to keep CPU runs short (the accuracy on 5k images is
+    low regardless). LeNet-5's MNIST is complete everywhere: its full-data recipe always runs."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    subset_settings: dict[str, Any] = field(default_factory=dict)
+    """Extra settings on the subset only (e.g. ``limit_train`` for nets too slow for a CPU)."""
+
+
+BASELINES: dict[str, Baseline] = {
+    "lenet5": Baseline(8, 8, {"batch_size": 128}),
+    "simplenn": Baseline(30, 15),
+    "simplenn_bn": Baseline(30, 15),
+    "simplenn_swish": Baseline(30, 15),
+    "resnet20": Baseline(40, 4),
+    "resnet32": Baseline(40, 2),
+    "resnet44": Baseline(40, 2),
+    "resnet56": Baseline(40, 2),
+    "tp4_net": Baseline(30, 10),
+    "alexnet_cifar": Baseline(30, 2),
+    "vgg_a": Baseline(30, 2),
+    "vgg_a_bn": Baseline(30, 2),
+    "vgg16_cifar": Baseline(30, 1, subset_settings={"limit_train": 2048}),
+    "resnet18_cifar": Baseline(20, 1, subset_settings={"limit_train": 2048}),
 }
 BASELINE_DIR = REPO_ROOT / "reference" / "baselines"
 
@@ -463,19 +373,20 @@ def run_baselines(
 ) -> list[TrainResult]:
     """Train every baseline into ``out/<model>/`` (record.json + predictions.csv).
 
-    With the full CIFAR-10 the long recipe runs; with only the subset, the short one (models whose
-    subset epochs are 0 are skipped: too costly on a CPU for what 5k images can show).
+    With the full CIFAR-10 the long recipe runs; with only the subset, the short one.
     """
     full = len(load_dataset("cifar10", "test", data_dir)) == 10_000
     results = []
     for name in models or BASELINES:
         if name not in BASELINES:
             raise ValueError(f"no baseline {name!r}: use one of {', '.join(BASELINES)}")
-        full_epochs, subset_epochs, settings = BASELINES[name]
-        epochs = full_epochs if full or dataset_for(name) != "cifar10" else subset_epochs
-        if epochs == 0:
-            print(f"{name}: skipped on the CIFAR-10 subset (run it where the full data set is)")
-            continue
+        recipe = BASELINES[name]
+        settings = dict(recipe.settings)
+        if full or dataset_for(name) != "cifar10":
+            epochs = recipe.full_epochs
+        else:
+            epochs = recipe.subset_epochs
+            settings.update(recipe.subset_settings)
         config = TrainConfig(
             model=name, epochs=epochs, data_dir=data_dir, out=str(out / name), **settings
         )
@@ -486,72 +397,7 @@ def run_baselines(
     return results
 
 
-# =============================================================================================
-#  Command line
-# =============================================================================================
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    """Flags of ``python -m reference.train``; every default is stated in its help."""
-    defaults = TrainConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("model", nargs="?", help=f"one of: {', '.join(sorted(MODELS))}")
-    p.add_argument("--all-baselines", action="store_true", help="train every baseline record")
-    p.add_argument("--only", action="append", default=[], help="with --all-baselines: this one")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
-    p.add_argument(
-        "--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s"
-    )
-    p.add_argument("--lr", type=float, default=None, help="peak LR (default: per model)")
-    p.add_argument(
-        "--schedule", choices=SCHEDULES, default=defaults.schedule, help="default: %(default)s"
-    )
-    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty (default: 0)")
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="default: on")
-    p.add_argument("--seed", type=int, default=0, help="default: 0")
-    p.add_argument("--limit-train", type=int, default=None, help="default: all images")
-    p.add_argument("--data-dir", default=None, help="default: $GRADER_DATA_DIR")
-    p.add_argument("--out", default=None, help="default: out/train/<model>")
-    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=False)
-    return p
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m reference.train``."""
-    parser = get_args_parser()
-    args = parser.parse_args(argv)
-    try:
-        return _run_cli(args, parser)
-    except (ValueError, DataError) as exc:
-        parser.error(str(exc))  # exits with status 2 and the message, no traceback
-    return 2
-
-
-def _run_cli(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.all_baselines:
-        out = Path(args.out) if args.out else BASELINE_DIR
-        run_baselines(data_dir=args.data_dir, out=out, models=args.only)
-        return 0
-    if args.model is None:
-        parser.error("give a MODEL or --all-baselines")
-    config = TrainConfig(
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        l1=args.l1,
-        tta=args.tta,
-        seed=args.seed,
-        limit_train=args.limit_train,
-        data_dir=args.data_dir,
-        out=args.out or f"out/train/{args.model}",
-        plots=args.plots,
-    )
-    result = main(config)
-    print(f"{config.model}: test accuracy {result.accuracy:.4f}; files in {result.out}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(cli())
+    from grader.commands.train import train as train_command
+
+    train_command(prog_name="python -m reference.train")

@@ -1,57 +1,84 @@
-"""Write the example MODEL submissions (``submissions/simplenn/<student>/``): model.py + weights.
+"""Train the weights of the example MODEL submissions (``submissions/<assignment>/<student>/``).
 
-Seeded and CPU-only: each SimpleNN trains for one epoch on the CIFAR-10 training images in
-``$GRADER_DATA_DIR`` (the 5 x 1017 real images of the shared subset take ~10 s on 2 cores).
+Each folder's ``model.py`` is written by hand, as a student would; this script trains it briefly
+(seeded, CPU, real images from ``$GRADER_DATA_DIR``) and saves the ``state_dict`` next to it. The
+weights stay small: a few hundred kilobytes each; the VGG-16 examples (15M parameters) come with
+no weights at all. What each example shows:
 
-- ``ada``: the ECE 661 SimpleNN (82,030 parameters), weights as ``model.pt``.
-- ``bao``: the same architecture with another seed, weights as ``model.safetensors``.
-- ``cruz``: a structure problem -- conv2 uses 5x5 kernels, so the parameter count is off.
+- ``simplenn``: ``ada`` and ``bao`` (safetensors) are the ECE 661 SimpleNN; ``cruz`` uses 5x5
+  kernels in conv2, so its parameter count is off.
+- ``simplenn-dev``: ``gwen`` has BatchNorm and a hand-written Swish; ``hugo`` is still lab 1's net.
+- ``pj2-cifar10``: ``ivy`` has every component (residual, BatchNorm, dropout); ``jack`` only the
+  required ones; ``kim`` copied the ECE 661 SimpleNN, a public model.
+- ``alexnet-cifar10``: ``lena`` (BatchNorm on) and ``mo`` (off), both AlexNet-style.
+- ``tp4-cifar10``: ``nora`` has dropout, pooling and BatchNorm; ``omar`` has no BatchNorm.
+- ``vgg16-cifar10``: ``pax`` and ``quin`` (with BatchNorm), model.py only.
+- ``lenet-mnist``: ``ruth`` is LeNet-5; ``sol`` has 32 filters in conv2.
+- ``dessilbi-lenet``: ``tess`` trained with DessiLBI and pruned to Gamma's support (safetensors);
+  ``uma`` trained with SGD, dense.
 
-Usage: ``uv run python submissions/make_model_examples.py [--out submissions] [--epochs 1]``
+Usage: ``uv run python submissions/make_model_examples.py [--only ASSIGNMENT ...] [--out DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from grader.data import load_dataset
+from reference.experiments.loop import batch_order, make_optimizer, run_steps
 
-SIMPLENN = '''"""ECE 661 Lab 1 SimpleNN: conv5x5x8, pool, conv{k}x{k}x16, pool, fc120/84/10."""
-
-import torch.nn.functional as F
-from torch import nn
+Recipe = Literal["sgd", "adam", "dessilbi", "none"]
+HERE = Path(__file__).parent
 
 
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 5)
-        self.conv2 = nn.Conv2d(8, 16, {k})
-        self.fc1 = nn.Linear(16 * {side} * {side}, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+@dataclass(frozen=True)
+class Example:
+    """One example submission and how its weights are made."""
 
-    def forward(self, x):
-        # inputs are images in [0, 1]; normalise to roughly zero mean
-        x = (x - 0.5) / 0.25
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = x.flatten(1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-'''
+    assignment: str
+    student: str
+    recipe: Recipe
+    seed: int = 0
+    epochs: int = 1
+    lr: float = 0.02
+    """SGD's (momentum 0.9) or Adam's learning rate, or DessiLBI's step size."""
+    images: int | None = None
+    """Train on the first N training images (None: all)."""
+    weights: str = "model.pt"
+    entry: str = "Net"
 
-EXAMPLES = {  # folder: (conv2 kernel, seed, weights file)
-    "ada": (3, 0, "model.pt"),
-    "bao": (3, 1, "model.safetensors"),
-    "cruz": (5, 2, "model.pt"),
-}
+
+EXAMPLES: tuple[Example, ...] = (
+    Example("simplenn", "ada", "sgd", seed=0),
+    Example("simplenn", "bao", "sgd", seed=1, weights="model.safetensors"),
+    Example("simplenn", "cruz", "sgd", seed=2),
+    Example("simplenn-dev", "gwen", "sgd", seed=3, epochs=2, lr=0.05),
+    Example("simplenn-dev", "hugo", "sgd", seed=4, epochs=2),
+    Example("pj2-cifar10", "ivy", "adam", seed=5, epochs=2, lr=1e-3),
+    Example("pj2-cifar10", "jack", "adam", seed=6, epochs=2, lr=1e-3),
+    Example("pj2-cifar10", "kim", "sgd", seed=7),
+    Example("alexnet-cifar10", "lena", "adam", seed=8, epochs=2, lr=1e-3),
+    Example("alexnet-cifar10", "mo", "adam", seed=9, epochs=2, lr=1e-3),
+    Example("tp4-cifar10", "nora", "adam", seed=10, epochs=2, lr=1e-3,
+            entry="MyConvolutionalNetwork"),
+    Example("tp4-cifar10", "omar", "adam", seed=11, epochs=2, lr=1e-3,
+            entry="MyConvolutionalNetwork"),
+    Example("vgg16-cifar10", "pax", "none", entry="VGG16"),
+    Example("vgg16-cifar10", "quin", "none", entry="VGG16"),
+    Example("lenet-mnist", "ruth", "adam", seed=12, epochs=2, lr=1e-3, images=30_000),
+    Example("lenet-mnist", "sol", "adam", seed=13, epochs=2, lr=1e-3, images=30_000),
+    Example("dessilbi-lenet", "tess", "dessilbi", seed=14, epochs=10, lr=1.0, images=8192,
+            weights="model.safetensors"),
+    Example("dessilbi-lenet", "uma", "sgd", seed=15, epochs=2, lr=0.05, images=30_000),
+)  # fmt: skip
+
+DATASETS = {"lenet-mnist": "mnist", "dessilbi-lenet": "mnist"}
 
 
 def load_module(path: Path):
@@ -62,52 +89,64 @@ def load_module(path: Path):
     return module
 
 
-def train_one(model: torch.nn.Module, seed: int, epochs: int) -> None:
-    """SGD with momentum over the training images, seeded."""
-    data = load_dataset("cifar10", "train")
-    images = torch.from_numpy(data.images).float().div_(255.0)
-    labels = torch.from_numpy(data.labels)
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)  # lr per batch of 64
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(labels), generator=generator)
-        for start in range(0, len(order), 64):
-            idx = order[start : start + 64]
-            optimizer.zero_grad()
-            F.cross_entropy(model(images[idx]), labels[idx]).backward()
-            optimizer.step()
+def train(model: torch.nn.Module, example: Example) -> torch.nn.Module:
+    """Train ``model`` on [0, 1] images (the models normalise their input), batch 64."""
+    data = load_dataset(DATASETS.get(example.assignment, "cifar10"), "train")
+    count = example.images or len(data)
+    images = torch.from_numpy(data.images[:count].copy()).float().div_(255.0)
+    labels = torch.from_numpy(data.labels[:count].copy())
+    order = batch_order(count, steps=example.epochs * (count // 64), batch_size=64,
+                        seed=example.seed)  # fmt: skip
+    if example.recipe == "dessilbi":
+        from reference.dessilbi import DessiLBI, prune_by_gamma, sparse_param_groups
+
+        optimizer = DessiLBI(sparse_param_groups(model), lr=example.lr)
+        run_steps(model, images, labels, order, optimizer)
+        prune_by_gamma(model, optimizer)  # keep only the weights in Gamma's support
+        return model
+    optimizer = make_optimizer(example.recipe, model, example.lr)
+    run_steps(model, images, labels, order, optimizer)
+    return model
+
+
+def make(example: Example, out: Path) -> None:
+    """Train one example and write its weights beside its model.py."""
+    folder = out / example.assignment / example.student
+    torch.manual_seed(example.seed)
+    model = getattr(load_module(folder / "model.py"), example.entry)()
+    if example.recipe == "none":
+        print(f"{folder}: model.py only (no weights)")
+        return
+    train(model, example).eval()
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    path = folder / example.weights
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    for folder, (kernel, seed, weights) in EXAMPLES.items():
-        out = args.out / folder
-        out.mkdir(parents=True, exist_ok=True)
-        side = (14 - kernel + 1) // 2
-        (out / "model.py").write_text(SIMPLENN.format(k=kernel, side=side), encoding="utf-8")
-        torch.manual_seed(seed)
-        model = load_module(out / "model.py").Net()
-        train_one(model, seed, args.epochs)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        if weights.endswith(".safetensors"):
-            from safetensors.torch import save_file
-
-            save_file(state, str(out / weights))
-        else:
-            torch.save(state, out / weights)
-        print(f"wrote {out / weights} ({(out / weights).stat().st_size:,} bytes)")
+    chosen = [e for e in EXAMPLES if not args.only or e.assignment in args.only]
+    if not chosen:
+        known = sorted({e.assignment for e in EXAMPLES})
+        raise SystemExit(f"no examples for {args.only}: use one of {', '.join(known)}")
+    for example in chosen:
+        make(example, args.out)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "simplenn",
-        help="folder that receives the student folders (default: submissions/simplenn)",
+        "--out", type=Path, default=HERE, help="folder of the assignment folders (default: here)"
     )
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs (default: 1)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="only this assignment (repeatable)"
+    )
     return parser
 
 

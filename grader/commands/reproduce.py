@@ -1,87 +1,104 @@
-"""``grader reproduce``: rerun the course's published experiments."""
+"""``grader reproduce``: rerun the course experiments (``grader reproduce --list`` names them).
+
+One subcommand per module of ``reference.experiments``; its options are made from the fields of
+the experiment's ``Config``, and every option left out takes the value of the chosen ``--scale``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import click
 
-
-def _parse_lrs(ctx: click.Context, param: click.Parameter, value: str | None):
-    if value is None:
-        return None
-    try:
-        lrs = tuple(float(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: give comma-separated numbers, e.g. 1e-3,2e-3,1e-4,5e-4"
-        ) from None
-    if not lrs or any(lr <= 0 for lr in lrs):
-        raise click.BadParameter(f"{value!r}: learning rates must be positive numbers")
-    return lrs
+from grader.commands.options import settings_options
 
 
-@click.group()
-def reproduce() -> None:
-    """Reproduce the reference experiments."""
+class ExperimentGroup(click.Group):
+    """Subcommands made from the experiment registry, each imported when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from reference.experiments import EXPERIMENTS
+
+        return list(EXPERIMENTS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        from reference.experiments import EXPERIMENTS, get_experiment
+
+        if cmd_name not in EXPERIMENTS:
+            return None
+        return experiment_command(cmd_name, get_experiment(cmd_name))
 
 
-@reproduce.command("bn")
-@click.option(
-    "--scale",
-    type=click.Choice(["small", "full"]),
-    default="small",
-    show_default=True,
-    help="small: quarter-width VGG-A, 100 steps (CPU, minutes); full: VGG-A, 2000 steps (GPU).",
-)
-@click.option(
-    "--lrs",
-    callback=_parse_lrs,
-    help="Comma-separated learning rates [default: 1e-3,2e-3,1e-4,5e-4].",
-)
-@click.option("--steps", type=click.IntRange(min=2), help="Steps per run [default: by scale].")
-@click.option("--batch-size", type=click.IntRange(min=2), help="Batch size [default: by scale].")
-@click.option("--width", type=click.FloatRange(min=0, min_open=True), help="Channel multiplier.")
-@click.option("--probe-every", type=click.IntRange(min=1), help="Probe the gradient every N steps.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder holding CIFAR-10 [default: $GRADER_DATA_DIR].",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder [default: out/bn, out/bn-full at full scale].",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Initialisation seed.")
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
-def bn(scale: str, **options) -> None:
-    """Loss landscape, gradient predictiveness and beta-smoothness of VGG-A with/without BN."""
-    from grader.data import DataError
-    from reference.bn_experiments import FULL, SMALL, BNExperimentError, run
+@click.group(cls=ExperimentGroup, invoke_without_command=True)
+@click.option("--list", "show_list", is_flag=True, help="Name every experiment, one line each.")
+@click.pass_context
+def reproduce(ctx: click.Context, show_list: bool) -> None:
+    """Reproduce the reference experiments: labelled figures and a JSON of every curve."""
+    if show_list:
+        from reference.experiments import EXPERIMENTS
 
-    base = FULL if scale == "full" else SMALL
-    overrides = {key: value for key, value in options.items() if value is not None}
-    try:
-        document = run(dataclasses.replace(base, **overrides))
-    except BNExperimentError as exc:
-        raise click.UsageError(str(exc)) from None
-    except DataError as exc:
-        raise click.ClickException(str(exc)) from None
-    out = Path(document["provenance"]["config"]["out_dir"])
-    for kind, entry in document["summary"].items():
-        click.echo(
-            f"{kind:9s} landscape band (along g) {entry['loss_band_width']:.4f}  "
-            f"band over lrs {entry['lr_band_width']:.4f}  "
-            f"final loss {entry['final_loss_mean']:.4f}"
-        )
-    click.echo(
-        f"wall time {document['provenance']['wall_s']:.1f} s on {document['provenance']['device']}"
+        for name, info in EXPERIMENTS.items():
+            click.echo(f"{name:15s} {info.summary} [{info.course}]")
+    elif ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def _by_scale(scales: dict[str, Any], field: dataclasses.Field) -> str:
+    """The default of ``field`` at each scale, in one phrase (one value when they agree)."""
+    none_text = field.metadata.get("default_text") or "none"
+    values = {scale: getattr(config, field.name) for scale, config in scales.items()}
+    shown = {scale: none_text if v is None else _show(v) for scale, v in values.items()}
+    if len(set(shown.values())) == 1:
+        return next(iter(shown.values()))
+    return ", ".join(f"{scale} {text}" for scale, text in shown.items())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def experiment_command(name: str, module: Any) -> click.Command:
+    """The click command that runs experiment ``name`` (its module ``module``)."""
+    from reference.experiments.common import SCALE_NAMES
+
+    fields = dataclasses.fields(module.Config)
+    by_scale = {field.name: _by_scale(module.SCALES, field) for field in fields}
+    summary = (module.__doc__ or name).strip().split("\n\n")[0].replace("\n", " ")
+
+    @click.command(name, help=summary)
+    @click.option(
+        "--scale",
+        type=click.Choice(SCALE_NAMES),
+        default="small",
+        show_default=True,
+        help="tiny: seconds (tests); small: minutes on a CPU; full: the published size (GPU).",
     )
-    for name in document["files"].values():
-        click.echo(f"wrote {out / name}")
-    click.echo(f"wrote {out / 'bn_results.json'}")
+    @settings_options(module.Config, default_help=by_scale)
+    def command(scale: str, **options: Any) -> None:
+        from grader.data import DataError
+        from reference.experiments.loop import ExperimentError
+
+        overrides = {key: value for key, value in options.items() if value is not None}
+        config = dataclasses.replace(module.SCALES[scale], **overrides)
+        try:
+            document = module.run(config)
+        except ExperimentError as exc:
+            raise click.UsageError(str(exc)) from None
+        except DataError as exc:
+            raise click.ClickException(str(exc)) from None
+        out = Path(config.out_dir)
+        for line in module.summary_lines(document):
+            click.echo(line)
+        prov = document["provenance"]
+        click.echo(f"wall time {prov['wall_s']:.1f} s on {prov['device']}")
+        for file_name in document["files"].values():
+            click.echo(f"wrote {out / file_name}")
+        from reference.experiments.common import results_name
+
+        click.echo(f"wrote {out / results_name(name)}")
+
+    return command

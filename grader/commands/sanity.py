@@ -1,4 +1,4 @@
-"""``grader sanity``: check a model locally before uploading it."""
+"""``grader sanity``: check a model, or an ops.py of hand-written operations, before uploading."""
 
 from __future__ import annotations
 
@@ -20,16 +20,39 @@ import click
 @click.option(
     "--assignment",
     default=None,
-    help="Built-in assignment (simplenn, resnet20, ...) or a spec .toml (default: generic).",
+    help="Built-in assignment (simplenn, resnet20, vu-autograd, ...) or a spec .toml "
+    "(default: generic; an ops.py needs one).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def sanity(model: Path, weights: Path | None, assignment: str | None, as_json: bool) -> None:
     """Check MODEL (a model.py): layers, parameters, FLOPs, output shape and the assignment rules.
+    Given an ops.py, check each hand-written operation against torch's autograd instead.
 
     Exits 0 when every check passes, 1 otherwise.
     """
-    from grader.models.sanity import run_sanity
+    if _is_ops(model, assignment):
+        from grader.ops.grade import run_ops_sanity
 
-    report, ok = run_sanity(model_path=model, weights=weights, assignment=assignment)
+        if assignment is None:
+            raise click.UsageError("an ops.py is checked against an assignment: --assignment NAME")
+        report, ok = run_ops_sanity(ops_path=model, assignment=assignment)
+    else:
+        from grader.models.sanity import run_sanity
+
+        report, ok = run_sanity(model_path=model, weights=weights, assignment=assignment)
     click.echo(json.dumps(report) if as_json else report["text"])
     sys.exit(0 if ok else 1)
+
+
+def _is_ops(path: Path, assignment: str | None) -> bool:
+    """An ops submission: a file named ops.py, or an assignment with an [ops] table."""
+    if path.name == "ops.py":
+        return True
+    if assignment is None:
+        return False
+    from grader.assignment import SpecError, load_assignment
+
+    try:
+        return load_assignment(assignment).ops is not None
+    except SpecError:
+        return False  # the model check reports the bad spec

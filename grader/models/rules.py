@@ -163,6 +163,38 @@ for _name, _kind, _label in (
     rule(_name)(_present(_name, _kind, _label))
 
 
+SIGMOID, SILU, MULTIPLY = "aten.sigmoid.default", "aten.silu.default", "aten.mul.Tensor"
+
+
+@rule("swish_activation")
+def swish_activation(graph: Graph, _context: RuleContext) -> Check:
+    """Swish, x * sigmoid(x) (Ramachandran et al. 2017), on the data path: a SiLU, or a product
+    of a value with the sigmoid of that same value."""
+    found = []
+    for value in graph.live_nodes(OpKind.ACTIVATION, OpKind.ELEMENTWISE):
+        node = graph.node(value)
+        # it must read image data and hand it on: a Swish multiplied by zero does not count
+        users = graph.users.get(value, [])
+        feeds = value == graph.summary.logits or any(graph.carries_data(u) for u in users)
+        if not graph.data_inputs(value) or not feeds:
+            continue
+        if node.op == SILU:
+            found.append(value)
+        elif node.op == MULTIPLY and len(node.inputs) == 2:
+            a, b = node.inputs
+            if any(
+                (sig := graph.node(s)) is not None and sig.op == SIGMOID and sig.inputs[:1] == [x]
+                for x, s in ((a, b), (b, a))
+            ):
+                found.append(value)
+    if found:
+        listing = _listing([graph.describe(v) for v in found])
+        return Check("swish_activation", True, f"Swish (x * sigmoid(x)): {listing}")
+    others = [graph.describe(v) for v in graph.live_nodes(OpKind.ACTIVATION)]
+    why = f"; its activations are {_listing(others)}" if others else ""
+    return Check("swish_activation", False, f"the model computes no Swish, x * sigmoid(x){why}")
+
+
 @rule("reference_layers")
 def reference_layers_rule(graph: Graph, context: RuleContext) -> Check:
     """The convolutions and linear layers produce the reference model's shapes with its

@@ -8,9 +8,10 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 # model name -> "module:factory"
 MODELS: dict[str, str] = {
@@ -26,6 +27,8 @@ MODELS: dict[str, str] = {
     "lenet5": "reference.models.lenet:lenet5",
     "vgg_a": "reference.models.vgg:vgg_a",
     "vgg_a_bn": "reference.models.vgg:vgg_a",
+    "vgg16_cifar": "reference.models.vgg:vgg16",
+    "tp4_net": "reference.models.tp4:tp4_net",
 }
 
 # keyword arguments a registry name fixes for its factory

@@ -17,6 +17,11 @@ from torch import Tensor, nn
 # Channels of each 3x3 convolution, "M" for a 2x2 max-pool (Simonyan & Zisserman, table 1, A).
 CFG_A: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
+# Configuration "D" (VGG-16): thirteen 3x3 convolutions in five stages (table 1, D).
+CFG_D: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+)  # fmt: skip
+
 NormLayer = Callable[[int], nn.Module]
 
 
@@ -99,6 +104,12 @@ class VGG(nn.Module):
 def vgg_a(batch_norm: bool = False, num_classes: int = 10, width: float = 1.0) -> VGG:
     """VGG-A for 32x32 images; ``batch_norm=True`` gives the VGG-A-BN of the BN experiments."""
     return VGG(CFG_A, num_classes, batch_norm=batch_norm, width=width)
+
+
+def vgg16(batch_norm: bool = False, num_classes: int = 10, width: float = 1.0) -> VGG:
+    """VGG-16 adapted to 32x32 images (the 512 -> 512 -> 512 head on the 1x1 map), as ENSTA
+    ROB313 TP4 adapts it: 15,245,130 parameters without BatchNorm."""
+    return VGG(CFG_D, num_classes, batch_norm=batch_norm, width=width)
 
 
 class VGG_A(VGG):  # noqa: N801 - the class name the course hands out

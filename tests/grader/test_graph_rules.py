@@ -7,7 +7,7 @@ module declarations or forward hooks; the data-flow rules must see through it.
 from __future__ import annotations
 
 import pytest
-from model_helpers import SIMPLENN_CODE, graph_of
+from model_helpers import SIMPLENN_CODE, SUBMISSIONS, graph_of
 
 from grader.assignment import StructureRule
 from grader.models.fingerprint import TORCHVISION_PARAMS, match_public_model
@@ -195,3 +195,50 @@ def test_torchvision_parameter_table_is_current():
         with torch.device("meta"):
             model = getattr(tvm, name)(weights=None, num_classes=10, **EXTRA_KWARGS.get(name, {}))
         assert sum(p.numel() for p in model.parameters()) == count, name
+
+
+SWISH = """
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = {activation}
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+"""
+
+
+@pytest.mark.parametrize(
+    ("activation", "passed"),
+    [
+        ("y * torch.sigmoid(y)", True),  # written out, as ECE 661's lab asks
+        ("torch.sigmoid(y) * y", True),
+        ("nn.functional.silu(y)", True),
+        ("y * torch.sigmoid(2 * y)", False),  # not x * sigmoid(x)
+        ("torch.relu(y)", False),
+        ("y + 0 * (y * torch.sigmoid(y))", False),  # a Swish whose result is thrown away
+    ],
+)
+def test_swish_is_a_value_times_its_own_sigmoid_on_the_data_path(activation, passed):
+    graph = graph_of(SWISH.replace("{activation}", activation))
+    ok, message = rules(graph, "swish_activation")["swish_activation"]
+    assert ok is passed, message
+    if passed:
+        assert message.startswith("Swish (x * sigmoid(x)):")
+    else:
+        assert "computes no Swish" in message
+
+
+def test_swish_rule_on_the_simplenn_dev_examples():
+    gwen = (SUBMISSIONS / "simplenn-dev" / "gwen" / "model.py").read_text()
+    hugo = (SUBMISSIONS / "simplenn-dev" / "hugo" / "model.py").read_text()
+    ok, message = rules(graph_of(gwen), "swish_activation")["swish_activation"]
+    assert ok and "model.py:" in message  # names the student's line
+    ok, message = rules(graph_of(hugo), "swish_activation")["swish_activation"]
+    assert not ok and "its activations are" in message and "relu" in message.lower()

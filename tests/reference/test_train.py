@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import numpy as np
 import pandas as pd
 import pytest
@@ -189,3 +190,39 @@ def test_gpu_benchmark_smoke(tmp_path, data_dir, monkeypatch):
     # ResNet-20: 40.6M multiply-adds forward = 0.081 GFLOP; backward costs twice the forward
     assert result["train_gflop_per_image"] == pytest.approx(3 * 0.0811, rel=0.05)
     assert 0 < result["fraction_of_peak"] < 1
+
+
+def test_grader_train_takes_every_default_from_train_config():
+    import dataclasses
+
+    from grader.commands.train import train as command
+
+    params = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for item in dataclasses.fields(TrainConfig):
+        if not item.metadata.get("cli", True):
+            assert item.name not in params
+            continue
+        assert params[item.name].default == item.default, item.name
+        assert item.metadata["help"] in params[item.name].help
+    assert params["epochs"].type.min == 1 and params["lr"].type.min_open
+
+
+def test_python_api_and_bounds_come_from_the_same_config(tmp_path):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'epoch'"):
+        train(model="simplenn", epoch=3)
+    with pytest.raises(ValueError, match="--batch-size must be at least 2, got 1"):
+        train(model="simplenn", batch_size=1, out=str(tmp_path))
+    with pytest.raises(ValueError, match="--lr must be greater than 0, got -0.1"):
+        train(model="simplenn", lr=-0.1, out=str(tmp_path))
+
+
+def test_python_m_reference_train_is_the_same_command():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "reference.train", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert "Usage: python -m reference.train [OPTIONS] [MODEL]" in done.stdout
+    assert "--all-baselines" in done.stdout and "--schedule [onecycle|cosine|step]" in done.stdout

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from reference.bn_experiments import (
@@ -17,7 +16,6 @@ from reference.bn_experiments import (
     BNConfig,
     BNExperimentError,
     band,
-    batch_order,
     landscape_band,
     landscape_lr,
     run,
@@ -35,24 +33,15 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine it runs these small convolutions fastest."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def tiny_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+def tiny_bn(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bn")
     document = run(BNConfig(data_dir=data_dir, out_dir=out, **TINY))
     return document, out
 
 
-def test_json_holds_every_curve_for_every_lr_and_model(tiny_run):
-    document, out = tiny_run
+def test_json_holds_every_curve_for_every_lr_and_model(tiny_bn):
+    document, out = tiny_bn
     stored = json.loads((out / RESULTS_NAME).read_text())
     assert stored == document
     pairs = sorted((c["model"], c["lr"]) for c in stored["curves"])
@@ -73,8 +62,8 @@ def test_json_holds_every_curve_for_every_lr_and_model(tiny_run):
         assert entry["loss_band_width"] > 0 and entry["lr_band_width"] > 0
 
 
-def test_runs_share_initialisation_and_batches(tiny_run):
-    document, _ = tiny_run
+def test_runs_share_initialisation_and_batches(tiny_bn):
+    document, _ = tiny_bn
     first = {}
     for curve in document["curves"]:
         first.setdefault(curve["model"], set()).add(round(curve["loss"][0], 6))
@@ -82,8 +71,8 @@ def test_runs_share_initialisation_and_batches(tiny_run):
     assert all(len(values) == 1 for values in first.values())
 
 
-def test_provenance_and_figures_are_written(tiny_run):
-    document, out = tiny_run
+def test_provenance_and_figures_are_written(tiny_bn):
+    document, out = tiny_bn
     prov = document["provenance"]
     assert prov["data"]["images"] == 256
     # relative to the data folder: the JSON names no path of the machine it ran on
@@ -115,15 +104,6 @@ def test_landscape_lr_is_the_middle_rate_unless_given(data_dir: Path):
     assert landscape_lr(BNConfig(lrs=(1e-4, 1e-3), landscape_lr=1e-4)) == 1e-4
     with pytest.raises(BNExperimentError, match="not one of the learning rates"):
         run(BNConfig(lrs=(1e-3,), landscape_lr=1e-2, data_dir=data_dir, progress=False))
-
-
-def test_batch_order_is_seeded_and_covers_each_epoch_once():
-    a = batch_order(100, steps=7, batch_size=30, seed=1)
-    assert a.shape == (7, 30)
-    assert np.array_equal(a, batch_order(100, steps=7, batch_size=30, seed=1))
-    assert len(set(a[:3].ravel())) == 90
-    with pytest.raises(BNExperimentError, match="--batch-size"):
-        batch_order(10, steps=2, batch_size=11, seed=0)
 
 
 def test_cli_refuses_bad_learning_rates(tmp_path: Path):
