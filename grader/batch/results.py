@@ -51,11 +51,13 @@ RESULTS_FORMAT = 1
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One pass/fail check of a model submission, with its reason."""
+    """One pass/fail check of a model submission, with its reason (and the points it earned,
+    for a checklist item)."""
 
     name: str
     passed: bool
     message: str
+    points: float | None = None
 
 
 @dataclass(frozen=True)

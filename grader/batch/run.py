@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 CACHE_DIR = ".grader-cache"
 INTAKE_DIR = ".grader-intake"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 class BatchError(RuntimeError):
@@ -389,6 +389,7 @@ def _grade_model(student: str, folder: Path, context: _Context) -> StudentResult
         )
     result = _from_score(student, "model", scored)
     result.message = message
+    result.points = (result.points or 0.0) + grade.structure_points  # checklist and sparsity
     for name, value in base.items():
         setattr(result, name, value)
     return _with_model_outputs(result, grade, context.model_labels()["label"].to_numpy())
@@ -403,7 +404,8 @@ def _with_model_outputs(
     images, the predicted labels and the metrics (calibration; robustness and consistency when
     the grade carries ``variant_logits``)."""
     result.checks = [
-        CheckResult(str(c.name), bool(c.passed), str(c.message)) for c in grade.checks or []
+        CheckResult(str(c.name), bool(c.passed), str(c.message), getattr(c, "points", None))
+        for c in grade.checks or []
     ]
     result.layers = [Layer.from_mapping(row) for row in getattr(grade, "layers", None) or []]
     result.verified = getattr(grade, "verified", None)

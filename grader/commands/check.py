@@ -118,7 +118,7 @@ def check(
     if lms is not None:
         from grader.exports import GradeItem, rows_from_results, write_export
 
-        item = GradeItem(name=spec.name, title=spec.title, max_points=spec.max_points)
+        item = GradeItem(name=spec.name, title=spec.title, max_points=spec.total_points)
         export = out_dir / f"grades-{lms}.csv"
         rows = rows_from_results(batch.results, people)
         export.write_text(write_export(rows, item, lms, missing=missing_grade), encoding="utf-8")

@@ -297,17 +297,23 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
         graph, exact=model.params_exact, most=model.params_max, context=context
     )
     checks += flop_check(record.flops, model.max_flops)
+    checks += checklist_checks(model, graph, context)
+    checks += sparsity_checks(model, record.weight_density)
     flags = []
     unused = graph.unused
     if unused:
         listing = ", ".join(f"{u.name} ({u.numel:,} values)" for u in unused[:5])
         flags.append(f"unused tensors, not counted: {listing}")
     match = match_public_model(graph.parameter_shapes(), num_classes=model.num_classes)
-    if match and match.startswith("torchvision "):
+    own_reference = match == f"reference {model.reference}"
+    if match and model.public_models == "refuse":
+        checks.append(Check("own_model", False, f"the architecture is exactly {match}: the "
+                            "assignment asks for a network of your own design"))  # fmt: skip
+    elif match and match.startswith("torchvision "):
         flags.append(f"unmodified public model: {match}")
-    elif match and match != f"reference {model.reference}":
+    elif match and not own_reference:
         flags.append(f"same architecture as {match}")
-    failed = [c for c in checks if not c.passed]
+    failed = [c for c in checks if not c.passed and c.points is None]
     return ModelResult(
         status=GradeStatus.INVALID if failed else GradeStatus.OK,
         message=("failed check(s): " + "; ".join(f"{c.name}: {c.message}" for c in failed))
@@ -326,7 +332,32 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
         images_per_s=record.images_per_s,
         parameter_digest=record.parameter_digest,
         fingerprint_match=match,
+        weight_density=record.weight_density,
     )
+
+
+def checklist_checks(model: ModelSpec, graph: Graph, context: RuleContext) -> list[Check]:
+    """The handout's component checklist: each rule that holds earns its points."""
+    checks = []
+    for item in model.checklist:
+        (found,) = check_rules((item.rule,), graph, context)
+        label = item.label or item.rule
+        checks.append(Check(f"checklist: {label}", found.passed, found.message,
+                            points=item.points if found.passed else 0.0))  # fmt: skip
+    return checks
+
+
+def sparsity_checks(model: ModelSpec, density: float | None) -> list[Check]:
+    """Points for sparse weights: the most the spec's levels give for the measured density."""
+    if not model.sparsity:
+        return []
+    if density is None:
+        return [Check("sparsity", False, "the model has no convolution or linear weights",
+                      points=0.0)]  # fmt: skip
+    points = model.points_for_density(density)
+    levels = ", ".join(f"<= {lv.max_density:.0%}: {lv.points:g}" for lv in model.sparsity)
+    return [Check("sparsity", points > 0, f"{density:.1%} of the convolution and linear weights "
+                  f"are non-zero (levels {levels})", points=points)]  # fmt: skip
 
 
 def _unverified(
@@ -352,9 +383,13 @@ def _unverified(
         *(["max_flops"] if model.max_flops is not None else []),
     ]
     checks = [Check(name, False, f"cannot be verified: {report.message}") for name in needs_graph]
+    checks += [Check(f"checklist: {item.label or item.rule}", False, "cannot be verified",
+                     points=0.0) for item in model.checklist]  # fmt: skip
     result = ModelResult(
-        GradeStatus.INVALID if checks else GradeStatus.OK,
-        reason if checks else "graded UNVERIFIED: the accuracy comes from the model's own process",
+        GradeStatus.INVALID if needs_graph else GradeStatus.OK,
+        reason
+        if needs_graph
+        else "graded UNVERIFIED: the accuracy comes from the model's own process",
         verified=False,
         checks=checks,
         flags=[f"unverified: {report.message}"],

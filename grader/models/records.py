@@ -138,6 +138,9 @@ class EvaluationRecord:
     """Variant names whose logits are in ``logits_<name>.npy``."""
     parameter_digest: str = ""
     """SHA-256 over the graph's parameters (name, dtype, shape, bytes), sorted by name."""
+    weight_density: float | None = None
+    """Fraction of the values of the convolution and linear weights the graph reads that are
+    not exactly zero (biases left out)."""
 
 
 @dataclass(frozen=True)

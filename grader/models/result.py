@@ -68,6 +68,7 @@ class ModelResult:
     flops: int | None = None
     """Forward FLOPs for one image."""
     checks: list[Check] = field(default_factory=list)
+    """Required checks (``points`` None) and checklist items worth points."""
     flags: list[str] = field(default_factory=list)
     layers: list[Layer] = field(default_factory=list)
     output_shape: list[int] | None = None
@@ -84,10 +85,18 @@ class ModelResult:
     log: str = ""
     """The start and end of what the student's code printed, for instructors."""
 
+    weight_density: float | None = None
+    """Non-zero share of the convolution and linear weights (sparsity)."""
+
     @property
     def failed_checks(self) -> list[Check]:
-        """The checks that did not pass."""
-        return [c for c in self.checks if not c.passed]
+        """The required checks that did not pass (checklist items only cost their points)."""
+        return [c for c in self.checks if not c.passed and c.points is None]
+
+    @property
+    def structure_points(self) -> float:
+        """Points the checklist and the sparsity levels give, on top of the accuracy rubric."""
+        return sum(c.points for c in self.checks if c.points is not None)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict without the logits (the ``grader sanity --json`` contract)."""

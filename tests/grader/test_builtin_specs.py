@@ -276,7 +276,14 @@ def test_check_grades_the_lenet_examples_with_rubric_points(data_dir, tmp_path):
                 "hugo": ("invalid", "conv1 (Conv2d, model.py:18) is followed by forward (relu"),
             },
         ),
-        ("pj2-cifar10", {"ivy": ("ok", ""), "jack": ("ok", ""), "kim": ("ok", "")}),
+        (
+            "pj2-cifar10",
+            {
+                "ivy": ("ok", ""),
+                "jack": ("ok", ""),
+                "kim": ("invalid", "own_model: the architecture is exactly reference simplenn"),
+            },
+        ),
         ("alexnet-cifar10", {"lena": ("ok", ""), "mo": ("ok", "")}),
         (
             "tp4-cifar10",
@@ -298,13 +305,32 @@ def test_check_grades_every_example_folder(assignment, expected, data_dir, tmp_p
     }
     for student, row in grades.items():
         assert expected[student][1] in row["message"] + row["flags"]
-        if row["private_accuracy"]:
-            assert float(row["points"]) == spec.points_for(float(row["private_accuracy"]))
+        if row["private_accuracy"]:  # accuracy points, plus what the checklist and sparsity give
+            assert float(row["points"]) >= spec.points_for(float(row["private_accuracy"]))
+            assert float(row["points"]) <= spec.total_points
+
+
+def test_checklist_and_sparsity_points_come_from_the_captured_graph(sanity_reports):
+    def points(case):
+        return {c.name: c.points for c in sanity_reports[case].checks if c.points is not None}
+
+    ivy = points(("pj2-cifar10", "ivy"))
+    assert set(ivy) == {f"checklist: {item.label or item.rule}"
+                        for item in load_assignment("pj2-cifar10").model.checklist}  # fmt: skip
+    assert sanity_reports[("pj2-cifar10", "ivy")].structure_points == sum(ivy.values()) > 0
+    tess, uma = (
+        sanity_reports[("dessilbi-lenet", "tess")],
+        sanity_reports[("dessilbi-lenet", "uma")],
+    )
+    assert tess.weight_density < 0.05 and points(("dessilbi-lenet", "tess")) == {"sparsity": 3}
+    assert uma.weight_density > 0.5 and points(("dessilbi-lenet", "uma")) == {"sparsity": 0}
+    kim = sanity_reports[("pj2-cifar10", "kim")]
+    assert [c.name for c in kim.failed_checks] == ["own_model"]
 
 
 def test_required_rules_hold_on_the_captured_graph_of_each_example(sanity_reports):
     def failed(case):
-        return {c.name: c.message for c in sanity_reports[case].checks if not c.passed}
+        return {c.name: c.message for c in sanity_reports[case].failed_checks}
 
     assert failed(("tp4-cifar10", "nora")) == {}
     omar = failed(("tp4-cifar10", "omar"))

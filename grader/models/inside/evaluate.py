@@ -100,6 +100,7 @@ def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
         deterministic=deterministic,
         weights=check_weights(program, ctx, args.weights),
         parameter_digest=parameter_digest(program),
+        weight_density=weight_density(program),
     )
     try:
         started = time.perf_counter()
@@ -302,6 +303,25 @@ def check_weights(program: Program, ctx: JobContext, weights: str | None) -> Wei
         if theirs.shape != ours.shape or not torch.equal(theirs.to(ours.dtype), ours):
             return WeightsCheck(weights, False, f"{graph_input.name} differs from {weights}")
     return WeightsCheck(weights, True, f"every tensor of the graph is the one in {weights}")
+
+
+def weight_density(program: Program) -> float | None:
+    """Non-zero share of the weights (second argument) of the convolution and linear operations."""
+    offset = len(program.artifact.inputs)
+    names = set()
+    for node in program.artifact.nodes:
+        if OPS.get(node.op) not in (OpKind.CONV, OpKind.LINEAR) or len(node.args) < 2:
+            continue
+        weight = node.args[1]
+        if isinstance(weight, dict) and "ref" in weight and weight["ref"] < offset:
+            graph_input = program.artifact.inputs[weight["ref"]]
+            if graph_input.kind == "parameter":
+                names.add(graph_input.name)
+    if not names:
+        return None
+    total = sum(program.tensors[name].numel() for name in names)
+    nonzero = sum(int(torch.count_nonzero(program.tensors[name])) for name in names)
+    return nonzero / total if total else None
 
 
 def parameter_digest(program: Program) -> str:
