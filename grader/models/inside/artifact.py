@@ -277,7 +277,8 @@ class Program:
             None if node.op in SKIPPED_OPS else resolve_op(node.op) for node in artifact.nodes
         ]
         self.kinds = [OPS.get(node.op) for node in artifact.nodes]
-        self.tensors = {name: t.to(device) for name, t in tensors.items()}
+        # Own, aligned copies: tensors read from the file may sit at any offset of its mapping.
+        self.tensors = {name: t.to(device, copy=True) for name, t in tensors.items()}
         self.constants: list[Any] = [None] + [
             self.tensors[i.name] for i in artifact.inputs if i.kind != "image"
         ]
