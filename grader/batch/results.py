@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from grader.predictions.flags import CopyCluster
 
 Status = Literal["ok", "invalid", "error"]
-Kind = Literal["predictions", "model", "none"]
+Kind = Literal["predictions", "model", "ops", "none"]
 METRIC_COLUMNS = (
     "ece",
     "corruption_accuracy",

@@ -93,6 +93,8 @@ def grade_folder(
             f"{root}: no such folder; pass the folder that holds one folder per student "
             f"(or an LMS download)"
         )
+    if spec.ops is not None:
+        return _grade_ops_folder(root, spec, out_dir=out_dir, limits=limits, start=start)
     solution = load_solution(spec, data_dir, path=solution_path)
     context = _Context(spec=spec, data_dir=data_dir, solution=solution, out_dir=out_dir)
     provenance = Provenance.now(
@@ -140,6 +142,36 @@ def grade_folder(
     if student_pages:
         write_student_pages(batch, spec=spec, answer_key=solution, thumbnails=thumbnails)
     write_report(batch, spec=spec, out_dir=out_dir, answer_key=solution, thumbnails=thumbnails)
+    return batch
+
+
+def _grade_ops_folder(
+    root: Path, spec: Assignment, *, out_dir: Path, limits: IntakeLimits | None, start: float
+) -> BatchResult:
+    """grades.csv, results.json and report.html of an ``[ops]`` assignment."""
+    from grader.batch.ops_run import grade_ops_student, write_ops_report
+
+    provenance = Provenance.now(assignment=spec.name, spec_sha256=spec.digest(),
+                                answer_key_sha256="")  # fmt: skip
+    work = out_dir / INTAKE_DIR
+    shutil.rmtree(work, ignore_errors=True)
+    limits = limits or IntakeLimits()
+    try:
+        intake = collect(root, work_dir=work, limits=limits)
+        results = [grade_ops_student(found, spec, work / "staged", limits)
+                   for found in intake.students]  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    grades = out_dir / "grades.csv"
+    write_grades(results, grades, provenance)
+    batch = BatchResult(
+        results=results, grades_csv=grades, report_html=out_dir / "report.html",
+        assignment=spec.name, elapsed_s=time.perf_counter() - start, cache_hits=0,
+        provenance=provenance, results_json=out_dir / "results.json", students_dir=None,
+        clusters=[], images={}, top_level_ignored=intake.top_level_ignored,
+    )  # fmt: skip
+    write_results_json(batch, batch.results_json)
+    write_ops_report(batch, spec)
     return batch
 
 

@@ -198,3 +198,32 @@ def test_sanity_command_reports_rows_and_exit_code(tmp_path):
     assert "0 of 2 points" in result.output
     result = CliRunner().invoke(main, ["sanity", str(ops)])
     assert result.exit_code == 2 and "--assignment NAME" in result.output
+
+
+def test_grader_check_grades_a_class_of_ops_folders(tmp_path):
+    """``grader check`` on an [ops] assignment: one row per student, each op a check worth its
+    points, the report listing every op; a folder without ops.py is a clear invalid row."""
+    import pandas as pd
+
+    from grader.assignment import load_assignment
+    from grader.batch.run import grade_folder
+
+    root = tmp_path / "class"
+    for student in ("alex", "blake"):
+        source = REPO / "submissions" / "vu-autograd" / student
+        (root / student).mkdir(parents=True)
+        (root / student / "ops.py").write_bytes((source / "ops.py").read_bytes())
+    (root / "casey").mkdir()
+    (root / "casey" / "notes.txt").write_text("forgot the file")
+    spec = load_assignment("vu-autograd")
+    batch = grade_folder(root, spec=spec, out_dir=tmp_path / "out", progress=False)
+    rows = {r.student: r for r in batch.results}
+    assert rows["alex"].status == "ok" and rows["alex"].points == spec.ops.max_points == 20
+    blake = {c.name: c for c in rows["blake"].checks}
+    assert not blake["Sigmoid"].passed and not blake["Divide"].passed and blake["Sum"].passed
+    assert rows["blake"].points == blake["Sum"].points == 1
+    assert rows["casey"].status == "invalid" and "no ops.py" in rows["casey"].message
+    grades = pd.read_csv(batch.grades_csv).set_index("student")
+    assert grades.loc["alex", "points"] == 20 and grades.loc["alex", "kind"] == "ops"
+    html = batch.report_html.read_text()
+    assert "MatrixMultiply" in html and "blake" in html
