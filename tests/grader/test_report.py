@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from grader.cli import main
 from grader.data import load_dataset
 from grader.metrics import VARIANT_NAMES, variant_subset
 from grader.models import pipeline
-from grader.models.result import ExperimentOutcome, GradeStatus, ModelResult
+from grader.models.result import Check, ExperimentOutcome, GradeStatus, ModelResult
 from grader.predictions.solution import answer_key_digest, load_solution
 
 
@@ -175,13 +174,6 @@ def test_messages_repeat_nothing():
 
 
 # --- model submissions, through a stand-in for the model grader -------------------------------
-
-
-@dataclass
-class Check:
-    name: str
-    passed: bool
-    message: str = ""
 
 
 def FakeGrade(  # noqa: N802 (a stand-in for the pipeline's result, built like one)
