@@ -271,7 +271,12 @@ def test_model_metrics_reach_grades_results_and_the_report(model_batch):
         ada.metrics.corruption_accuracy["jpeg"]
     )
     assert data["ada"]["checks"] == [
-        {"name": "params_exact", "passed": True, "message": "82,030 parameters as required"}
+        {
+            "name": "params_exact",
+            "passed": True,
+            "message": "82,030 parameters as required",
+            "points": None,
+        }
     ]
     assert data["ada"]["verified"] is True and data["crash"]["status"] == "invalid"
     html = model_batch.report_html.read_text()
