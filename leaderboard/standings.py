@@ -43,6 +43,9 @@ class Row:
     assignment: str
     entrant: str
     """The entrant's key (``student:7`` or ``team:3``); not shown to the public."""
+    verified: bool | None = None
+    """For a model: whether its numbers come from the verified evaluation of its captured graph
+    (False: graded unverified); None for a predictions file."""
 
     def to_json(self) -> dict:
         """The row as the public API shows it (without the internal entrant key)."""
@@ -170,6 +173,7 @@ def standings(session: Session, spec: Assignment, *, revealed: bool, real_names:
                 late=entry.submission.late,
                 assignment=spec.name,
                 entrant=entry.entrant.key,
+                verified=entry.score.verified,
             )
         )
     return rows

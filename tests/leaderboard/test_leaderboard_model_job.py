@@ -45,6 +45,10 @@ def test_model_zip_is_graded_by_the_worker(make_app, data_dir):
     assert 0.2 < status["scores"]["public"]["accuracy"] <= 1.0
     png = actions.client.get("/assignments/simplenn/accuracy-vs-params.png")
     assert png.data[:4] == b"\x89PNG"
+    board = actions.client.get("/api/v1/leaderboard").get_json()
+    assert board["rows"][0]["verified"] is True  # the board says where its numbers come from
+    page = actions.client.get("/assignments/simplenn/").get_data(as_text=True)
+    assert '<span class="verified"' in page
 
 
 FORGER = """
