@@ -99,10 +99,7 @@ def grade_model_submission(
     FLOPs, every check and every flag (nothing dropped), the experiment's outcome too."""
     from grader.models.pipeline import grade_model
 
-    experiment = spec.model is not None and spec.model.experiment is not None
-    grade = grade_model(
-        folder, spec, data_dir=config.data_dir, pool=box, require_weights=not experiment
-    )
+    grade = grade_model(folder, spec, data_dir=config.data_dir, pool=box)
     checks = tuple(CheckRecord(c.name, bool(c.passed), c.message) for c in grade.checks)
     failed = [f"{c.name}: {c.message}" for c in checks if not c.passed]
     flags = list(grade.flags)

@@ -393,7 +393,6 @@ def _grade_model(student: str, folder: Path, context: _Context) -> StudentResult
         context.spec,
         data_dir=context.data_dir,
         pool=context.boxes,
-        require_weights=not _runs_experiment(context.spec),
         experiment_dir=context.out_dir / "experiments" / student,
     )
     flags = list(grade.flags)

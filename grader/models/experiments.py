@@ -10,7 +10,10 @@ narrowed the band, and a figure.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,20 +77,14 @@ def bn_landscape(
     schedule: Schedule,
 ) -> ExperimentOutcome:
     """The batch-norm loss band of the submission against the reference VGG-A."""
-    from grader.data import cached_dataset
 
     if TRAIN_GRAPH_FILE not in artifact:
         return ExperimentOutcome(
             "bn_landscape", "BN experiment: no training-mode graph was captured"
         )
-    train = cached_dataset(dataset, "train", data_dir)
-    inputs = work / "train-inputs"
-    inputs.mkdir(exist_ok=True)
-    np.save(inputs / "images.npy", np.ascontiguousarray(train.images), allow_pickle=False)
-    np.save(inputs / "labels.npy", np.ascontiguousarray(train.labels), allow_pickle=False)
+    images, labels = training_files(dataset, str(data_dir) if data_dir else None)
     files = {TRAIN_GRAPH_FILE: artifact[TRAIN_GRAPH_FILE], TENSORS_FILE: artifact[TENSORS_FILE],
-             f"{INPUTS_DIR}/images.npy": inputs / "images.npy",
-             f"{INPUTS_DIR}/labels.npy": inputs / "labels.npy"}  # fmt: skip
+             f"{INPUTS_DIR}/images.npy": images, f"{INPUTS_DIR}/labels.npy": labels}  # fmt: skip
     args = TrainArgs(schedule.lrs, schedule.steps, schedule.batch_size, schedule.seed)
     job = worker.run("train", files=files, limits=limits, args=to_data(args), out=work / "train")
     if job.error:
@@ -118,6 +115,20 @@ def bn_landscape(
               "lrs": list(schedule.lrs), "student_curves": record.curves,
               "reference_curves": reference}  # fmt: skip
     return ExperimentOutcome("bn_landscape", summary, values, plot)
+
+
+@functools.cache
+def training_files(dataset: str, data_dir: str | None) -> tuple[Path, Path]:
+    """The training images and labels as ``.npy`` files, written once per process (every
+    submission's training box links them in, instead of a copy each)."""
+    from grader.data import cached_dataset
+
+    train = cached_dataset(dataset, "train", Path(data_dir) if data_dir else None)
+    folder = Path(tempfile.mkdtemp(prefix="grader-train-data-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    np.save(folder / "images.npy", np.ascontiguousarray(train.images), allow_pickle=False)
+    np.save(folder / "labels.npy", np.ascontiguousarray(train.labels), allow_pickle=False)
+    return folder / "images.npy", folder / "labels.npy"
 
 
 EXPERIMENTS = {"bn_landscape": bn_landscape}

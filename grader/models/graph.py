@@ -15,7 +15,6 @@ from functools import cached_property
 from grader.models.ops import OpKind, op_kind
 from grader.models.records import GraphSummary, InputInfo, NodeInfo
 
-NORM_OPS_BATCH = ("batch_norm", "_native_batch_norm_legit")
 UNUSED_IS_NORMAL = ("num_batches_tracked",)
 """Buffers an eval-mode graph never reads although every model of that layer has them."""
 

@@ -115,7 +115,7 @@ def grade_model(
     *,
     data_dir: Path | None = None,
     pool: BoxPool | None = None,
-    require_weights: bool = True,
+    require_weights: bool | None = None,
     with_images: bool = True,
     experiment_dir: Path | None = None,
     sandbox: bool = True,
@@ -123,7 +123,9 @@ def grade_model(
     """Grade the model submission in ``folder`` against ``spec``; never raises for a bad
     submission (the result says what is wrong).
 
-    ``pool`` (from :func:`model_pool`) keeps boxes warm across submissions; without one a box
+    ``require_weights`` (default: unless the spec's experiment trains the model) refuses a
+    folder without a weights file. ``pool`` (from :func:`model_pool`) keeps boxes warm across
+    submissions; without one a box
     is started for this call. ``with_images=False`` checks the model on a random probe batch
     only (``grader sanity``). ``experiment_dir`` receives an experiment's figure.
     ``sandbox=False`` runs the same stages unconfined in this user's processes: only for a
@@ -133,6 +135,8 @@ def grade_model(
     if spec.model is None:
         return ModelResult(GradeStatus.ERROR, f"assignment {spec.name!r} has no [model] table")
     model = spec.model
+    if require_weights is None:  # a model an experiment trains may come without weights
+        require_weights = model.experiment is None
     with tempfile.TemporaryDirectory(prefix="grader-model-") as tmp:
         work = Path(tmp)
         try:
@@ -393,7 +397,6 @@ def _unverified(
         verified=False,
         checks=checks,
         flags=[f"unverified: {report.message}"],
-        output_shape=report.output_shape,
         log=log,
     )
     if worker.images is None or capture_args.weights is None:

@@ -31,23 +31,11 @@ class CaptureArgs:
 
 
 @dataclass(frozen=True)
-class ReportedLayer:
-    """A leaf module as the student's process saw it run on a dummy batch (diagnostics)."""
-
-    name: str
-    type: str
-    output_shape: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
 class CaptureReport:
     """The capture stage's account: untrusted, used for messages only."""
 
     status: Literal["exported", "not_exportable", "invalid"]
     message: str = ""
-    model_class: str = ""
-    output_shape: list[int] | None = None
-    layers: list[ReportedLayer] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -149,8 +137,6 @@ class UnverifiedReport:
 
     status: Literal["ok", "invalid"]
     message: str = ""
-    output_shape: list[int] | None = None
-    reported_params: int | None = None
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ def _present(name: str, kind: OpKind, label: str) -> RuleFunction:
 
 def _dropout_rate(graph: Graph, value: int) -> float:
     node = graph.node(value)
-    return node.rate or 0.0 if node is not None else 0.0
+    return (node.rate or 0.0) if node is not None else 0.0
 
 
 for _name, _kind, _label in (

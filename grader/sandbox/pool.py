@@ -189,7 +189,10 @@ class BoxWorker:
         becomes a result with ``error`` set and is restarted for the next job.
         """
         with self._lock:
-            self.start()
+            try:
+                self.start()
+            except BoxError as exc:  # the grader's failure, reported as this job's
+                return JobResult(-1, False, 0.0, _empty(out), error=f"the box did not start: {exc}")
             if self._tmp is None or self._proc is None or self._proc.stdin is None:
                 raise BoxError("the box is not running")
             self._jobs += 1

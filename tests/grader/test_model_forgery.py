@@ -80,7 +80,7 @@ def test_a_forged_report_without_a_graph_earns_nothing(pool, lab, tmp_path):
               "deterministic": True, "images": 1017}  # fmt: skip
     code = OUT_DIR + (
         "import json, os, numpy\n"
-        "json.dump({'status': 'exported', 'model_class': 'Net'}, open(OUT / 'capture.json', 'w'))\n"
+        "json.dump({'status': 'exported'}, open(OUT / 'capture.json', 'w'))\n"
         f"json.dump({forged!r}, open(OUT / 'evaluation.json', 'w'))\n"
         "numpy.save(OUT / 'logits.npy', numpy.eye(10, dtype='float32')[[0] * 1017])\n"
         "os._exit(0)\n"

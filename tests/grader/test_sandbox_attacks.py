@@ -312,3 +312,29 @@ def test_two_grader_processes_hold_different_uid_ranges(tmp_path):
     first, second = mine.take(), mine.take()
     assert first != second and first in mine and second in mine
     mine.release(first)
+
+
+def test_a_box_that_does_not_start_is_the_graders_error_not_a_crash(tmp_path):
+    from grader.assignment import parse_assignment
+    from grader.models.pipeline import grade_model
+    from grader.sandbox.pool import BoxWorker
+
+    if not bubblewrap_available():
+        pytest.skip("bubblewrap not installed (apt-get install bubblewrap)")
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / "model.py").write_text("VALUE = 1\n")
+    worker = BoxWorker(startup_s=0.001)  # closed by its own failed start
+    job = worker.run(IMPORT_TASK, files={"model.py": folder / "model.py"}, limits=LIGHT,
+                     out=tmp_path / "out")  # fmt: skip
+    assert job.error.startswith("the box did not start")
+    spec = parse_assignment({"name": "lab", "dataset": "cifar10", "model": {}})
+
+    class Slow:  # a pool whose one box never gets ready in time
+        def worker(self):
+            import contextlib
+
+            return contextlib.nullcontext(BoxWorker(startup_s=0.001))
+
+    result = grade_model(folder, spec, pool=Slow(), require_weights=False)
+    assert result.status == "error" and "the box did not start" in result.message

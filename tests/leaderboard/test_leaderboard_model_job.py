@@ -55,7 +55,7 @@ FORGER = """
 import json, os, pathlib, sys
 import numpy
 out = pathlib.Path(sys.path[-1]).parent / "out"
-json.dump({"status": "exported", "model_class": "Net"}, open(out / "capture.json", "w"))
+json.dump({"status": "exported"}, open(out / "capture.json", "w"))
 json.dump({"status": "ok", "flops": 1, "finite": True, "deterministic": True, "images": 1017},
           open(out / "evaluation.json", "w"))
 numpy.save(out / "logits.npy", numpy.eye(10, dtype="float32")[[3] * 1017])

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import torch
 
-from grader.models.ops import OPS, SKIPPED_OPS, OpKind
+from grader.models.ops import OPS, SKIPPED_OPS
 from grader.sandbox.protocol import ProtocolError, read_record
 
 FORMAT = "grader-graph/1"
@@ -361,7 +361,7 @@ def _check_python_op(op: str, args: list[Any]) -> None:
         if not isinstance(container, (tuple, list)) or type(index) is not int:
             raise ArtifactError("operator.getitem may only take an item of an operation's result")
         return
-    if not all(type(a) is int or isinstance(a, torch.SymInt) for a in args):
+    if not all(type(a) is int for a in args):
         raise ArtifactError(f"{op} may only compute with integer sizes")
 
 
@@ -377,7 +377,3 @@ def load_program(
     tensors = read_tensors(folder / TENSORS_FILE, artifact, max_bytes=max_tensor_bytes)
     return Program(artifact, tensors, device)
 
-
-def is_tensor_kind(kind: OpKind | None) -> bool:
-    """Whether operations of ``kind`` compute tensors (not integer sizes)."""
-    return kind is not None and kind is not OpKind.SYMBOLIC

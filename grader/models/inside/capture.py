@@ -15,7 +15,7 @@ from torch import nn
 from grader.models.inside.artifact import GRAPH_FILE, TRAIN_GRAPH_FILE
 from grader.models.inside.export import NotExportable, export_model, write_artifact, write_tensors
 from grader.models.inside.weights import WeightsError, apply_state_dict, load_state_dict
-from grader.models.records import CAPTURE_REPORT, CaptureArgs, CaptureReport, ReportedLayer
+from grader.models.records import CAPTURE_REPORT, CaptureArgs, CaptureReport
 from grader.sandbox.inside.student import (
     StudentError,
     build_student_model,
@@ -70,7 +70,7 @@ def capture(ctx: JobContext, args: CaptureArgs) -> CaptureReport:
     """The capture itself; every failure of the student's code becomes the report's message."""
     try:
         model, graded = load_student_model(ctx, args)
-        shape, layers = dummy_forward(graded, tuple(args.input_shape), args.num_classes)
+        dummy_forward(graded, tuple(args.input_shape), args.num_classes)
         prefix = WRAPPED if graded is not model else ""
         try:
             program = export_model(graded, tuple(args.input_shape))
@@ -88,31 +88,27 @@ def capture(ctx: JobContext, args: CaptureArgs) -> CaptureReport:
                 graded.eval()
             write_tensors(tensors, ctx.out)
         except NotExportable as exc:
-            return CaptureReport("not_exportable", str(exc), type(model).__name__, shape, layers)
+            return CaptureReport("not_exportable", str(exc))
     except StudentError as exc:
         return CaptureReport("invalid", str(exc))
     except MemoryError:
         return CaptureReport("invalid", "the model ran out of memory inside the sandbox")
     except RecursionError as exc:
         return CaptureReport("invalid", f"the model recursed too deeply ({exc})")
-    return CaptureReport("exported", "", type(model).__name__, shape, layers)
+    return CaptureReport("exported")
 
 
-def dummy_forward(
-    model: nn.Module, input_shape: tuple[int, ...], num_classes: int
-) -> tuple[list[int], list[ReportedLayer]]:
-    """Run a dummy batch, recording every leaf module's output shape in the order they ran.
-
-    A failure names the student's layer that raised and the shapes reached so far.
-    """
+def dummy_forward(model: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """Run a dummy batch so that a broken model fails here, with a message naming the last of
+    the student's layers that ran and its output shape; StudentError says what is wrong."""
     x = torch.rand((DUMMY_BATCH, *input_shape), generator=torch.Generator().manual_seed(0))
     names = {id(m): n for n, m in model.named_modules()}
-    seen: list[ReportedLayer] = []
+    last: list[str] = []
 
     def record(module: nn.Module, _inputs, output) -> None:
-        shape = list(output.shape[1:]) if isinstance(output, torch.Tensor) else []
+        shape = "x".join(map(str, output.shape[1:])) if isinstance(output, torch.Tensor) else "-"
         name = names.get(id(module), "?").removeprefix(WRAPPED)
-        seen.append(ReportedLayer(name, type(module).__name__, shape))
+        last[:] = [f"{name} ({type(module).__name__}, output {shape})"]
 
     leaves = [m for m in model.modules() if next(m.children(), None) is None]
     hooks = [m.register_forward_hook(record) for m in leaves]
@@ -122,12 +118,7 @@ def dummy_forward(
     except (MemoryError, RecursionError):
         raise
     except Exception as exc:  # the student's forward code
-        after = (
-            f"; the last layer that ran was {seen[-1].name} ({seen[-1].type}, output "
-            f"{'x'.join(map(str, seen[-1].output_shape))})"
-            if seen
-            else ""
-        )
+        after = f"; the last layer that ran was {last[0]}" if last else ""
         raise StudentError(
             f"the forward pass on a dummy batch of shape {tuple(x.shape)} failed: "
             f"{describe_error(exc)}{after}"
@@ -142,7 +133,6 @@ def dummy_forward(
             f"the model returns shape {tuple(out.shape)} for input {tuple(x.shape)}; expected "
             f"{(DUMMY_BATCH, num_classes)} (one row of {num_classes} class scores per image)"
         )
-    return list(out.shape), seen
 
 
 def warm_up(_spec: dict) -> None:
