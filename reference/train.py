@@ -1,8 +1,8 @@
 """Fast training recipe for the reference models (CIFAR-10 nets, LeNet-5 on MNIST).
 
-    python -m reference.train resnet20 --epochs 30            # one model
-    python -m reference.train --all-baselines                 # every baseline record
-    grader train resnet20 --epochs 1 --limit-train 512        # the same through the grader CLI
+    grader train resnet20 --epochs 30                         # one model
+    grader train --all-baselines                              # every baseline record
+    grader train resnet20 --epochs 1 --limit-train 512        # a quick run
 
 Measured evidence (2-core x86_64 VM, 24 GiB, loaded by parallel jobs; benchmarks/RESULTS.md,
 section "Training"):
@@ -395,9 +395,3 @@ def run_baselines(
         print(f"{name}: accuracy {result.accuracy:.4f} ({result.record['data']})")
         results.append(result)
     return results
-
-
-if __name__ == "__main__":
-    from grader.commands.train import train as train_command
-
-    train_command(prog_name="python -m reference.train")

@@ -10,6 +10,7 @@ from grader.commands.options import (
     GraderSetupError,
     assignment_option,
     data_dir_option,
+    retired_option,
     solution_option,
 )
 
@@ -31,10 +32,10 @@ from grader.commands.options import (
     "--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers (default: up to 8)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option(
+@retired_option(
     "--pre-fork",
     is_flag=True,
-    help="Grade model submissions in pre-forked jailed workers that import torch once per batch.",
+    why="model folders are always graded in pre-forked boxes that import torch once per batch",
 )
 @click.option(
     "--lms",
@@ -63,7 +64,6 @@ def check(
     out_dir: Path,
     jobs: int | None,
     quiet: bool,
-    pre_fork: bool,
     lms: str | None,
     roster: Path | None,
     missing_grade: str,
@@ -91,7 +91,6 @@ def check(
             jobs=jobs,
             out_dir=out_dir,
             progress=not quiet,
-            pre_fork=pre_fork,
             solution_path=solution,
         )
     except (SpecError, SolutionError, BatchError) as exc:

@@ -66,14 +66,6 @@ def device_description(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def check_positive(**values: float | int | None) -> None:
-    """Raise :class:`ExperimentError` naming the first setting that is not a positive number."""
-    for name, value in values.items():
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            flag = name.replace("_", "-")
-            raise ExperimentError(f"--{flag} must be a positive number, got {value}")
-
-
 # --- data -----------------------------------------------------------------------------------------
 
 
