@@ -135,7 +135,7 @@ class StudentResult:
     @property
     def page_name(self) -> str:
         """File name of the student's feedback page under ``students/``."""
-        from grader.batch.intake import safe_name
+        from grader.grading.intake import safe_name
 
         return f"{safe_name(self.student)}.html"
 

@@ -44,11 +44,11 @@ from grader.batch.results import (
     write_grades,
     write_results_json,
 )
+from grader.grading.intake import IntakeError, read_plain_file
 from grader.predictions.flags import CopyCluster, copy_clusters, student_flags
 from grader.predictions.read import SubmissionError
 from grader.predictions.scoring import Score, score, score_labels
 from grader.predictions.solution import answer_key_digest, load_solution, split_ids
-from grader.sandbox.staging import IntakeError, read_plain_file
 
 if TYPE_CHECKING:
     from grader.sandbox.pool import BoxPool

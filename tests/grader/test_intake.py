@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from grader.assignment import load_assignment
-from grader.batch.intake import IntakeLimits, collect, select_submission, unpack_zip
+from grader.batch.intake import collect, select_submission
+from grader.grading.intake import IntakeLimits, unpack_archive
 from grader.batch.run import grade_folder
 
 
@@ -173,27 +174,27 @@ def test_unsafe_zips_are_refused_member_by_member(tmp_path, truth):
     good = predictions(truth, 0.7, 6)
     traversal = zip_with(tmp_path / "t.zip", [("../../evil.csv", good), ("/abs.csv", good),
                                                ("ok/predictions.csv", good)])  # fmt: skip
-    problems = unpack_zip(traversal, tmp_path / "t", IntakeLimits())
+    problems = unpack_archive(traversal, tmp_path / "t", IntakeLimits())
     assert len(problems) == 2 and all("outside the archive" in p for p in problems)
     assert (tmp_path / "t" / "ok" / "predictions.csv").read_bytes() == good
     assert not (tmp_path / "evil.csv").exists() and not list(tmp_path.glob("t/**/abs.csv"))
     linked = zip_with(tmp_path / "l.zip", [], link="predictions.csv")
-    assert "symbolic link inside the zip" in unpack_zip(linked, tmp_path / "l", IntakeLimits())[0]
+    assert "symbolic link inside the zip" in unpack_archive(linked, tmp_path / "l", IntakeLimits())[0]
     assert not (tmp_path / "l" / "predictions.csv").exists()
     many = zip_with(tmp_path / "m.zip", [(f"f{i}.txt", b"x") for i in range(30)])
     assert (
-        "30 members, over the limit of 20"
-        in unpack_zip(many, tmp_path / "m", IntakeLimits(max_zip_members=20))[0]
+        "lists 30 entries, over the limit of 20"
+        in unpack_archive(many, tmp_path / "m", IntakeLimits(max_archive_members=20))[0]
     )
     big = zip_with(tmp_path / "b.zip", [("predictions.csv", good)])
-    small = IntakeLimits(max_file_bytes=1000, max_unpacked_bytes=10**9)
-    assert "over the limit of 1,000 bytes" in unpack_zip(big, tmp_path / "b", small)[0]
+    small = IntakeLimits(max_file_bytes=1000, max_archive_bytes=10**9)
+    assert "over the limit of 1,000 bytes" in unpack_archive(big, tmp_path / "b", small)[0]
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("zeros.bin", bytes(50_000_000))  # 50 MB of zeros: ~50 kB zipped
     assert bomb.stat().st_size < 100_000
-    tight = IntakeLimits(max_unpacked_bytes=10_000_000)
-    assert "over the limit of 10,000,000" in unpack_zip(bomb, tmp_path / "z", tight)[0]
+    tight = IntakeLimits(max_archive_bytes=10_000_000)
+    assert "over the limit of 10,000,000" in unpack_archive(bomb, tmp_path / "z", tight)[0]
     assert not (tmp_path / "z").exists()
 
 
@@ -210,7 +211,7 @@ def test_a_corrupt_zip_and_a_bad_crc_are_the_students_problem(tmp_path, truth, s
     (root / "parkmin_78_901_sub.zip").write_bytes(b"PK\x03\x04 not really a zip")
     _, rows = grade(root, spec, data_dir, tmp_path / "out")
     assert rows["kimlee"].status == "invalid" and "Bad CRC-32" in rows["kimlee"].message
-    assert rows["parkmin"].status == "invalid" and "not a readable zip" in rows["parkmin"].message
+    assert rows["parkmin"].status == "invalid" and "not a valid .zip archive" in rows["parkmin"].message
 
 
 def test_what_is_graded_and_what_is_ignored():
@@ -246,7 +247,7 @@ def test_folders_nested_too_deep_and_too_many_files(tmp_path):
     for i in range(5):
         (root / "ben").mkdir(parents=True, exist_ok=True)
         (root / "ben" / f"f{i}.txt").write_text("x")
-    limits = IntakeLimits(max_depth=2, max_files_per_student=3)
+    limits = IntakeLimits(max_depth=2, max_files=3)
     found = {s.student: s for s in collect(root, work_dir=tmp_path / "w", limits=limits).students}
     assert "nested deeper than 2" in found["ann"].problems[0]
     assert "5 files, over the limit of 3" in found["ben"].problems[0]
