@@ -350,10 +350,26 @@ class RosterMatch:
     unmatched: list[Unmatched] = field(default_factory=list)
     missing: list[Person] = field(default_factory=list)
     """Roster students without a submission."""
+    strays: list[str] = field(default_factory=list)
+    """Submitters of a matched group submission who are not on the roster, with the reason."""
+
+    def summary(self) -> str:
+        """One line: how many submissions matched, by which ids, and who has none."""
+        ways: dict[str, int] = {}
+        for found in self.matched.values():
+            for _person, how in found:
+                ways[how] = ways.get(how, 0) + 1
+        by = ", ".join(f"{n} by {how}" for how, n in ways.items()) or "none"
+        return (
+            f"{len(self.matched)} of {len(self.submitters)} submissions matched ({by}); "
+            f"{len(self.unmatched)} unmatched; {len(self.missing)} roster students without a "
+            "submission"
+        )
 
     def messages(self) -> list[str]:
         """What did not match, one line each (empty when everything did)."""
         lines = [f"no roster student for submission {u.describe()}" for u in self.unmatched]
+        lines += [f"no roster student for {stray}" for stray in self.strays]
         lines += [
             f"no submission from roster student {p.student}"
             + (f" ({p.name})" if p.name and p.name != p.student else "")
@@ -378,6 +394,7 @@ class RosterMatch:
                 for u in self.unmatched
             ],  # fmt: skip
             "missing": [p.student for p in self.missing],
+            "strays": list(self.strays),
         }
 
 
@@ -398,11 +415,13 @@ def match_submissions(
     claims: dict[int, tuple[str, str]] = {}  # person -> (submission, how)
     found: dict[str, list[tuple[Person, str]]] = {}
     reasons: dict[str, str] = {}
+    strays: dict[str, list[str]] = {}
     for key, submitters in submissions:
         for submitter in submitters or (Submitter(folder=key),):
             person, how = index.find(submitter)
             if person is None:
                 reasons.setdefault(key, how)
+                strays.setdefault(key, []).append(f"{submitter.describe()} of {key}: {how}")
                 continue
             earlier = claims.get(id(person))
             if earlier is not None:
@@ -419,6 +438,7 @@ def match_submissions(
     for key, submitters in submissions:
         if found.get(key):
             result.matched[key] = found[key]
+            result.strays.extend(strays.get(key, []))
         else:
             result.unmatched.append(Unmatched(key, submitters, reasons.get(key, "no submitter")))
     claimed = {id(p) for pairs in result.matched.values() for p, _ in pairs}
