@@ -164,3 +164,18 @@ def test_the_graph_sees_the_real_layout():
     graph = import_graph()
     assert "grader.assignment" in graph["grader.batch.run"]
     assert "grader.grading.intake" in graph["leaderboard.uploads"]
+
+
+def test_options_that_do_nothing_say_so_and_are_hidden(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    check = CliRunner().invoke(main, ["check", str(tmp_path / "none"), "--pre-fork"])
+    assert "warning: --pre-fork does nothing and will be removed" in check.output
+    assert check.exit_code == 2 and "no such folder" in check.output
+    worker = CliRunner().invoke(main, ["worker", "--slot", "3", "--server", "http://x"])
+    assert "warning: --slot does nothing and will be removed" in worker.output
+    assert "needs --server, --token" in worker.output
+    assert "--pre-fork" not in CliRunner().invoke(main, ["check", "--help"]).output
+    assert "--slot" not in CliRunner().invoke(main, ["worker", "--help"]).output
