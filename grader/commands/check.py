@@ -13,6 +13,7 @@ from grader.commands.options import (
     retired_option,
     solution_option,
 )
+from grader.exports import ExportFormat
 
 
 @click.command()
@@ -39,7 +40,7 @@ from grader.commands.options import (
 )
 @click.option(
     "--lms",
-    type=click.Choice(["canvas", "moodle", "moodle-worksheet", "gradescope", "plain"]),
+    type=click.Choice([f.value for f in ExportFormat]),
     default=None,
     help="Also write OUT/grades-<LMS>.csv in that gradebook's import format.",
 )

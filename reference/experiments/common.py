@@ -79,14 +79,14 @@ class ExperimentData:
 
 def normalised(images: np.ndarray, dataset: str) -> torch.Tensor:
     """uint8 (N, C, H, W) images -> float32, normalised per channel with the recipe's statistics."""
+    from grader.data import get_dataset
     from reference.augment import normalize
-    from reference.train_config import DATASET_RECIPES
 
     array = np.ascontiguousarray(images)
     if not array.flags.writeable:  # a cached data set is read-only; torch wants its own copy
         array = array.copy()
     tensor = torch.from_numpy(array)
-    return normalize(tensor, DATASET_RECIPES[dataset]).contiguous()
+    return normalize(tensor, get_dataset(dataset)).contiguous()
 
 
 def load_split(
