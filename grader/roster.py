@@ -80,15 +80,6 @@ class Person:
     last_name: str = ""
 
     @property
-    def keys(self) -> tuple[str, ...]:
-        """Every non-empty id this person may be looked up by."""
-        return tuple(k for k in (self.student, self.login_id, self.sis_id, self.email) if k)
-
-    def lms_id(self, lms: Lms) -> str:
-        """The person's user id in ``lms`` (empty when unknown)."""
-        return {"canvas": self.canvas_id, "moodle": self.moodle_id}.get(lms, "")
-
-    @property
     def given_and_family(self) -> tuple[str, str]:
         """(first name, last name): the roster's own, else split from ``Last, First`` or at the
         last space of ``First Last``."""
@@ -223,15 +214,6 @@ def _not_a_student(values: dict[str, str]) -> bool:
     """A Canvas export row that holds the maxima or the posting policy, not a student."""
     name = values.get("name", "").lower()
     return name.startswith(NOT_STUDENTS) or not (values.get("name") or values.get("canvas_id"))
-
-
-def lookup(people: list[Person]) -> dict[str, Person]:
-    """Person by each of their ids (student, login id, SIS id, email); first one wins."""
-    table: dict[str, Person] = {}
-    for person in people:
-        for key in person.keys:
-            table.setdefault(key, person)
-    return table
 
 
 # --- matching submissions to the roster ----------------------------------------------------------

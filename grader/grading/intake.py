@@ -322,8 +322,11 @@ def open_archive(stream: BinaryIO, limits: IntakeLimits) -> zipfile.ZipFile:
         check_directory(stream, limits)
         stream.seek(0)
         archive = zipfile.ZipFile(stream)
-    except (_BrokenArchive, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
-            OSError) as exc:  # fmt: skip
+    except IntakeError as exc:
+        if not isinstance(exc, _BrokenArchive):
+            raise  # over a limit: the message says which
+        raise IntakeError(f"not a valid .zip archive ({exc}); make the archive again") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
         raise IntakeError(f"not a valid .zip archive ({exc}); make the archive again") from None
     declared = sum(m.file_size for m in archive.infolist())
     if declared > limits.max_archive_bytes:

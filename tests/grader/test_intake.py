@@ -253,3 +253,29 @@ def test_folders_nested_too_deep_and_too_many_files(tmp_path):
     found = {s.student: s for s in collect(root, work_dir=tmp_path / "w", limits=limits).students}
     assert "nested deeper than 2" in found["ann"].problems[0]
     assert "5 files, over the limit of 3" in found["ben"].problems[0]
+
+
+def test_lms_layouts_keep_who_submitted(tmp_path):
+    root = tmp_path / "mixed"
+    root.mkdir()
+    (root / "anon_x7Kq2_990001_predictions.csv").write_text("Id,Category\n")  # anonymous grading
+    (root / "LATE_anon_p0Lz9_990002_predictions.csv").write_text("Id,Category\n")
+    (root / "Ada Lovelace_1938475_assignsubmission_file_predictions.csv").write_text("x\n")
+    export = root / "assignment_991_export"
+    (export / "submission_7001").mkdir(parents=True)
+    (export / "submission_7001" / "predictions.csv").write_text("Id,Category\n")
+    (export / "submission_7002").mkdir()
+    (export / "submission_metadata.yml").write_text(
+        "submission_7001:\n  :submitters:\n  - :name: Marie Curie\n    :sid: '2001'\n"
+        "    :email: marie@uni.edu\n"
+    )
+    found = {s.student: s for s in collect(root, work_dir=tmp_path / "work").students}
+    anonymous = found["anon_x7Kq2"]
+    assert anonymous.layout == "canvas" and anonymous.submitters[0].lms_id == ""  # no user id
+    assert found["anon_p0Lz9"].late
+    ada = found["Ada Lovelace"]
+    assert (ada.layout, ada.lms_id, list(ada.files)) == ("moodle", "1938475", ["predictions.csv"])
+    marie = found["Marie Curie"]
+    assert marie.layout == "gradescope" and marie.lms_id == "7001"
+    assert (marie.submitters[0].sis_id, marie.submitters[0].email) == ("2001", "marie@uni.edu")
+    assert "not in submission_metadata.yml" in found["submission_7002"].problems[0]
