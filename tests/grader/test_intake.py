@@ -9,9 +9,9 @@ import stat
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from lms_files import predictions
 
 from grader.assignment import load_assignment
 from grader.batch.intake import collect, select_submission
@@ -27,14 +27,6 @@ def truth(labels_csv) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def spec():
     return load_assignment("cifar10")
-
-
-def predictions(truth: pd.DataFrame, accuracy: float, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    labels = truth["Category"].to_numpy().copy()
-    wrong = rng.random(len(labels)) > accuracy
-    labels[wrong] = (labels[wrong] + rng.integers(1, 10, wrong.sum())) % 10
-    return truth.assign(Category=labels).to_csv(index=False).encode()
 
 
 def grade(root: Path, spec, data_dir, out: Path, **kwargs):
