@@ -8,6 +8,10 @@
 #   docker run --cap-add SYS_ADMIN -v datasets:/data/datasets grader grader worker \
 #       --server https://server:8000 --token WORKER_TOKEN --broker redis://server:6379/0
 #
+# `grader serve` runs gunicorn's threaded workers with header and body timeouts, so slow clients
+# cannot hold the site; facing the internet, publish the port to a buffering reverse proxy only
+# (README, "Deployment: slow clients and a reverse proxy").
+#
 # State lives in /data: the SQLite database (or set GRADER_DATABASE_URL to PostgreSQL; uploads are
 # stored in the database) and the datasets (mount them; the container has no network access to
 # download them). Set GRADER_BROKER_URL to a Redis to send model jobs to remote workers.
@@ -47,4 +51,5 @@ VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c \
     "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/api/v1/leaderboard')"
-CMD ["grader", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "4"]
+CMD ["grader", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "4", "--threads", "8", \
+     "--header-timeout", "10", "--read-timeout", "30"]

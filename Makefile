@@ -40,4 +40,4 @@ bench: setup
 
 # Reference baselines; on a machine with the full data set this is the full-data run.
 baselines: setup
-	OMP_NUM_THREADS=1 uv run python -m reference.train --all-baselines
+	OMP_NUM_THREADS=1 uv run grader train --all-baselines

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from reference.bn_experiments import SMALL, batch_order, train_curves
+from reference.experiments.bn import SMALL, batch_order, train_curves
 from reference.models.vgg import vgg_a
 
 

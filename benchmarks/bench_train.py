@@ -23,12 +23,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from grader.data import load_cifar10
+from grader.data import get_dataset, load_cifar10
 from reference.augment import augment_batch
 from reference.models import get_model
-from reference.train import DATASET_RECIPES, normalize
+from reference.train import normalize
 
-RECIPE = DATASET_RECIPES["cifar10"]
+RECIPE = get_dataset("cifar10")
 
 
 class PilCifar(Dataset):

@@ -27,7 +27,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 BUILTIN_DIR = Path(__file__).parent / "assignments"
 
-Dataset = Literal["cifar10", "mnist"]
 Metric = Literal["accuracy", "macro_f1"]
 Split = Literal["public", "private", "all"]
 StructureRule = Literal[
@@ -36,25 +35,6 @@ StructureRule = Literal[
     "swish_activation",
 ]  # fmt: skip
 """Names of the structure rules of :mod:`grader.models.rules`."""
-
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "cifar10": (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ),
-    "mnist": tuple(str(d) for d in range(10)),
-}
-INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
-TEST_SIZES: dict[str, int] = {"cifar10": 10_000, "mnist": 10_000}
-"""Images in each dataset's full test set: the default ``test_size`` of a spec."""
 
 
 class SpecError(ValueError):
@@ -97,6 +77,7 @@ class ModelSpec:
     input_shape: tuple[int, ...] = ()
     """Shape of one input image (C, H, W); defaults to the dataset's."""
     num_classes: int = 10
+    """Class scores a model returns; a spec that does not set it gets the dataset's count."""
     params_exact: int | None = None
     """Required number of trainable parameters, if the assignment fixes the architecture."""
     params_max: int | None = None
@@ -180,8 +161,9 @@ class Assignment:
     """One assignment: what is graded, against what, and under which rules."""
 
     name: str
-    dataset: Dataset | None = None
-    """The images graded on; required unless the assignment is an ``[ops]`` one."""
+    dataset: str | None = None
+    """The images graded on, a data set of :data:`grader.data.DATASETS`; required unless the
+    assignment is an ``[ops]`` one."""
     title: str = ""
     solution: str = "dataset"
     """A labels CSV (absolute, relative to the spec file, or to the data dir) or ``dataset``."""
@@ -198,8 +180,8 @@ class Assignment:
     what a student's feedback page shows (per-class accuracy, confusions, wrong images)."""
     test_size: int = 0
     """Number of test images; predictions name them by ids 0..test_size-1. 0 (the default) means
-    the dataset's full test set (CIFAR-10 and MNIST: 10,000). ``grader validate`` checks ids
-    against it without the answer key."""
+    the dataset's full test set (its registry entry's ``test_size``). ``grader validate`` checks
+    ids against it without the answer key."""
     rubric: tuple[RubricLevel, ...] = ()
     daily_limit: int = 5
     deadline: dt.datetime | None = None
@@ -312,12 +294,18 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
     spec = dataclasses.replace(spec, source=source)
     if spec.ops is not None:
         return _check_ops(spec, where)
+    from grader.data import DATASETS, DataError, get_dataset
+
     if spec.dataset is None:
-        raise SpecError(f"{where}: missing required key 'dataset' (cifar10 or mnist)")
+        raise SpecError(f"{where}: missing required key 'dataset' ({', '.join(DATASETS)})")
+    try:
+        dataset = get_dataset(spec.dataset)
+    except DataError as exc:
+        raise SpecError(f"{where}: {exc}") from None
     if not spec.class_names:
-        spec = dataclasses.replace(spec, class_names=CLASS_NAMES[spec.dataset])
+        spec = dataclasses.replace(spec, class_names=dataset.class_names)
     if spec.test_size == 0:
-        spec = dataclasses.replace(spec, test_size=TEST_SIZES[spec.dataset])
+        spec = dataclasses.replace(spec, test_size=dataset.test_size)
     if spec.test_size < 1:
         raise SpecError(f"{where}: test_size must be positive (or 0 for the dataset's test set)")
     if not spec.student_splits:
@@ -336,7 +324,14 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
     if spec.model is not None:
         model = spec.model
         if not model.input_shape:
-            model = dataclasses.replace(model, input_shape=INPUT_SHAPES[spec.dataset])
+            model = dataclasses.replace(model, input_shape=dataset.input_shape)
+        if "num_classes" not in (raw.get("model") or {}):
+            model = dataclasses.replace(model, num_classes=len(spec.class_names))
+        elif model.num_classes != len(spec.class_names):
+            raise SpecError(
+                f"{where}: model.num_classes = {model.num_classes}, but the assignment has "
+                f"{len(spec.class_names)} classes; remove num_classes (it is derived)"
+            )
         if len(model.input_shape) != 3 or min(model.input_shape) < 1:
             raise SpecError(f"{where}: model.input_shape must be three positive ints (C, H, W)")
         if "batchnorm_after_conv" in model.rules and "no_batchnorm" in model.rules:

@@ -1,4 +1,10 @@
-"""Datasets as uint8 arrays: CIFAR-10 (standard python layout) and MNIST (idx files).
+"""Datasets: the one registry of what the grader knows about each, and their images as arrays.
+
+:data:`DATASETS` holds one :class:`Dataset` per data set: its class names, image shape, test-set
+size, per-channel mean and standard deviation, whether flips and crops keep an image's class,
+and how its files are found and read (:class:`CifarBatches`, :class:`IdxFiles`). Assignment
+specs, the model checks, the training recipe and the loaders all read it, so a new data set is
+one entry here (or :func:`register_dataset`) plus its assignment spec.
 
 Files on disk are read directly, with no network; the CIFAR-10 reader accepts any number of images
 per batch (the shared subset has 1017). Missing files are a :class:`DataError` at once that says
@@ -12,6 +18,7 @@ import functools
 import gzip
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,13 +27,6 @@ import numpy as np
 
 DATA_DIR_ENV = "GRADER_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~/.cache/grader/data").expanduser()
-
-CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR10_TEST_BATCH = "test_batch"
-MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 
 SplitName = Literal["train", "test"]
 
@@ -66,76 +66,164 @@ def describe_data_dir(explicit: str | os.PathLike[str] | None = None) -> str:
     return f"{folder} (the default; ${DATA_DIR_ENV} is not set)"
 
 
-def _missing(name: str, layout: str, root: str | os.PathLike[str] | None) -> DataError:
+def _missing(dataset: Dataset, root: str | os.PathLike[str] | None) -> DataError:
+    fetch = (
+        f", or download it with `grader fetch-data {dataset.name}` (needs internet)"
+        if dataset.download is not None
+        else ""
+    )
     return DataError(
-        f"{name} not found under {describe_data_dir(root)}: set {DATA_DIR_ENV} (or --data-dir) "
-        f"to the folder that holds {layout}, or download it with `grader fetch-data "
-        f"{name.lower().replace('-', '')}` (needs internet)"
+        f"{dataset.title} not found under {describe_data_dir(root)}: set {DATA_DIR_ENV} (or "
+        f"--data-dir) to the folder that holds {dataset.files.layout}{fetch}"
     )
 
 
-def find_cifar10(root: Path) -> Path | None:
-    """The ``cifar-10-batches-py`` folder under ``root`` (or ``root`` itself), if present."""
-    for candidate in (
-        root,
-        root / "cifar-10-batches-py",
-        root / "cifar10-subset" / "cifar-10-batches-py",
-        root / "cifar10" / "cifar-10-batches-py",
-    ):
-        if (candidate / CIFAR10_TEST_BATCH).is_file() and (candidate / "batches.meta").is_file():
-            return candidate
-    return None
+# --- how a data set's files are found and read -------------------------------------------------
 
 
-def load_cifar10(
-    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = False
-) -> ImageSet:
-    """Read CIFAR-10 ``split`` from the python-layout batches under ``root``.
+@dataclass(frozen=True)
+class CifarBatches:
+    """CIFAR's python layout: pickled ``data_batch_N``/``test_batch`` and ``batches.meta``."""
 
-    ``download=True`` fetches missing files first (needs internet); otherwise missing files are
-    a :class:`DataError` at once.
-    """
-    base = data_dir(root)
-    folder = find_cifar10(base)
-    if folder is None:
-        if not download:
-            raise _missing("CIFAR-10", "cifar-10-batches-py", root)
-        folder = fetch_dataset("cifar10", root)
-    names = CIFAR10_TRAIN_BATCHES if split == "train" else (CIFAR10_TEST_BATCH,)
-    images, labels = [], []
-    for name in names:
-        batch = _unpickle(folder / name)
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
-    meta = _unpickle(folder / "batches.meta")
-    class_names = tuple(n.decode() for n in meta[b"label_names"])
-    return ImageSet(np.concatenate(images), np.concatenate(labels), class_names, folder)
+    folders: tuple[str, ...]
+    """Where under the data directory to look (``""``: the directory itself)."""
+    train: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
+    test: tuple[str, ...] = ("test_batch",)
+    layout: str = "cifar-10-batches-py"
 
+    def find(self, root: Path) -> Path | None:
+        """The folder holding the batches under ``root``, if present."""
+        for candidate in (root / f for f in self.folders):
+            if (candidate / self.test[0]).is_file() and (candidate / "batches.meta").is_file():
+                return candidate
+        return None
 
-def find_mnist(root: Path) -> Path | None:
-    """The folder holding MNIST's idx files (plain or ``.gz``) under ``root``, if present."""
-    for candidate in (root, root / "MNIST" / "raw", root / "MNIST-gz", root / "mnist"):
-        image_file = MNIST_FILES["test"][0]
-        if (candidate / image_file).is_file() or (candidate / f"{image_file}.gz").is_file():
-            return candidate
-    return None
+    def read(self, folder: Path, split: SplitName, shape: tuple[int, ...]):
+        """(images (N, C, H, W) uint8, labels (N,) int64) of ``split``."""
+        images, labels = [], []
+        for name in self.train if split == "train" else self.test:
+            batch = _unpickle(folder / name)
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, *shape))
+            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        return np.concatenate(images), np.concatenate(labels)
 
 
-def load_mnist(
-    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = False
-) -> ImageSet:
-    """Read MNIST ``split`` from idx files under ``root``, as (N, 1, 28, 28) uint8."""
-    base = data_dir(root)
-    folder = find_mnist(base)
-    if folder is None:
-        if not download:
-            raise _missing("MNIST", "MNIST/raw/*-idx?-ubyte", root)
-        folder = fetch_dataset("mnist", root)
-    image_name, label_name = MNIST_FILES[split]
-    images = _read_idx(folder, image_name)
-    labels = _read_idx(folder, label_name).astype(np.int64)
-    return ImageSet(images[:, None], labels, tuple(str(d) for d in range(10)), folder)
+@dataclass(frozen=True)
+class IdxFiles:
+    """MNIST's idx layout: ``<prefix>-images-idx3-ubyte`` and labels, plain or ``.gz``."""
+
+    folders: tuple[str, ...]
+    train: tuple[str, str] = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    test: tuple[str, str] = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    layout: str = "MNIST/raw/*-idx?-ubyte"
+
+    def find(self, root: Path) -> Path | None:
+        """The folder holding the idx files under ``root``, if present."""
+        for candidate in (root / f for f in self.folders):
+            image_file = self.test[0]
+            if (candidate / image_file).is_file() or (candidate / f"{image_file}.gz").is_file():
+                return candidate
+        return None
+
+    def read(self, folder: Path, split: SplitName, shape: tuple[int, ...]):
+        """(images (N, C, H, W) uint8, labels (N,) int64) of ``split``."""
+        image_name, label_name = self.train if split == "train" else self.test
+        images = _read_idx(folder, image_name)
+        labels = _read_idx(folder, label_name).astype(np.int64)
+        return images.reshape(-1, *shape), labels
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything the grader knows about one data set."""
+
+    name: str
+    title: str
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    """One image as (channels, height, width)."""
+    test_size: int
+    """Images in the full test set (the ids 0..test_size-1 a predictions file covers)."""
+    mean: tuple[float, ...]
+    """Per-channel mean of the training pixels, in [0, 1] units."""
+    std: tuple[float, ...]
+    """Per-channel standard deviation of the training pixels, in [0, 1] units."""
+    files: CifarBatches | IdxFiles
+    flip: bool = True
+    """Whether a horizontal flip keeps the class (never for digits: a mirrored 2 is not a 2)."""
+    crop_pad: int = 4
+    """Pixels of zero padding before a random crop when training."""
+    download: Callable[[str, bool], object] | None = None
+    """torchvision's dataset class, called as ``download(root, train)`` (needs internet)."""
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes a model must score."""
+        return len(self.class_names)
+
+
+def _torchvision(name: str) -> Callable[[str, bool], object]:
+    def download(root: str, train: bool) -> object:
+        from torchvision import datasets  # heavy; only needed to download
+
+        return getattr(datasets, name)(root, train=train, download=True)
+
+    return download
+
+
+CIFAR10 = Dataset(
+    name="cifar10",
+    title="CIFAR-10",
+    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck"),
+    input_shape=(3, 32, 32),
+    test_size=10_000,
+    mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616),
+    files=CifarBatches(folders=("", "cifar-10-batches-py", "cifar10-subset/cifar-10-batches-py",
+                                "cifar10/cifar-10-batches-py")),
+    download=_torchvision("CIFAR10"),
+)  # fmt: skip
+MNIST = Dataset(
+    name="mnist",
+    title="MNIST",
+    class_names=tuple(str(d) for d in range(10)),
+    input_shape=(1, 28, 28),
+    test_size=10_000,
+    mean=(0.1307,),
+    std=(0.3081,),
+    files=IdxFiles(folders=("", "MNIST/raw", "MNIST-gz", "mnist")),
+    flip=False,
+    crop_pad=2,
+    download=_torchvision("MNIST"),
+)
+DATASETS: dict[str, Dataset] = {d.name: d for d in (CIFAR10, MNIST)}
+"""Every data set the grader knows, by name."""
+
+
+def register_dataset(dataset: Dataset) -> Dataset:
+    """Add ``dataset`` to :data:`DATASETS` (a name already there is refused)."""
+    if dataset.name in DATASETS and DATASETS[dataset.name] != dataset:
+        raise ValueError(f"a dataset named {dataset.name!r} is already registered")
+    if len(dataset.mean) != dataset.input_shape[0] or len(dataset.std) != dataset.input_shape[0]:
+        raise ValueError(f"{dataset.name}: mean and std need one value per channel")
+    DATASETS[dataset.name] = dataset
+    return dataset
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registered data set ``name``; :class:`DataError` names the known ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(repr(n) for n in DATASETS)
+        raise DataError(f"unknown dataset {name!r}: use one of {known}") from None
+
+
+# --- reading --------------------------------------------------------------------------------------
 
 
 def load_dataset(
@@ -144,12 +232,30 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
 ) -> ImageSet:
-    """Load ``cifar10`` or ``mnist`` (no network unless ``download``)."""
-    if name == "cifar10":
-        return load_cifar10(split, root, download)
-    if name == "mnist":
-        return load_mnist(split, root, download)
-    raise DataError(f"unknown dataset {name!r}: use 'cifar10' or 'mnist'")
+    """Read ``split`` of the registered data set ``name`` under ``root`` (no network unless
+    ``download``: missing files are a :class:`DataError` at once)."""
+    dataset = get_dataset(name)
+    folder = dataset.files.find(data_dir(root))
+    if folder is None:
+        if not download:
+            raise _missing(dataset, root)
+        folder = fetch_dataset(name, root)
+    images, labels = dataset.files.read(folder, split, dataset.input_shape)
+    return ImageSet(images, labels, dataset.class_names, folder)
+
+
+def load_cifar10(
+    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = False
+) -> ImageSet:
+    """CIFAR-10 ``split`` (:func:`load_dataset` of ``cifar10``)."""
+    return load_dataset("cifar10", split, root, download)
+
+
+def load_mnist(
+    split: SplitName = "test", root: str | os.PathLike[str] | None = None, download: bool = False
+) -> ImageSet:
+    """MNIST ``split`` as (N, 1, 28, 28) uint8 (:func:`load_dataset` of ``mnist``)."""
+    return load_dataset("mnist", split, root, download)
 
 
 @functools.lru_cache(maxsize=4)
@@ -171,9 +277,9 @@ def _unpickle(path: Path) -> dict:
             # the data directory, never a student's upload.
             return pickle.load(fh, encoding="bytes")
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; the CIFAR-10 folder is incomplete") from None
+        raise DataError(f"{path}: missing; the data set's folder is incomplete") from None
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-        raise DataError(f"{path}: not a CIFAR-10 batch ({exc}); re-download it") from None
+        raise DataError(f"{path}: not a CIFAR batch ({exc}); re-download it") from None
 
 
 def _read_idx(folder: Path, name: str) -> np.ndarray:
@@ -181,7 +287,7 @@ def _read_idx(folder: Path, name: str) -> np.ndarray:
     try:
         raw = plain.read_bytes() if plain.is_file() else gzip.decompress(packed.read_bytes())
     except FileNotFoundError:
-        raise DataError(f"{plain}: missing; the MNIST folder is incomplete") from None
+        raise DataError(f"{plain}: missing; the data set's folder is incomplete") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{plain}: not an idx file of unsigned bytes")
     ndim = raw[3]
@@ -193,31 +299,25 @@ def _read_idx(folder: Path, name: str) -> np.ndarray:
 
 
 def fetch_dataset(name: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """Download ``cifar10`` or ``mnist`` (train and test) into the data directory; return its
-    folder. Files already there are kept. Needs internet (torchvision's downloader)."""
+    """Download the registered data set ``name`` (train and test) into the data directory;
+    return its folder. Files already there are kept. Needs internet (torchvision's downloader)."""
+    dataset = get_dataset(name)
     base = data_dir(root)
-    if name not in ("cifar10", "mnist"):
-        raise DataError(f"unknown dataset {name!r}: use 'cifar10' or 'mnist'")
-    present = find_cifar10(base) if name == "cifar10" else find_mnist(base)
+    present = dataset.files.find(base)
     if present is not None:
         return present
-    from torchvision import datasets  # heavy; only needed to download
-
+    if dataset.download is None:
+        raise DataError(f"{name} cannot be downloaded by the grader; put its files under {base}")
     base.mkdir(parents=True, exist_ok=True)
     try:
-        if name == "cifar10":
-            for train in (True, False):
-                datasets.CIFAR10(str(base), train=train, download=True)
-            folder = find_cifar10(base)
-        else:
-            for train in (True, False):
-                datasets.MNIST(str(base), train=train, download=True)
-            folder = find_mnist(base)
+        for train in (True, False):
+            dataset.download(str(base), train)
     except Exception as exc:  # network errors come in many types (URLError, OSError, ...)
         raise DataError(
             f"{name} is not under {base} and downloading it failed ({exc}); "
             f"set {DATA_DIR_ENV} to a folder that holds the data set"
         ) from None
+    folder = dataset.files.find(base)
     if folder is None:
         raise DataError(f"{name}: download finished but the files are not under {base}")
     return folder

@@ -3,26 +3,33 @@
 One writer for ``grader check --lms`` and the leaderboard's ``/instructor/grades.csv``. Its input
 is a list of :class:`GradeRow` (a student of the roster and their outcome) and a
 :class:`GradeItem` (the assignment as the gradebook names it), so it depends on neither the batch
-grader nor the server.
+grader nor the server. Each format is laid out as the LMS imports it:
 
-- **Canvas** (gradebook import): ``Student,ID,SIS User ID,SIS Login ID,Section,<Title>`` (the
-  title carries ``(<Canvas assignment id>)`` when it is known, else Canvas creates the column),
-  then a ``Points Possible`` row. Canvas matches students by ID, SIS User ID, SIS Login ID, then
-  name; a blank cell is "no score".
-- **Moodle** (grade import, CSV): one identity column (``Email address``, ``ID number`` or
-  ``Username``: the first that every student has) and one column for the grade item; ``-`` is
-  "no grade". The item's maximum is set in Moodle itself.
-- **Gradescope**-style: ``Name,SID,Email,<Title>,<Title> - Max Points``.
+- **Canvas** (Grades > Import): ``Student,ID,SIS User ID,SIS Login ID,Section,<Title> (<column
+  id>)``, then a ``Points Possible`` row. With the column id Canvas updates that column; without
+  it, Canvas creates a new one. Canvas matches students by ID (its user id), SIS User ID, SIS
+  Login ID, then name; a blank cell is "no score".
+- **Moodle** gradebook (Grades > Import > CSV file): the identity columns every row has
+  (``ID number``, ``Email address``, ``Username``; map one of them to the user field of the same
+  name) and one column for the grade item; ``-`` is "no grade". One unknown user aborts a Moodle
+  import, so rows without the identity are left out (and named by :func:`export_problems`).
+- **Moodle grading worksheet** (the assignment's "Upload grading worksheet"): ``Identifier``
+  (``Participant <id>``, the number in the bulk download's folder names), ``Full name``,
+  ``Email address``, ``Grade``, ``Maximum Grade``, ``Last modified (grade)``.
+- **Gradescope**: the columns of Gradescope's grade export, ``First Name,Last Name,SID,Email,
+  Sections,<Title>,<Title> - Max Points``.
 - **plain**: every field, flags and messages included (for the instructor, never for an LMS).
 
 Points for an ``invalid`` submission and for a student with none follow :class:`MissingGrade`;
-a grader ``error`` is always left blank (it is the grader's fault, not a zero). Every text cell
-that a spreadsheet would evaluate as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or
-a carriage return) is neutralised with a leading ``'``.
+a grader ``error`` is always left blank (it is the grader's fault, not a zero). Every CSV the
+grader writes goes through :func:`formula_safe`: a text cell that a spreadsheet would evaluate as
+a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a leading
+``'``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -30,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from grader.roster import Person, lookup
+from grader.roster import Person, RosterMatch, Submitter, match_submissions
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -40,6 +47,7 @@ class ExportFormat(str, Enum):
 
     CANVAS = "canvas"
     MOODLE = "moodle"
+    MOODLE_WORKSHEET = "moodle-worksheet"
     GRADESCOPE = "gradescope"
     PLAIN = "plain"
 
@@ -68,7 +76,8 @@ class GradeItem:
     title: str = ""
     max_points: float = 0.0
     lms_id: str = ""
-    """The Canvas assignment id, when the assignment already exists in Canvas."""
+    """The Canvas gradebook column's id (the assignment id), when the column exists in Canvas:
+    the export's header ``<Title> (<id>)`` then updates it instead of creating a new column."""
 
     @property
     def column(self) -> str:
@@ -100,6 +109,15 @@ def neutralise(value: object) -> object:
     return value
 
 
+def formula_safe(frame: pd.DataFrame, *, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """``frame`` with every text cell neutralised (:func:`neutralise`), except in ``keep``."""
+    kept = set(keep)
+    for column in frame.columns:
+        if column not in kept and not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(neutralise)
+    return frame
+
+
 def grade_value(row: GradeRow, missing: MissingGrade) -> float | None:
     """The number the gradebook gets for ``row``, or None for a blank cell."""
     if row.status is RowStatus.OK:
@@ -110,35 +128,130 @@ def grade_value(row: GradeRow, missing: MissingGrade) -> float | None:
 
 
 def rows_from_results(
-    results: Iterable[Any], people: Sequence[Person] | None = None
+    results: Iterable[Any],
+    people: Sequence[Person] | None = None,
+    *,
+    match: RosterMatch | None = None,
 ) -> list[GradeRow]:
     """Export rows from ``grader check``'s results (``.student``, ``.status``, ``.points``, ...).
 
-    With a roster, each result is matched to its person by student id, login id, SIS id or email,
-    and roster students without a submission get a ``missing`` row; results nobody on the roster
-    matches keep their folder name as the student id.
+    ``match`` (a batch's :attr:`roster`) says which roster students each result belongs to;
+    without it, results are matched to ``people`` by their folder names. With a roster there is
+    one row per roster student, in the roster's order (every member of a group gets the group's
+    row; a student without a submission gets a ``missing`` row) and a result nobody on the roster
+    matches has no row: :meth:`RosterMatch.messages` lists it. Without a roster, each result's
+    row names the student as the download did (a Canvas user id, a Moodle participant id, a
+    Gradescope SID and email).
     """
-    table = lookup(list(people or []))
-    rows: list[GradeRow] = []
-    matched: set[str] = set()
-    for result in results:
-        person = table.get(result.student) or Person(student=result.student)
-        matched.add(person.student)
-        rows.append(
-            GradeRow(
-                person=person,
-                status=RowStatus(result.status),
-                points=result.points,
-                public_accuracy=result.public_accuracy,
-                private_accuracy=result.private_accuracy,
-                flags=tuple(result.flags),
-                message=result.message,
+    results = list(results)
+    if match is None:
+        match = match_submissions(((r.student, [Submitter(folder=r.student)]) for r in results),
+                                  people)  # fmt: skip
+    by_key = {r.student: r for r in results}
+    if match.people is None:
+        return [
+            _row(person, result)
+            for result in results
+            for person in _people_of(result.student, match.submitters.get(result.student, ()))
+        ]
+    of_person: dict[int, Any] = {}
+    for key, found in match.matched.items():
+        for person, _how in found:
+            if key in by_key:
+                of_person[id(person)] = by_key[key]
+    rows = []
+    for person in match.people:
+        result = of_person.get(id(person))
+        if result is None:
+            rows.append(GradeRow(person=person, status=RowStatus.MISSING, message="no submission"))
+        else:
+            rows.append(_row(person, result))
+    return rows
+
+
+def _people_of(key: str, submitters: Sequence[Submitter]) -> list[Person]:
+    """Without a roster: the people a submission names, as rows an LMS can match."""
+    people = []
+    for s in submitters or (Submitter(folder=key),):
+        people.append(
+            Person(
+                student=key if len(submitters) < 2 else (s.email or s.sis_id or s.name or key),
+                name=s.name or (s.folder if s.folder != key else ""),
+                email=s.email,
+                sis_id=s.sis_id,
+                login_id=s.login_id,
+                canvas_id=s.lms_id if s.lms == "canvas" else "",
+                moodle_id=s.lms_id if s.lms == "moodle" else "",
             )
         )
-    for person in people or []:
-        if person.student not in matched:
-            rows.append(GradeRow(person=person, status=RowStatus.MISSING))
-    return rows
+    return people
+
+
+def _row(person: Person, result: Any) -> GradeRow:
+    return GradeRow(
+        person=person,
+        status=RowStatus(result.status),
+        points=result.points,
+        public_accuracy=result.public_accuracy,
+        private_accuracy=result.private_accuracy,
+        flags=tuple(result.flags),
+        message=result.message,
+        late=bool(getattr(result, "late", False)),
+    )
+
+
+# --- what an LMS can take -------------------------------------------------------------------------
+
+MOODLE_IDENTITIES = (("ID number", "sis_id"), ("Email address", "email"), ("Username", "login_id"))
+
+
+def _canvas_ids(person: Person) -> tuple[str, str, str]:
+    """(ID, SIS User ID, SIS Login ID) as the Canvas row has them."""
+    login = person.login_id or (person.student if not (person.sis_id or person.canvas_id) else "")
+    return person.canvas_id, person.sis_id, login
+
+
+def _moodle_identity(rows: Sequence[GradeRow]) -> tuple[str, str]:
+    """The Moodle identity column to map: the first every row has, else the most complete."""
+    people = [r.person for r in rows]
+    counts = [(sum(bool(getattr(p, key)) for p in people), header, key)
+              for header, key in MOODLE_IDENTITIES]  # fmt: skip
+    for count, header, key in counts:
+        if people and count == len(people):
+            return header, key
+    _count, header, key = max(counts, key=lambda c: c[0]) if people else counts[-1]
+    return header, key
+
+
+def export_problems(rows: Sequence[GradeRow], fmt: ExportFormat | str) -> list[str]:
+    """The rows ``fmt``'s LMS could not match to a student, one line each: they are left out of
+    the export (a row an LMS cannot place is at best a warning, in Moodle an aborted import)."""
+    return [why for _row, why in _unplaceable(rows, ExportFormat(fmt))]
+
+
+def _unplaceable(rows: Sequence[GradeRow], fmt: ExportFormat) -> list[tuple[GradeRow, str]]:
+    found = []
+    if fmt is ExportFormat.MOODLE:
+        header, key = _moodle_identity(rows)
+    for row in rows:
+        p = row.person
+        who = p.name or p.student
+        if fmt is ExportFormat.CANVAS and not any(_canvas_ids(p)):
+            why = "no Canvas ID, SIS User ID or SIS Login ID"
+        elif fmt is ExportFormat.MOODLE and not getattr(p, key):
+            why = f"no {header} (Moodle aborts an import on one unknown user)"
+        elif fmt is ExportFormat.MOODLE_WORKSHEET and not p.moodle_id:
+            why = "no Moodle participant identifier (use the assignment's grading worksheet as "
+            why += "the roster, or grade the Moodle download)"
+        elif fmt is ExportFormat.GRADESCOPE and not (p.email or p.sis_id):
+            why = "no email or SID"
+        else:
+            continue
+        found.append((row, f"{who}: {why}; left out of the {fmt.value} file"))
+    return found
+
+
+# --- the writers ----------------------------------------------------------------------------------
 
 
 def write_export(
@@ -147,26 +260,25 @@ def write_export(
     fmt: ExportFormat | str,
     *,
     missing: MissingGrade | str = MissingGrade.ZERO,
+    now: dt.datetime | None = None,
 ) -> str:
-    """The CSV text of ``rows`` in ``fmt``."""
+    """The CSV text of ``rows`` in ``fmt``, less the rows its LMS could not place
+    (:func:`export_problems`). ``now`` stamps the Moodle worksheet's grades."""
     fmt, missing = ExportFormat(fmt), MissingGrade(missing)
-    frame = {
-        ExportFormat.CANVAS: _canvas,
-        ExportFormat.MOODLE: _moodle,
-        ExportFormat.GRADESCOPE: _gradescope,
-        ExportFormat.PLAIN: _plain,
-    }[fmt](rows, item, missing)
+    left_out = {id(row) for row, _why in _unplaceable(rows, fmt)}
+    kept = [r for r in rows if id(r) not in left_out]
+    if fmt is ExportFormat.MOODLE:
+        frame = _moodle(kept, item, missing, _moodle_identity(rows))
+    elif fmt is ExportFormat.MOODLE_WORKSHEET:
+        frame = _moodle_worksheet(kept, item, missing, now or dt.datetime.now(dt.timezone.utc))
+    else:
+        writer = {
+            ExportFormat.CANVAS: _canvas,
+            ExportFormat.GRADESCOPE: _gradescope,
+            ExportFormat.PLAIN: _plain,
+        }[fmt]
+        frame = writer(kept, item, missing)
     return frame.to_csv(index=False, lineterminator="\n")
-
-
-def _name(person: Person) -> str:
-    return neutralise(person.name or person.student)
-
-
-def _text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    for column in columns:
-        frame[column] = frame[column].map(neutralise)
-    return frame
 
 
 def _canvas(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) -> pd.DataFrame:
@@ -176,50 +288,79 @@ def _canvas(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) ->
                 column: _number(item.max_points)}]  # fmt: skip
     for row in rows:
         p = row.person
+        canvas_id, sis_id, login_id = _canvas_ids(p)
         records.append(
             {
                 "Student": p.name or p.student,
-                "ID": p.canvas_id,
-                "SIS User ID": p.sis_id,
-                "SIS Login ID": p.login_id or (p.student if not p.sis_id else ""),
+                "ID": canvas_id,
+                "SIS User ID": sis_id,
+                "SIS Login ID": login_id,
                 "Section": p.section,
                 column: _number(grade_value(row, missing)),
             }
         )
-    return _text(pd.DataFrame.from_records(records, columns=[*info, column]), info)
+    frame = pd.DataFrame.from_records(records, columns=[*info, column])
+    return formula_safe(frame, keep=[column])
 
 
-def _moodle(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) -> pd.DataFrame:
+def _moodle(
+    rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade, identity: tuple[str, str]
+) -> pd.DataFrame:
     people = [r.person for r in rows]
-    if people and all(p.email for p in people):
-        header, key = "Email address", "email"
-    elif people and all(p.sis_id for p in people):
-        header, key = "ID number", "sis_id"
-    else:
-        header, key = "Username", "login_id"
+    columns = [
+        (header, key)
+        for header, key in MOODLE_IDENTITIES
+        if (header, key) == identity or (people and all(getattr(p, key) for p in people))
+    ]
     records = []
     for row in rows:
-        ident = getattr(row.person, key) or row.person.student
         value = grade_value(row, missing)
-        records.append({header: neutralise(ident), item.column: "-" if value is None else value})
-    frame = pd.DataFrame.from_records(records, columns=[header, item.column])
-    frame[item.column] = frame[item.column].map(lambda v: v if v == "-" else _number(v))
-    return frame
+        record = {header: getattr(row.person, key) for header, key in columns}
+        record[item.column] = "-" if value is None else _number(value)
+        records.append(record)
+    frame = pd.DataFrame.from_records(records, columns=[h for h, _ in columns] + [item.column])
+    return formula_safe(frame, keep=[item.column])
 
 
-def _gradescope(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) -> pd.DataFrame:
-    columns = ["Name", "SID", "Email", item.column, f"{item.column} - Max Points"]
+def _moodle_worksheet(
+    rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade, now: dt.datetime
+) -> pd.DataFrame:
+    stamp = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     records = [
         {
-            "Name": r.person.name or r.person.student,
-            "SID": r.person.sis_id or r.person.student,
-            "Email": r.person.email,
-            item.column: _number(grade_value(r, missing)),
-            f"{item.column} - Max Points": _number(item.max_points),
+            "Identifier": f"Participant {r.person.moodle_id}",
+            "Full name": r.person.name or r.person.student,
+            "Email address": r.person.email,
+            "Grade": _number(grade_value(r, missing)),
+            "Maximum Grade": _number(item.max_points),
+            "Last modified (grade)": stamp,
         }
         for r in rows
     ]
-    return _text(pd.DataFrame.from_records(records, columns=columns), ["Name", "SID", "Email"])
+    columns = ["Identifier", "Full name", "Email address", "Grade", "Maximum Grade",
+               "Last modified (grade)"]  # fmt: skip
+    return formula_safe(pd.DataFrame.from_records(records, columns=columns), keep=["Grade"])
+
+
+def _gradescope(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) -> pd.DataFrame:
+    columns = ["First Name", "Last Name", "SID", "Email", "Sections", item.column,
+               f"{item.column} - Max Points"]  # fmt: skip
+    records = []
+    for r in rows:
+        first, last = r.person.given_and_family
+        records.append(
+            {
+                "First Name": first,
+                "Last Name": last,
+                "SID": r.person.sis_id,
+                "Email": r.person.email,
+                "Sections": r.person.section,
+                item.column: _number(grade_value(r, missing)),
+                f"{item.column} - Max Points": _number(item.max_points),
+            }
+        )
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    return formula_safe(frame, keep=columns[-2:])
 
 
 PLAIN_COLUMNS = (
@@ -259,7 +400,7 @@ def _plain(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) -> 
             }
         )
     frame = pd.DataFrame.from_records(records, columns=[*PLAIN_COLUMNS, *extra_columns])
-    return _text(frame, [c for c in frame.columns if c not in PLAIN_NUMBERS])
+    return formula_safe(frame, keep=PLAIN_NUMBERS)
 
 
 def _number(value: float | None) -> str:

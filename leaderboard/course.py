@@ -13,7 +13,8 @@ A course comes from repeated ``--assignment`` options, or from a course TOML fil
     [[assignment]]
     spec = "specs/resnet20.toml"
     queue = "gpu"                     # model jobs wait for a worker started with --queue gpu
-    canvas_id = "4411"                # the Canvas assignment id, for the Canvas export
+    lms_title = "Lab 2"               # the gradebook column's title (default: the spec's title)
+    lms_column_id = "4411"            # its Canvas id: the Canvas import updates that column
 
 The course rules a course file may set are :data:`COURSE_RULES`; anything else about grading
 belongs in the spec. The first assignment is the one the unversioned API serves.
@@ -39,7 +40,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 COURSE_RULES = frozenset(
     {"title", "daily_limit", "deadline", "late_policy", "entry_rule", "final_submissions", "teams"}
 )
-ENTRY_KEYS = frozenset({"spec", "queue", "canvas_id"}) | COURSE_RULES
+ENTRY_KEYS = frozenset({"spec", "queue", "lms_title", "lms_column_id", "canvas_id"}) | COURSE_RULES
+"""``canvas_id`` is the older spelling of ``lms_column_id``."""
 COURSE_KEYS = frozenset({"title", "missing_grade", "assignment"})
 
 
@@ -54,6 +56,10 @@ class CourseAssignment:
     spec: Assignment
     queue: JobQueue = JobQueue.CPU
     canvas_id: str = ""
+    """The Canvas id of the gradebook column (the assignment id): the Canvas export's header
+    names it, so that the import updates the column instead of creating one."""
+    lms_title: str = ""
+    """The gradebook column's title (default: the spec's title, else its name)."""
 
     @property
     def name(self) -> str:
@@ -65,7 +71,7 @@ class CourseAssignment:
         """The assignment as a gradebook column."""
         return GradeItem(
             name=self.spec.name,
-            title=self.spec.title,
+            title=self.lms_title or self.spec.title,
             max_points=self.spec.max_points,
             lms_id=self.canvas_id,
         )
@@ -176,7 +182,12 @@ def _entry(path: Path, number: int, entry: Any) -> CourseAssignment:
         queue = JobQueue(entry.get("queue", "cpu"))
     except ValueError:
         raise CourseError(f"{where}: queue = {entry['queue']!r}; use 'cpu' or 'gpu'") from None
-    canvas_id = entry.get("canvas_id", "")
-    if not isinstance(canvas_id, (str, int)) or isinstance(canvas_id, bool):
-        raise CourseError(f"{where}: canvas_id must be the Canvas assignment id")
-    return CourseAssignment(spec=spec, queue=queue, canvas_id=str(canvas_id))
+    if "lms_column_id" in entry and "canvas_id" in entry:
+        raise CourseError(f"{where}: give lms_column_id or its older spelling canvas_id, not both")
+    column_id = entry.get("lms_column_id", entry.get("canvas_id", ""))
+    if not isinstance(column_id, (str, int)) or isinstance(column_id, bool):
+        raise CourseError(f"{where}: lms_column_id must be the Canvas id of the gradebook column")
+    title = entry.get("lms_title", "")
+    if not isinstance(title, str):
+        raise CourseError(f"{where}: lms_title must be the gradebook column's title (a string)")
+    return CourseAssignment(spec=spec, queue=queue, canvas_id=str(column_id), lms_title=title)

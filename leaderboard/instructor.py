@@ -185,14 +185,16 @@ def requeue() -> Response:
 @bp.get("/grades.csv")
 @instructor_required
 def export() -> Response:
-    """Grades for the LMS: ``?assignment=NAME&format=canvas|moodle|gradescope|plain``."""
+    """Grades for the LMS: ``?assignment=NAME&format=canvas|moodle|moodle-worksheet|gradescope|
+    plain``."""
     assignment = _chosen()
     try:
         fmt = ExportFormat(request.args.get("format", "plain"))
         missing = MissingGrade(request.args.get("missing", course().missing_grade.value))
     except ValueError:
         return Response(
-            "format must be one of canvas, moodle, gradescope, plain; missing zero or blank\n",
+            f"format must be one of {', '.join(f.value for f in ExportFormat)}; missing zero or "
+            "blank\n",
             status=400,
             mimetype="text/plain",
         )

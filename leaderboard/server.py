@@ -8,6 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leaderboard.db import create_schema, database_url, make_engine
+from leaderboard.serving import (
+    HEADER_TIMEOUT_ENV,
+    HEADER_TIMEOUT_S,
+    READ_TIMEOUT_ENV,
+    READ_TIMEOUT_S,
+)
 
 
 def _gunicorn_major() -> int:
@@ -36,13 +42,19 @@ def serve(
     database: str | None = None,
     broker: str | None = None,
     workers: int = 2,
+    threads: int = 8,
+    header_timeout: float = HEADER_TIMEOUT_S,
+    read_timeout: float = READ_TIMEOUT_S,
     dev: bool = False,
     real_names: bool = False,
 ) -> None:
     """Create the schema if needed, then serve with gunicorn (or Flask's server with ``dev``).
 
     The course is ``course`` (a TOML file) or the ``assignments`` (names or spec paths); the
-    settings reach every gunicorn worker through the environment.
+    settings reach every gunicorn worker through the environment. Each of the ``workers``
+    processes serves ``threads`` connections at once and drops a client whose headers take over
+    ``header_timeout`` seconds or whose body stalls for ``read_timeout`` seconds
+    (:class:`leaderboard.serving.GuardedThreadWorker`).
     """
     url = init_database(database=database)
     os.environ["GRADER_DATABASE_URL"] = url
@@ -55,6 +67,8 @@ def serve(
         os.environ["GRADER_BROKER_URL"] = broker
     if real_names:
         os.environ["GRADER_PSEUDONYMS"] = "0"
+    os.environ[HEADER_TIMEOUT_ENV] = str(header_timeout)
+    os.environ[READ_TIMEOUT_ENV] = str(read_timeout)
     if dev:
         from leaderboard import create_app
 
@@ -63,6 +77,8 @@ def serve(
     argv = [
         sys.executable, "-m", "gunicorn",
         "--workers", str(workers),
+        "--worker-class", "leaderboard.serving.GuardedThreadWorker",
+        "--threads", str(threads),
         "--bind", f"{host}:{port}",
         "--preload",  # import once in the master, then fork the workers
         "--timeout", "120",

@@ -8,24 +8,36 @@ message says what to fix: the caller answers it with a 4xx, never a 500.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from grader.grading.intake import (
+    ARCHIVE_SUFFIXES,
+    MODEL_FILE,
+    WEIGHT_SUFFIXES,
+    IntakeError,
+    IntakeLimits,
+    archive_members,
+    is_weights_file,
+    open_archive,
+    read_member,
+    stage_files,
+)
 from leaderboard.models import SubmissionFile
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-MODEL_SUFFIXES = {".py", ".pt", ".pth", ".safetensors", ".json", ".txt", ".md"}
-WEIGHT_SUFFIXES = {".pt", ".pth", ".safetensors"}
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
+MODEL_SUFFIXES = {".py", ".json", ".txt", ".md", *WEIGHT_SUFFIXES}
 MAX_MODEL_FILES = 20
+UPLOAD_LIMITS = IntakeLimits(max_files=MAX_MODEL_FILES, max_archive_members=1_000)
+"""What one upload may hold; the byte limits come from the assignment (see :func:`limits_for`)."""
 
 
 class UploadError(ValueError):
@@ -45,6 +57,12 @@ def display_name(name: str) -> str:
     return (PurePosixPath(name.replace("\\", "/")).name or "upload")[:100]
 
 
+def limits_for(limit: int) -> IntakeLimits:
+    """:data:`UPLOAD_LIMITS` with every byte cap at ``limit``."""
+    return dataclasses.replace(UPLOAD_LIMITS, max_file_bytes=limit, max_submission_bytes=limit,
+                               max_archive_bytes=limit)  # fmt: skip
+
+
 def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
     """The files of a model submission by safe base name; :class:`UploadError` says why not."""
     files: dict[str, bytes] = {}
@@ -59,13 +77,13 @@ def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
             if name in files:
                 raise UploadError(f"{name} was uploaded twice; keep one")
             files[name] = upload.content
-    if "model.py" not in files:
+    if MODEL_FILE not in files:
         raise UploadError(
-            f"no model.py among the files ({', '.join(sorted(files)) or 'none'}); "
-            "include model.py defining the model class"
+            f"no {MODEL_FILE} among the files ({', '.join(sorted(files)) or 'none'}); "
+            f"include {MODEL_FILE} defining the model class"
         )
-    if not any(Path(n).suffix in WEIGHT_SUFFIXES for n in files):
-        raise UploadError("no weights file (.pt, .pth or .safetensors) among the files")
+    if not any(is_weights_file(n) for n in files):
+        raise UploadError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) among the files")
     if len(files) > MAX_MODEL_FILES:
         raise UploadError(f"{len(files)} files uploaded; at most {MAX_MODEL_FILES} are allowed")
     total = sum(len(c) for c in files.values())
@@ -75,63 +93,41 @@ def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
 
 
 def unzip(upload: Upload, *, limit: int) -> dict[str, bytes]:
-    """The members of a .zip upload by base name, every one checked and size-capped."""
+    """The members of a .zip upload by base name, every one checked and size-capped under
+    :mod:`grader.grading.intake`'s policy (the member count read before the directory)."""
     where = display_name(upload.name)
+    limits = limits_for(limit)
     try:
-        archive = zipfile.ZipFile(io.BytesIO(upload.content))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as exc:
-        raise UploadError(
-            f"{where}: not a valid .zip archive ({exc}); zip the files again"
-        ) from None
+        archive = open_archive(io.BytesIO(upload.content), limits)
+    except IntakeError as exc:
+        raise UploadError(f"{where}: {exc}; zip the files again") from None
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        members = [m for m in members if not m.filename.startswith("__MACOSX/")]
+        members = [m for m in archive_members(archive, limits)]
+        problems = [m.problem for m in members if m.problem is not None]
+        if problems:
+            raise UploadError(f"{where}: {problems[0]}")
+        members = [m for m in members if m.path is not None]
         if len(members) > MAX_MODEL_FILES:
             raise UploadError(f"{where}: holds {len(members)} files; at most {MAX_MODEL_FILES}")
-        declared = sum(m.file_size for m in members)
-        if declared > limit:
-            raise UploadError(
-                f"{where}: unpacks to {declared:,} bytes, over the limit of {limit:,}"
-            )
         files: dict[str, bytes] = {}
         budget = limit
         for member in members:
-            base = PurePosixPath(member.filename.replace("\\", "/")).name
+            base = member.path.name
             if base.lower().endswith(ARCHIVE_SUFFIXES):
                 raise UploadError(
                     f"{where}: holds another archive ({display_name(base)}); nested archives "
-                    "are not accepted: put model.py and the weights in one .zip"
+                    f"are not accepted: put {MODEL_FILE} and the weights in one .zip"
                 )
             name = checked_name(base, where=where)
             if name in files:
                 raise UploadError(f"{where}: holds two files named {name}; keep one")
-            if member.flag_bits & 0x1:
-                raise UploadError(f"{where}: {name} is encrypted; zip it without a password")
-            content = _read_member(archive, member, where=where, name=name, budget=budget)
+            try:
+                content = read_member(archive, member.info, max_bytes=budget)
+            except IntakeError as exc:
+                raise UploadError(f"{where}: {exc}") from None
             budget -= len(content)
             files[name] = content
     return files
-
-
-def _read_member(
-    archive: zipfile.ZipFile, member: zipfile.ZipInfo, *, where: str, name: str, budget: int
-) -> bytes:
-    """A member's bytes, reading at most ``budget + 1`` (a zip may lie about its sizes)."""
-    try:
-        with archive.open(member) as stream:
-            content = stream.read(budget + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise UploadError(
-            f"{where}: {name} is damaged ({exc}); the archive did not upload whole, zip it again"
-        ) from None
-    except NotImplementedError as exc:
-        raise UploadError(
-            f"{where}: {name} uses a compression this server cannot read ({exc}); "
-            "use plain deflate (the default of every zip tool)"
-        ) from None
-    if len(content) > budget:
-        raise UploadError(f"{where}: unpacks to more bytes than the limit; upload smaller files")
-    return content
 
 
 def checked_name(name: str, *, where: str) -> str:
@@ -177,12 +173,16 @@ def load_files(session: Session, submission_id: int) -> dict[str, bytes]:
 
 
 def write_files(files: dict[str, bytes], folder: Path) -> Path:
-    """Write ``files`` (checked names only) into ``folder``; return it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
+    """Stage ``files`` (checked base names only) into the new folder ``folder``; return it."""
+    for name in files:
         if not SAFE_NAME.fullmatch(name):
             raise UploadError(f"stored file name {name!r} is not a plain base name")
-        (folder / name).write_bytes(content)
+    total = sum(len(content) for content in files.values())
+    limits = limits_for(max(total, 1))
+    try:
+        stage_files(dict(files), folder, limits=limits)
+    except IntakeError as exc:
+        raise UploadError(str(exc)) from None
     return folder
 
 
@@ -197,18 +197,21 @@ def zip_files(files: dict[str, bytes]) -> bytes:
 
 def unzip_stored(content: bytes, *, limit: int) -> dict[str, bytes]:
     """The files of a submission as a worker received them (checked like an upload)."""
-    files: dict[str, bytes] = {}
+    limits = limits_for(limit)
     try:
-        archive = zipfile.ZipFile(io.BytesIO(content))
-    except zipfile.BadZipFile as exc:
+        archive = open_archive(io.BytesIO(content), limits)
+    except IntakeError as exc:
         raise UploadError(f"the server sent a broken archive: {exc}") from None
+    files: dict[str, bytes] = {}
     with archive:
         budget = limit
-        for member in archive.infolist():
-            if not SAFE_NAME.fullmatch(member.filename):
-                raise UploadError(f"the server sent a file named {member.filename!r}")
-            data = _read_member(archive, member, where="submission", name=member.filename,
-                                budget=budget)  # fmt: skip
+        for info in archive.infolist():
+            if not SAFE_NAME.fullmatch(info.filename):
+                raise UploadError(f"the server sent a file named {info.filename!r}")
+            try:
+                data = read_member(archive, info, max_bytes=budget)
+            except IntakeError as exc:
+                raise UploadError(f"submission: {exc}") from None
             budget -= len(data)
-            files[member.filename] = data
+            files[info.filename] = data
     return files

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from reference.train_config import DatasetRecipe
+from grader.data import Dataset
 
 
-def normalize(images: torch.Tensor, recipe: DatasetRecipe) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> normalised float32 in channels_last memory format."""
+def normalize(images: torch.Tensor, recipe: Dataset) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> normalised float32 in channels_last memory format, with the data
+    set's registered per-channel statistics."""
     mean = torch.tensor(recipe.mean, device=images.device).view(1, -1, 1, 1) * 255
     std = torch.tensor(recipe.std, device=images.device).view(1, -1, 1, 1) * 255
     x = (images.float() - mean) / std

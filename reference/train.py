@@ -1,8 +1,8 @@
 """Fast training recipe for the reference models (CIFAR-10 nets, LeNet-5 on MNIST).
 
-    python -m reference.train resnet20 --epochs 30            # one model
-    python -m reference.train --all-baselines                 # every baseline record
-    grader train resnet20 --epochs 1 --limit-train 512        # the same through the grader CLI
+    grader train resnet20 --epochs 30                         # one model
+    grader train --all-baselines                              # every baseline record
+    grader train resnet20 --epochs 1 --limit-train 512        # a quick run
 
 Measured evidence (2-core x86_64 VM, 24 GiB, loaded by parallel jobs; benchmarks/RESULTS.md,
 section "Training"):
@@ -40,15 +40,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from grader.data import load_dataset
+from grader.data import Dataset, get_dataset, load_dataset
 from reference.augment import augment_batch, normalize
 from reference.models import dataset_for, get_model
 from reference.train_config import (  # noqa: F401 - the recipe's settings, importable from here
-    DATASET_RECIPES,
     DEFAULT_LR,
     MODEL_LR,
     SCHEDULES,
-    DatasetRecipe,
     Schedule,
     TrainConfig,
     validate_config,
@@ -70,7 +68,8 @@ class TrainData:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
-    recipe: DatasetRecipe
+    recipe: Dataset
+    """The data set's registry entry: normalisation and which augmentations keep the class."""
     description: dict = field(default_factory=dict)
 
 
@@ -95,7 +94,7 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainData:
         train_labels=torch.from_numpy(train.labels[:count].copy()).to(device),
         test_images=torch.from_numpy(test.images.copy()).to(device),
         test_labels=torch.from_numpy(test.labels.copy()).to(device),
-        recipe=DATASET_RECIPES[dataset],
+        recipe=get_dataset(dataset),
         description=description,
     )
 
@@ -203,7 +202,7 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: DatasetRecipe, tta: bool
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: Dataset, tta: bool
 ) -> Evaluation:
     """Predict every image (uint8 on the device); ``tta`` adds the mirrored image's logits."""
     model.eval()
@@ -395,9 +394,3 @@ def run_baselines(
         print(f"{name}: accuracy {result.accuracy:.4f} ({result.record['data']})")
         results.append(result)
     return results
-
-
-if __name__ == "__main__":
-    from grader.commands.train import train as train_command
-
-    train_command(prog_name="python -m reference.train")

@@ -1,7 +1,7 @@
 """The settings of the training recipe: the one place their defaults and limits are written.
 
-``TrainConfig`` is what a run depends on (stored in its record). ``grader train`` and
-``python -m reference.train`` build their flags from its fields (help text, lower bounds and
+``TrainConfig`` is what a run depends on (stored in its record). ``grader train`` builds its
+flags from its fields (help text, lower bounds and
 choices come from each field's metadata) and ``reference.train.train(**settings)`` takes the same
 names, so no default is written twice. Cheap to import: no torch.
 """
@@ -54,21 +54,6 @@ def check_bounds(config: Any) -> None:
         elif not value >= minimum:
             raise ValueError(f"{flag} must be at least {minimum:g}, got {value}")
 
-
-@dataclass(frozen=True)
-class DatasetRecipe:
-    """Per-dataset preprocessing: normalisation and which augmentations make sense."""
-
-    mean: tuple[float, ...]  # per-channel mean of the training pixels, in [0, 1] units
-    std: tuple[float, ...]  # per-channel standard deviation, in [0, 1] units
-    crop_pad: int  # pixels of zero padding before the random crop
-    flip: bool  # horizontal flips (never for digits: a mirrored 2 is not a 2)
-
-
-DATASET_RECIPES: dict[str, DatasetRecipe] = {
-    "cifar10": DatasetRecipe((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 4, True),
-    "mnist": DatasetRecipe((0.1307,), (0.3081,), 2, False),
-}
 
 # peak learning rate per model when --lr is not given; nets without normalisation layers
 # diverge at the BatchNorm nets' rate

@@ -1,21 +1,27 @@
-"""Intake of a class folder: per-student folders, Canvas and Moodle bulk downloads, and zips.
+"""Intake of a class folder: per-student folders, Canvas, Moodle and Gradescope downloads, zips.
 
 ``grader check DIR`` accepts, mixed in one folder:
 
 - ``DIR/<student>/`` holding the student's files (the plain layout);
-- Canvas's flat files ``<lastfirst>_<userid>_<fileid>_<name>`` (late ones
-  ``<lastfirst>_LATE_<userid>_<fileid>_<name>``; a resubmitted file gets ``-1``, ``-2`` before
-  its extension, which is dropped);
-- Moodle's per-student folders ``<Full Name>_<id>_assignsubmission_<plugin>_``;
+- Canvas's "Download Submissions": flat files ``<lastfirst>_<user id>_<file id>_<name>`` (late
+  ones ``<lastfirst>_LATE_<user id>_...``; anonymous grading ``anon_<id>_<file id>_<name>``).
+  A file uploaded again is renamed by Canvas with ``-1``, ``-2`` before its extension: the
+  latest upload of each name (highest file id) is graded under the name without the number, the
+  others are listed as superseded;
+- Moodle's "Download all submissions": a folder per student and plugin
+  ``<Full Name>_<participant id>_assignsubmission_<plugin>_``, or flat files with that prefix;
+- Gradescope's "Export Submissions": ``submission_<id>/`` folders beside a
+  ``submission_metadata.yml`` that names each submission's submitters (name, SID, email);
 - zips of any of these (the LMS's "download all"), and a student's own zip among their files.
 
-Every file is looked at with ``lstat`` and never followed: a symbolic link, a device, a FIFO, a
-socket or a hard-linked file (``st_nlink > 1``) makes that student's row invalid with the reason.
-Files are opened with ``O_NOFOLLOW``, checked again on the open descriptor, read up to a size cap
-and hashed in chunks. Zips are unpacked member by member: no absolute paths or ``..``, no links,
-limits on members, sizes and nesting, a bad CRC is the student's problem. What a submission uses
-is copied into a staging folder the grader made itself; the sandbox and the scorer only ever see
-that copy.
+Each student keeps who the download says they are (:class:`grader.roster.Submitter`), so that
+:func:`grader.roster.match_submissions` can find them on the roster by their LMS ids.
+
+Every file is looked at with ``lstat`` and never followed, and every zip is unpacked, under the
+one policy of :mod:`grader.grading.intake`: a link, a device, a FIFO, a socket, a hard-linked or
+oversized file or an unsafe zip member makes that student's row invalid with the reason. What a
+submission uses is copied into a staging folder the grader made itself; the sandbox and the
+scorer only ever see that copy.
 """
 
 from __future__ import annotations
@@ -24,46 +30,44 @@ import os
 import re
 import shutil
 import stat
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from grader.batch.results import Kind
-from grader.sandbox.staging import (
+from grader.grading.intake import (
+    MODEL_FILE,
+    OS_LEFTOVERS,
+    PREDICTIONS_FILE,
+    WEIGHT_SUFFIXES,
     IntakeError,
-    copy_plain_file,
+    IntakeLimits,
     describe_type,
-    open_plain_file,
     plain_file_problem,
+    read_plain_file,
+    safe_name,
+    stage_files,
+    unpack_archive,
 )
+from grader.roster import Submitter
 
-Layout = Literal["folder", "canvas", "moodle"]
-PREDICTIONS_FILE = "predictions.csv"
-MODEL_FILE = "model.py"
-WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
-CHUNK = 1 << 20
+Layout = Literal["folder", "canvas", "moodle", "gradescope"]
 CANVAS_FILE = re.compile(
     r"^(?P<name>[^_/]+)_(?:(?P<late>LATE)_)?(?P<uid>\d+)_(?P<fid>\d+)_(?P<file>.+)$"
 )
-CANVAS_RESUBMISSION = re.compile(r"^(?P<stem>.+)-\d+(?P<suffix>\.[^.]+)$")
+CANVAS_ANONYMOUS = re.compile(
+    r"^(?:(?P<late>LATE)_)?(?P<name>anon_[A-Za-z0-9]+)_(?P<fid>\d+)_(?P<file>.+)$"
+)
+CANVAS_RESUBMISSION = re.compile(r"^(?P<stem>.+)-(?P<n>\d+)(?P<suffix>\.[^.]+)$")
 MOODLE_FOLDER = re.compile(r"^(?P<name>.+)_(?P<uid>\d+)_assign(?:submission|feedback)_\w+?_$")
-SKIPPED = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
+MOODLE_FILE = re.compile(
+    r"^(?P<name>.+?)_(?P<uid>\d+)_assign(?:submission|feedback)_(?P<plugin>[a-z]+)_(?P<file>.+)$"
+)
+GRADESCOPE_METADATA = "submission_metadata.yml"
+GRADESCOPE_FOLDER = re.compile(r"^submission_(?P<id>\d+)$")
+MAX_METADATA_BYTES = 64 << 20
+SKIPPED = tuple(OS_LEFTOVERS)
 """Names operating systems add to archives; never a student's work and never listed."""
-
-
-@dataclass(frozen=True)
-class IntakeLimits:
-    """Caps on what one class folder may make the grader read or unpack."""
-
-    max_file_bytes: int = 256 << 20
-    """Any one file of a submission (weights included)."""
-    max_files_per_student: int = 200
-    max_zip_members: int = 20_000
-    max_unpacked_bytes: int = 4 << 30
-    """Everything one zip may unpack to."""
-    max_depth: int = 8
-    """Folder depth inside a student's folder or zip."""
 
 
 @dataclass
@@ -71,16 +75,23 @@ class StudentFiles:
     """One student's files as found, before the grader picks what it uses."""
 
     student: str
-    """The name on the grades (the folder name, Canvas's ``lastfirst``, Moodle's full name)."""
+    """The name on the grades (the folder name, Canvas's ``lastfirst``, Moodle's full name,
+    Gradescope's submitters)."""
     layout: Layout
     files: dict[str, Path] = field(default_factory=dict)
     """Submission name (LMS prefix removed, path inside the student's folder) -> file on disk."""
     problems: list[str] = field(default_factory=list)
     """Links, devices, hard links, oversized files, unsafe zip members: the row is invalid."""
     skipped: list[str] = field(default_factory=list)
-    """Entries that are not files (empty folders) or nested archives, listed as ignored."""
+    """Entries that are not files (empty folders), nested archives and superseded uploads,
+    listed as ignored."""
     lms_id: str | None = None
+    """Canvas user id, Moodle participant id, Gradescope submission id."""
     late: bool = False
+    submitters: list[Submitter] = field(default_factory=list)
+    """Who the download says submitted this (several for a Gradescope group)."""
+    superseded: list[str] = field(default_factory=list)
+    """Earlier uploads of a file, replaced by a later one (Canvas's ``-1``, ``-2``)."""
 
     @property
     def key(self) -> str:
@@ -106,85 +117,194 @@ class Selection:
     ignored: tuple[str, ...]
 
 
-def safe_name(name: str) -> str:
-    """``name`` as one path component: no separators, no leading dot, printable."""
-    cleaned = re.sub(r"[^\w.@+-]+", "_", name, flags=re.UNICODE).strip("._") or "student"
-    return cleaned[:120]
-
-
 # --- finding the students --------------------------------------------------------------------
 
 
-def collect(root: Path, *, work_dir: Path, limits: IntakeLimits = IntakeLimits()) -> Intake:
+@dataclass(frozen=True)
+class _CanvasUpload:
+    student: StudentFiles
+    path: Path
+    name: str
+    """The name graded: Canvas's ``-N`` removed."""
+    shown: str
+    """The name as downloaded (after the LMS prefix)."""
+    order: tuple[int, int]
+    """(file id, resubmission number): the later upload is the larger."""
+    info: os.stat_result
+
+
+class _Walk:
+    """State of one walk over a class folder."""
+
+    def __init__(self, unpack_dir: Path, limits: IntakeLimits) -> None:
+        self.students: dict[tuple[Layout, str], StudentFiles] = {}
+        self.ignored: list[str] = []
+        self.unpack_dir = unpack_dir
+        self.limits = limits
+        self.canvas: list[_CanvasUpload] = []
+
+    def student(self, name: str, layout: Layout, lms_id: str | None) -> StudentFiles:
+        key = (layout, f"{name}\0{lms_id}")
+        if key not in self.students:
+            found = StudentFiles(student=name, layout=layout, lms_id=lms_id)
+            if layout == "canvas":
+                canvas_id = "" if name.startswith("anon_") else lms_id or ""
+                found.submitters.append(Submitter(name=name, lms="canvas", lms_id=canvas_id))
+            elif layout == "moodle":
+                found.submitters.append(Submitter(name=name, lms="moodle", lms_id=lms_id or ""))
+            elif layout == "folder":
+                found.submitters.append(Submitter(folder=name))
+            self.students[key] = found
+        return self.students[key]
+
+
+def collect(root: Path, *, work_dir: Path, limits: IntakeLimits | None = None) -> Intake:
     """Find every student's files under ``root`` (zips unpacked under ``work_dir``)."""
-    students: dict[tuple[Layout, str], StudentFiles] = {}
-    ignored: list[str] = []
-    _collect_level(Path(root), "", students, ignored, work_dir / "unpacked", limits, depth=0)
-    merged = _unique_names(list(students.values()))
+    limits = limits or IntakeLimits()
+    walk = _Walk(work_dir / "unpacked", limits)
+    _collect_level(Path(root), "", walk, depth=0)
+    _keep_latest_canvas_uploads(walk)
+    merged = _unique_names(list(walk.students.values()))
     for student in merged:
-        if len(student.files) > limits.max_files_per_student:
+        if len(student.files) > limits.max_files:
             student.problems.append(
-                f"{len(student.files)} files, over the limit of {limits.max_files_per_student}; "
+                f"{len(student.files)} files, over the limit of {limits.max_files}; "
                 f"submit only the files the assignment asks for"
             )
-    return Intake(sorted(merged, key=lambda s: s.student), sorted(ignored))
+    return Intake(sorted(merged, key=lambda s: s.student), sorted(walk.ignored))
 
 
-def _collect_level(
-    folder: Path,
-    shown: str,
-    students: dict[tuple[Layout, str], StudentFiles],
-    ignored: list[str],
-    unpack_dir: Path,
-    limits: IntakeLimits,
-    depth: int,
-) -> None:
+def _collect_level(folder: Path, shown: str, walk: _Walk, depth: int) -> None:
     """One level of the class folder (the folder itself, or an unpacked bulk zip)."""
+    if (folder / GRADESCOPE_METADATA).is_file():
+        _collect_gradescope(folder, shown, walk)
+        return
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         name = entry.name
         where = f"{shown}{name}"
         if name in SKIPPED or name.startswith((".", "_")):
             continue
         info = entry.stat(follow_symlinks=False)
-        canvas = CANVAS_FILE.match(name)
+        canvas = CANVAS_FILE.match(name) or CANVAS_ANONYMOUS.match(name)
+        moodle_file = MOODLE_FILE.match(name)
         if stat.S_ISDIR(info.st_mode):
             moodle = MOODLE_FOLDER.match(name)
+            if (Path(entry.path) / GRADESCOPE_METADATA).is_file():
+                _collect_gradescope(Path(entry.path), f"{where}/", walk)
+                continue
             if moodle:
-                student = _student(students, moodle["name"], "moodle", moodle["uid"])
+                student = walk.student(moodle["name"], "moodle", moodle["uid"])
             else:
-                student = _student(students, name, "folder", None)
-            _walk_student(Path(entry.path), "", student, unpack_dir, limits, depth=1)
+                student = walk.student(name, "folder", None)
+            _walk_student(Path(entry.path), "", student, walk, depth=1)
         elif canvas:
-            student = _student(students, canvas["name"], "canvas", canvas["uid"])
+            groups = canvas.groupdict()
+            student = walk.student(canvas["name"], "canvas", groups.get("uid") or canvas["name"])
             student.late = student.late or bool(canvas["late"])
-            file_name = _canvas_name(canvas["file"])
-            _add_file(student, Path(entry.path), file_name, info, unpack_dir, limits, depth=1)
+            resubmitted = CANVAS_RESUBMISSION.match(canvas["file"])
+            graded = canvas["file"]
+            number = 0
+            if resubmitted:
+                graded = f"{resubmitted['stem']}{resubmitted['suffix']}"
+                number = int(resubmitted["n"])
+            walk.canvas.append(_CanvasUpload(student, Path(entry.path), graded, canvas["file"],
+                                             (int(canvas["fid"]), number), info))  # fmt: skip
+        elif moodle_file and not stat.S_ISLNK(info.st_mode):
+            student = walk.student(moodle_file["name"], "moodle", moodle_file["uid"])
+            _add_file(student, Path(entry.path), moodle_file["file"], info, walk, depth=1)
         elif stat.S_ISREG(info.st_mode) and name.lower().endswith(".zip") and depth == 0:
-            target = unpack_dir / safe_name(name)
-            problems = unpack_zip(Path(entry.path), target, limits)
-            if problems:
-                ignored.extend(f"{where}: {p}" for p in problems)
+            target = walk.unpack_dir / safe_name(name)
+            problems = unpack_archive(Path(entry.path), target, walk.limits)
+            walk.ignored.extend(f"{where}: {p}" for p in problems)
             if target.is_dir():
-                _collect_level(
-                    target, f"{where}/", students, ignored, unpack_dir, limits, depth + 1
-                )
+                _collect_level(target, f"{where}/", walk, depth + 1)
         elif stat.S_ISLNK(info.st_mode):
             # A link at the top is a student entry that cannot be read: say so on their row.
-            student = _student(students, name, "folder", None)
+            student = walk.student(name, "folder", None)
             what = describe_type(info.st_mode)
             student.problems.append(f"{name} {what}; submit the files themselves")
         else:
             what = describe_type(info.st_mode)
-            ignored.append(where if stat.S_ISREG(info.st_mode) else f"{where} ({what})")
+            walk.ignored.append(where if stat.S_ISREG(info.st_mode) else f"{where} ({what})")
 
 
-def _student(
-    students: dict[tuple[Layout, str], StudentFiles], name: str, layout: Layout, lms_id: str | None
-) -> StudentFiles:
-    key = (layout, f"{name}\0{lms_id}")
-    if key not in students:
-        students[key] = StudentFiles(student=name, layout=layout, lms_id=lms_id)
-    return students[key]
+def _keep_latest_canvas_uploads(walk: _Walk) -> None:
+    """Grade the latest of a student's uploads of one name; list the others as superseded."""
+    versions: dict[tuple[int, str], list[_CanvasUpload]] = {}
+    for upload in walk.canvas:
+        versions.setdefault((id(upload.student), upload.name.lower()), []).append(upload)
+    for uploads in versions.values():
+        uploads.sort(key=lambda u: u.order)
+        latest = uploads[-1]
+        for earlier in uploads[:-1]:
+            note = (
+                f"{earlier.shown} (superseded by {latest.shown}, uploaded later; "
+                f"{latest.shown} is graded as {latest.name})"
+            )
+            latest.student.superseded.append(note)
+            latest.student.skipped.append(note)
+        _add_file(latest.student, latest.path, latest.name, latest.info, walk, depth=1)
+
+
+def _collect_gradescope(folder: Path, shown: str, walk: _Walk) -> None:
+    """A Gradescope export: one student per ``submission_<id>`` folder, named by the metadata."""
+    try:
+        metadata = _gradescope_metadata(folder / GRADESCOPE_METADATA)
+    except (IntakeError, ValueError) as exc:
+        walk.ignored.append(f"{shown}{GRADESCOPE_METADATA}: {exc}")
+        metadata = {}
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        found = GRADESCOPE_FOLDER.match(entry.name)
+        where = f"{shown}{entry.name}"
+        if entry.name in SKIPPED or entry.name == GRADESCOPE_METADATA:
+            continue
+        if not found or not entry.is_dir(follow_symlinks=False):
+            walk.ignored.append(where)
+            continue
+        submitters = metadata.get(entry.name, [])
+        names = " & ".join(s.name for s in submitters if s.name) or entry.name
+        student = walk.student(names, "gradescope", found["id"])
+        student.submitters.extend(submitters)
+        if not submitters:
+            student.problems.append(
+                f"{entry.name} is not in {GRADESCOPE_METADATA}: the export is incomplete; "
+                "export the submissions again"
+            )
+        _walk_student(Path(entry.path), "", student, walk, depth=1)
+
+
+def _gradescope_metadata(path: Path) -> dict[str, list[Submitter]]:
+    """Submission folder -> its submitters, from Gradescope's ``submission_metadata.yml``."""
+    import yaml
+
+    raw = read_plain_file(path, max_bytes=MAX_METADATA_BYTES, shown=GRADESCOPE_METADATA)
+    try:
+        document = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not readable YAML ({exc})") from None
+    if not isinstance(document, dict):
+        raise ValueError("not a mapping of submissions")
+
+    def get(record: Any, key: str) -> Any:
+        # Gradescope writes Ruby symbols: ":submitters", ":name", ":sid", ":email"
+        if not isinstance(record, dict):
+            return None
+        return record.get(f":{key}", record.get(key))
+
+    found: dict[str, list[Submitter]] = {}
+    for folder, record in document.items():
+        people = get(record, "submitters") or []
+        found[str(folder)] = [
+            Submitter(
+                name=str(get(p, "name") or ""),
+                lms="gradescope",
+                sis_id=str(get(p, "sid") or ""),
+                email=str(get(p, "email") or ""),
+            )
+            for p in people
+            if isinstance(p, dict)
+        ]
+    return found
 
 
 def _unique_names(students: list[StudentFiles]) -> list[StudentFiles]:
@@ -198,27 +318,16 @@ def _unique_names(students: list[StudentFiles]) -> list[StudentFiles]:
     return students
 
 
-def _canvas_name(name: str) -> str:
-    """Canvas adds ``-1``, ``-2`` to a resubmitted file's name: ``predictions-1.csv``."""
-    resubmitted = CANVAS_RESUBMISSION.match(name)
-    if resubmitted and f"{resubmitted['stem']}{resubmitted['suffix']}".lower() in _KNOWN_NAMES:
-        return f"{resubmitted['stem']}{resubmitted['suffix']}"
-    return name
-
-
-_KNOWN_NAMES = {PREDICTIONS_FILE, MODEL_FILE, *(f"model{s}" for s in WEIGHT_SUFFIXES)}
-
-
 def _walk_student(
     folder: Path,
     prefix: str,
     student: StudentFiles,
-    unpack_dir: Path,
-    limits: IntakeLimits,
+    walk: _Walk,
     depth: int,
     archived: bool = False,
 ) -> None:
     """Every file under a student's folder; ``archived``: the folder is an unpacked zip."""
+    limits = walk.limits
     if depth > limits.max_depth:
         student.problems.append(f"{prefix or '.'}: folders nested deeper than {limits.max_depth}")
         return
@@ -231,11 +340,9 @@ def _walk_student(
         info = entry.stat(follow_symlinks=False)
         name = f"{prefix}{entry.name}"
         if stat.S_ISDIR(info.st_mode):
-            _walk_student(
-                Path(entry.path), f"{name}/", student, unpack_dir, limits, depth + 1, archived
-            )
+            _walk_student(Path(entry.path), f"{name}/", student, walk, depth + 1, archived)
         else:
-            _add_file(student, Path(entry.path), name, info, unpack_dir, limits, depth, archived)
+            _add_file(student, Path(entry.path), name, info, walk, depth, archived)
 
 
 def _add_file(
@@ -243,12 +350,11 @@ def _add_file(
     path: Path,
     name: str,
     info: os.stat_result,
-    unpack_dir: Path,
-    limits: IntakeLimits,
+    walk: _Walk,
     depth: int,
     archived: bool = False,
 ) -> None:
-    reason = plain_file_problem(info, limits.max_file_bytes)
+    reason = plain_file_problem(info, walk.limits.max_file_bytes)
     if reason is not None:
         student.problems.append(f"{name} {reason}")
         return
@@ -257,16 +363,16 @@ def _add_file(
             student.skipped.append(f"{name} (an archive inside an archive, not unpacked)")
             return
         target = (
-            unpack_dir
+            walk.unpack_dir
             / "students"
             / safe_name(f"{student.student}_{student.lms_id}")
             / (safe_name(name))
         )
-        problems = unpack_zip(path, target, limits)
+        problems = unpack_archive(path, target, walk.limits)
         student.problems.extend(f"{name}: {p}" for p in problems)
         if not problems and target.is_dir():
             # members keep the zip's name as a prefix: hw1.zip/predictions.csv
-            _walk_student(target, f"{name}/", student, unpack_dir, limits, depth + 1, True)
+            _walk_student(target, f"{name}/", student, walk, depth + 1, True)
         return
     if name in student.files:
         student.problems.append(f"{name} was submitted twice; keep one")
@@ -307,7 +413,7 @@ def _selection(kind: Kind, used: list[str], files: dict[str, Path]) -> Selection
     return Selection(kind, ordered, tuple(sorted(set(files) - set(used))))
 
 
-# --- reading, hashing and staging files safely -----------------------------------------------
+# --- staging ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -326,131 +432,14 @@ def stage(
     the staging folder). Raises :class:`IntakeError` naming the file."""
     if target.exists():
         shutil.rmtree(target)
-    target.mkdir(parents=True)
     base = PurePosixPath(selection.used[0]).parent if selection.kind == "model" else None
-    digests: dict[str, str] = {}
+    sources: dict[str, Path] = {}
     for name in selection.used:
         relative = (
             PurePosixPath(name).relative_to(base)
             if base is not None
             else PurePosixPath(PurePosixPath(name).name)
         )
-        staged_name = relative.as_posix()
-        copied = copy_plain_file(student.files[name], target / staged_name,
-                                 max_bytes=limits.max_file_bytes, shown=name)  # fmt: skip
-        digests[staged_name] = copied.sha256
-    return Staged(target, digests)
-
-
-# --- zips --------------------------------------------------------------------------------------
-
-
-def unpack_zip(path: Path, target: Path, limits: IntakeLimits) -> list[str]:
-    """Unpack a zip member by member into ``target``; return the problems (empty when clean).
-
-    Refused: members with absolute paths or ``..``, links and other special members, encrypted
-    members, more than ``max_zip_members`` members, more than ``max_unpacked_bytes`` in all, any
-    member over ``max_file_bytes`` (counted while unpacking, whatever the header says), bad CRCs.
-    """
-    problems: list[str] = []
-    try:
-        fd, _size = open_plain_file(path, max_bytes=limits.max_unpacked_bytes, shown="")
-    except IntakeError as exc:
-        return [str(exc).strip()]
-    with os.fdopen(fd, "rb") as raw:
-        try:
-            archive = zipfile.ZipFile(raw)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            return [f"not a readable zip archive ({exc}); download it again"]
-        with archive:
-            members = archive.infolist()
-            if len(members) > limits.max_zip_members:
-                return [f"{len(members):,} members, over the limit of {limits.max_zip_members:,}"]
-            declared = sum(m.file_size for m in members)
-            if declared > limits.max_unpacked_bytes:
-                return [
-                    f"unpacks to {declared:,} bytes, over the limit of "
-                    f"{limits.max_unpacked_bytes:,}"
-                ]
-            total = 0
-            for member in members:
-                problem, relative = _member_problem(member, limits)
-                if problem:
-                    problems.append(problem)
-                    continue
-                if relative is None:
-                    continue  # a folder entry, or an operating system's leftovers
-                try:
-                    total += _extract(archive, member, target / relative, limits, total)
-                except _MemberError as exc:
-                    problems.append(f"{member.filename}: {exc}")
-    return problems
-
-
-class _MemberError(Exception):
-    pass
-
-
-def _member_problem(
-    member: zipfile.ZipInfo, limits: IntakeLimits
-) -> tuple[str | None, PurePosixPath | None]:
-    name = member.filename
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in posix.parts:
-        return f"{name}: a path outside the archive (absolute or with '..'); refused", None
-    if any(ord(ch) < 32 for ch in name):
-        return f"{name!r}: control characters in the name; refused", None
-    if any(part in SKIPPED for part in posix.parts):
-        return None, None
-    mode = member.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return f"{name}: a symbolic link inside the zip; refused (links are never followed)", None
-    if member.is_dir():
-        return None, None
-    if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-        return f"{name}: not a regular file inside the zip; refused", None
-    if member.flag_bits & 0x1:
-        return f"{name}: encrypted; submit it without a password", None
-    if len(posix.parts) > limits.max_depth:
-        return f"{name}: nested deeper than {limits.max_depth} folders", None
-    if member.file_size > limits.max_file_bytes:
-        return (
-            f"{name}: {member.file_size:,} bytes unpacked, over the limit of "
-            f"{limits.max_file_bytes:,} bytes"
-        ), None
-    return None, posix
-
-
-def _extract(
-    archive: zipfile.ZipFile,
-    member: zipfile.ZipInfo,
-    target: Path,
-    limits: IntakeLimits,
-    total: int,
-) -> int:
-    """Stream one member to ``target``; the byte counts are enforced, not taken from headers."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    try:
-        with archive.open(member) as src, open(target, "xb") as dst:
-            while chunk := src.read(CHUNK):
-                written += len(chunk)
-                if written > min(limits.max_file_bytes, member.file_size):
-                    raise _MemberError("unpacks to more bytes than its header says; refused")
-                if total + written > limits.max_unpacked_bytes:
-                    raise _MemberError(
-                        f"the archive unpacks to over {limits.max_unpacked_bytes:,} bytes; refused"
-                    )
-                dst.write(chunk)
-    except FileExistsError:
-        raise _MemberError("appears twice in the archive") from None
-    except zipfile.BadZipFile as exc:
-        target.unlink(missing_ok=True)
-        raise _MemberError(f"corrupt ({exc}); download the archive again") from None
-    except (NotImplementedError, RuntimeError, EOFError, OSError) as exc:
-        target.unlink(missing_ok=True)
-        raise _MemberError(f"cannot be unpacked ({exc})") from None
-    except _MemberError:
-        target.unlink(missing_ok=True)
-        raise
-    return written
+        sources[relative.as_posix()] = student.files[name]
+    staged = stage_files(sources, target, limits=limits)
+    return Staged(target, {file.name: file.sha256 for file in staged})

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from grader.assignment import Assignment
-from grader.batch.intake import IntakeLimits, StudentFiles
+from grader.batch.intake import StudentFiles
 from grader.batch.results import CheckResult, StudentResult
-from grader.sandbox.staging import IntakeError, copy_plain_file
+from grader.grading.intake import IntakeError, IntakeLimits, copy_plain_file
 
 
 def grade_ops_student(

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from grader.exports import formula_safe
 from grader.metrics.robustness import Metrics
 from grader.predictions.flags import join_flags
 
 if TYPE_CHECKING:
     from grader.predictions.flags import CopyCluster
+    from grader.roster import RosterMatch
 
 Status = Literal["ok", "invalid", "error"]
 Kind = Literal["predictions", "model", "ops", "none"]
@@ -135,7 +137,7 @@ class StudentResult:
     @property
     def page_name(self) -> str:
         """File name of the student's feedback page under ``students/``."""
-        from grader.batch.intake import safe_name
+        from grader.grading.intake import safe_name
 
         return f"{safe_name(self.student)}.html"
 
@@ -235,6 +237,8 @@ class BatchResult:
     """Split -> number of test images in the answer key."""
     top_level_ignored: list[str] = field(default_factory=list)
     """Entries of the class folder that belong to no student."""
+    roster: RosterMatch | None = None
+    """Which roster student each submission belongs to, and what did not match."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -248,7 +252,9 @@ class BatchResult:
 def write_grades(
     results: list[StudentResult], path: Path, provenance: Provenance | None = None
 ) -> None:
-    """Write grades.csv: one row per student, metrics and the run's provenance as columns."""
+    """Write grades.csv: one row per student, metrics and the run's provenance as columns; a
+    text cell a spreadsheet would run as a formula (a folder named ``=HYPERLINK(...)``) is
+    neutralised."""
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = {} if provenance is None else {c: getattr(provenance, c) for c in PROVENANCE_COLUMNS}
     rows = []
@@ -271,7 +277,7 @@ def write_grades(
                 **stamp,
             }
         )
-    frame = pd.DataFrame(rows, columns=list(GRADES_COLUMNS))
+    frame = formula_safe(pd.DataFrame(rows, columns=list(GRADES_COLUMNS)))
     tmp = path.with_suffix(".csv.tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
@@ -286,6 +292,7 @@ def write_results_json(batch: BatchResult, path: Path) -> None:
         "images": batch.images,
         "copy_clusters": [c.to_json() for c in batch.clusters],
         "ignored_at_top_level": batch.top_level_ignored,
+        "roster": None if batch.roster is None else batch.roster.to_json(),
         "results": [r.to_json() for r in batch.results],
     }
     tmp = path.with_suffix(".json.tmp")

@@ -13,7 +13,7 @@ import hashlib
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -44,11 +44,12 @@ from grader.batch.results import (
     write_grades,
     write_results_json,
 )
+from grader.grading.intake import IntakeError, read_plain_file
 from grader.predictions.flags import CopyCluster, copy_clusters, student_flags
 from grader.predictions.read import SubmissionError
 from grader.predictions.scoring import Score, score, score_labels
 from grader.predictions.solution import answer_key_digest, load_solution, split_ids
-from grader.sandbox.staging import IntakeError, read_plain_file
+from grader.roster import Person, match_submissions
 
 if TYPE_CHECKING:
     from grader.sandbox.pool import BoxPool
@@ -74,9 +75,11 @@ def grade_folder(
     pre_fork: bool = True,
     limits: IntakeLimits | None = None,
     student_pages: bool = True,
+    roster: Sequence[Person] | None = None,
 ) -> BatchResult:
     """Grade every student under ``root``; write grades.csv, results.json, report.html and
-    (with ``student_pages``) one feedback page per student under ``students/``.
+    (with ``student_pages``) one feedback page per student under ``students/``. With a
+    ``roster``, each submission is matched to its roster student (:attr:`BatchResult.roster`).
 
     Model folders are graded by :func:`grader.models.pipeline.grade_model` in a pool of jailed
     boxes (one per thread) that import torch once and fork a confined child per stage;
@@ -94,7 +97,8 @@ def grade_folder(
             f"(or an LMS download)"
         )
     if spec.ops is not None:
-        return _grade_ops_folder(root, spec, out_dir=out_dir, limits=limits, start=start)
+        return _grade_ops_folder(root, spec, out_dir=out_dir, limits=limits, start=start,
+                                 roster=roster)  # fmt: skip
     solution = load_solution(spec, data_dir, path=solution_path)
     context = _Context(spec=spec, data_dir=data_dir, solution=solution, out_dir=out_dir)
     provenance = Provenance.now(
@@ -109,6 +113,7 @@ def grade_folder(
     try:
         context.limits = limits or IntakeLimits()
         intake = collect(root, work_dir=context.intake_dir, limits=context.limits)
+        matched = match_submissions(((s.student, s.submitters) for s in intake.students), roster)
         workers = max(1, jobs or min(8, len(intake.students) or 1))
         if spec.model is not None:
             context.boxes = _model_pool(spec, data_dir, workers)
@@ -136,6 +141,7 @@ def grade_folder(
         clusters=clusters,
         images={"public": int(public.sum()), "private": int((~public).sum()), "all": len(public)},
         top_level_ignored=intake.top_level_ignored,
+        roster=matched,
     )
     write_results_json(batch, batch.results_json)
     thumbnails = load_thumbnails(spec, data_dir)
@@ -146,7 +152,13 @@ def grade_folder(
 
 
 def _grade_ops_folder(
-    root: Path, spec: Assignment, *, out_dir: Path, limits: IntakeLimits | None, start: float
+    root: Path,
+    spec: Assignment,
+    *,
+    out_dir: Path,
+    limits: IntakeLimits | None,
+    start: float,
+    roster: Sequence[Person] | None,
 ) -> BatchResult:
     """grades.csv, results.json and report.html of an ``[ops]`` assignment."""
     from grader.batch.ops_run import grade_ops_student, write_ops_report
@@ -158,6 +170,7 @@ def _grade_ops_folder(
     limits = limits or IntakeLimits()
     try:
         intake = collect(root, work_dir=work, limits=limits)
+        matched = match_submissions(((s.student, s.submitters) for s in intake.students), roster)
         results = [grade_ops_student(found, spec, work / "staged", limits)
                    for found in intake.students]  # fmt: skip
     finally:
@@ -168,7 +181,7 @@ def _grade_ops_folder(
         results=results, grades_csv=grades, report_html=out_dir / "report.html",
         assignment=spec.name, elapsed_s=time.perf_counter() - start, cache_hits=0,
         provenance=provenance, results_json=out_dir / "results.json", students_dir=None,
-        clusters=[], images={}, top_level_ignored=intake.top_level_ignored,
+        clusters=[], images={}, top_level_ignored=intake.top_level_ignored, roster=matched,
     )  # fmt: skip
     write_results_json(batch, batch.results_json)
     write_ops_report(batch, spec)

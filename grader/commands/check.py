@@ -10,8 +10,10 @@ from grader.commands.options import (
     GraderSetupError,
     assignment_option,
     data_dir_option,
+    retired_option,
     solution_option,
 )
+from grader.exports import ExportFormat
 
 
 @click.command()
@@ -31,14 +33,14 @@ from grader.commands.options import (
     "--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers (default: up to 8)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option(
+@retired_option(
     "--pre-fork",
     is_flag=True,
-    help="Grade model submissions in pre-forked jailed workers that import torch once per batch.",
+    why="model folders are always graded in pre-forked boxes that import torch once per batch",
 )
 @click.option(
     "--lms",
-    type=click.Choice(["canvas", "moodle", "gradescope", "plain"]),
+    type=click.Choice([f.value for f in ExportFormat]),
     default=None,
     help="Also write OUT/grades-<LMS>.csv in that gradebook's import format.",
 )
@@ -46,7 +48,20 @@ from grader.commands.options import (
     "--roster",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="Roster CSV (student, name, email, sis_id, login_id, section) for the --lms export.",
+    help="Roster CSV: the LMS's own export (Canvas gradebook, Moodle grading worksheet, "
+    "Gradescope roster) or student,name,email,sis_id,login_id,section. Submissions are matched "
+    "to it; what does not match is listed.",
+)
+@click.option(
+    "--lms-title",
+    default=None,
+    help="Title of the gradebook column [the assignment's title].",
+)
+@click.option(
+    "--lms-column-id",
+    default=None,
+    help="Canvas id of the gradebook column, so that the import updates it [found in a Canvas "
+    "gradebook --roster by its title].",
 )
 @click.option(
     "--missing-grade",
@@ -63,23 +78,24 @@ def check(
     out_dir: Path,
     jobs: int | None,
     quiet: bool,
-    pre_fork: bool,
     lms: str | None,
     roster: Path | None,
+    lms_title: str | None,
+    lms_column_id: str | None,
     missing_grade: str,
 ) -> None:
     """Grade every student in FOLDER; write grades.csv, results.json, report.html and students/.
 
     FOLDER holds one folder per student, or an LMS bulk download (Canvas's flat files, Moodle's
-    per-student folders, or their zips).
+    per-student folders, Gradescope's export, or their zips).
     """
     from grader.assignment import SpecError, load_assignment
     from grader.batch.run import BatchError, grade_folder
     from grader.predictions.solution import SolutionError
-    from grader.roster import RosterError, read_roster
+    from grader.roster import RosterError, read_roster_file
 
     try:
-        people = read_roster(roster) if roster is not None else None
+        listed = read_roster_file(roster) if roster is not None else None
     except RosterError as exc:
         raise GraderSetupError(str(exc)) from None
     try:
@@ -91,8 +107,8 @@ def check(
             jobs=jobs,
             out_dir=out_dir,
             progress=not quiet,
-            pre_fork=pre_fork,
             solution_path=solution,
+            roster=listed.people if listed is not None else None,
         )
     except (SpecError, SolutionError, BatchError) as exc:
         raise GraderSetupError(str(exc)) from None
@@ -115,11 +131,29 @@ def check(
     click.echo(f"report:  {batch.report_html}")
     if batch.students_dir is not None:
         click.echo(f"student pages: {batch.students_dir}/")
+    _say_what_did_not_match(batch)
     if lms is not None:
-        from grader.exports import GradeItem, rows_from_results, write_export
+        from grader.batch.lms import write_lms_export
 
-        item = GradeItem(name=spec.name, title=spec.title, max_points=spec.total_points)
-        export = out_dir / f"grades-{lms}.csv"
-        rows = rows_from_results(batch.results, people)
-        export.write_text(write_export(rows, item, lms, missing=missing_grade), encoding="utf-8")
-        click.echo(f"{lms}: {export}")
+        export = write_lms_export(batch, spec, lms, out_dir, roster=listed, title=lms_title,
+                                  column_id=lms_column_id, missing=missing_grade)  # fmt: skip
+        click.echo(f"{lms}: {export.path} ({export.rows} rows)")
+        for note in export.notes:
+            click.echo(f"  {note}")
+        for problem in export.problems:
+            click.echo(f"warning: {problem}", err=True)
+
+
+def _say_what_did_not_match(batch) -> None:
+    """The roster match, loudly: every unmatched submission and every student without one."""
+    match = batch.roster
+    if match is None or match.people is None:
+        return
+    click.echo(f"roster: {match.summary()}")
+    for line in match.messages():
+        click.echo(f"warning: {line}", err=True)
+    superseded = [n for r in batch.results for n in r.ignored if "superseded by" in n]
+    if superseded:
+        uploads = "upload" if len(superseded) == 1 else "uploads"
+        click.echo(f"{len(superseded)} earlier {uploads} superseded by a later one (listed in "
+                   "the report)")  # fmt: skip

@@ -38,6 +38,19 @@ data_dir_option = click.option(
 )
 
 
+def retired_option(*decls: str, why: str, is_flag: bool = False) -> Callable:
+    """A hidden option kept so that old scripts still run: using it prints ``why`` to stderr,
+    and the command never sees its value."""
+
+    def warn(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value not in (None, False, ()):
+            click.echo(f"warning: {param.opts[0]} does nothing and will be removed: {why}",
+                       err=True)  # fmt: skip
+
+    return click.option(*decls, is_flag=is_flag, default=None, hidden=True, expose_value=False,
+                        callback=warn)  # fmt: skip
+
+
 # --- options made from a settings dataclass -------------------------------------------------------
 
 

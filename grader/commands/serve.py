@@ -36,12 +36,36 @@ import click
 )
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn workers.")
 @click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections each worker serves at once (gunicorn's gthread worker).",
+)
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client has to send its request line and headers.",
+)
+@click.option(
+    "--read-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a request body may stall between two reads.",
+)
+@click.option(
     "--real-names",
     is_flag=True,
     help="Show real names until the instructor switches (default: pseudonyms).",
 )
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
-def serve(host, port, assignments, course, database, broker, workers, real_names, dev) -> None:
+def serve(
+    host, port, assignments, course, database, broker, workers, threads, header_timeout,
+    read_timeout, real_names, dev,
+) -> None:  # fmt: skip
     """Serve the course's boards, upload form and API (creates the database schema when missing)."""
     from grader.assignment import SpecError
     from leaderboard.course import CourseError, course_of, load_course
@@ -67,6 +91,9 @@ def serve(host, port, assignments, course, database, broker, workers, real_names
         database=database,
         broker=broker,
         workers=workers,
+        threads=threads,
+        header_timeout=header_timeout,
+        read_timeout=read_timeout,
         dev=dev,
         real_names=real_names,
     )

@@ -1,7 +1,7 @@
 """``grader train``: train a reference model with the fast recipe.
 
 The flags are made from the fields of ``reference.train_config.TrainConfig``: its defaults, help
-texts and bounds are the only ones. ``python -m reference.train`` runs this same command.
+texts and bounds are the only ones.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from grader.commands.options import retired_option
+
 
 @click.command()
 @click.option(
@@ -36,9 +38,7 @@ import click
 @click.option("--poll", "poll_s", default=1.0, show_default=True, help="Idle poll seconds.")
 @click.option("--once", is_flag=True, help="Exit when the queue is empty (embedded worker).")
 @click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs (embedded).")
-@click.option(
-    "--slot", default=0, hidden=True, help="Ignored: box uids come from a per-process range."
-)
+@retired_option("--slot", why="each worker process takes its own range of box uids")
 @click.option(
     "--pre-fork/--no-pre-fork",
     default=True,
@@ -51,7 +51,7 @@ import click
 @click.option("--allow-test-jobs", is_flag=True, hidden=True)
 def worker(
     server, token, broker, queues, gpu_index, visibility_timeout, database, lease_s, poll_s,
-    once, max_jobs, slot, pre_fork, data_dir, allow_test_jobs,
+    once, max_jobs, pre_fork, data_dir, allow_test_jobs,
 ) -> None:  # fmt: skip
     """Grade queued jobs until stopped (Ctrl-C).
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_FILE = "model.py"
-WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
+from grader.grading.intake import MODEL_FILE, WEIGHT_SUFFIXES, is_weights_file
 
 
 class ModelFilesError(ValueError):
@@ -19,11 +18,6 @@ class ModelFiles:
 
     model: Path
     weights: Path | None
-
-
-def is_weights_file(name: str | Path) -> bool:
-    """Whether ``name`` is a weights file by its suffix (any case: ``model.PT`` too)."""
-    return Path(name).suffix.lower() in WEIGHT_SUFFIXES
 
 
 def find_model_files(folder: Path) -> ModelFiles:

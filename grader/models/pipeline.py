@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from grader.assignment import Assignment, ModelSpec
+from grader.grading.intake import IntakeError
 from grader.models.files import MODEL_FILE, ModelFilesError, find_model_files
 from grader.models.fingerprint import match_public_model
 from grader.models.graph import Graph
@@ -46,7 +47,7 @@ from grader.sandbox.gpu import GpuDevice
 from grader.sandbox.local import LocalWorker
 from grader.sandbox.pool import BoxPool, BoxWorker
 from grader.sandbox.protocol import Limits, ProtocolError, read_array, read_record
-from grader.sandbox.staging import IntakeError, stage_submission
+from grader.sandbox.staging import stage_submission
 from grader.sandbox.tasks import ended_message
 
 CAPTURE, EVALUATE, UNVERIFIED = "capture", "evaluate", "unverified"

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from grader.assignment import INPUT_SHAPES, Assignment, ModelSpec, SpecError, load_assignment
+from grader.assignment import Assignment, ModelSpec, SpecError, load_assignment
+from grader.data import get_dataset
 from grader.models.files import MODEL_FILE, WEIGHT_SUFFIXES, is_weights_file
 from grader.models.pipeline import grade_model
 from grader.models.result import GradeStatus, ModelResult
@@ -54,9 +55,10 @@ def sanity_check(
 def _sanity_spec(assignment: Assignment | None) -> Assignment:
     if assignment is not None and assignment.model is not None:
         return assignment
-    dataset = assignment.dataset if assignment is not None else "cifar10"
-    base = assignment or Assignment(name="sanity", dataset=dataset)
-    return dataclasses.replace(base, model=ModelSpec(input_shape=INPUT_SHAPES[dataset]))
+    dataset = get_dataset(assignment.dataset if assignment is not None else "cifar10")
+    base = assignment or Assignment(name="sanity", dataset=dataset.name)
+    model = ModelSpec(input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+    return dataclasses.replace(base, model=model)
 
 
 def run_sanity(

@@ -14,15 +14,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+from grader.data import get_dataset
 
 
-def normalise(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 3, H, W) CIFAR-10 images -> float32 tensor normalised per channel."""
+def normalise(images: np.ndarray, dataset: str = "cifar10") -> torch.Tensor:
+    """uint8 (N, C, H, W) images -> float32 tensor normalised per channel with the registered
+    statistics of ``dataset``."""
+    stats = get_dataset(dataset)
     x = torch.from_numpy(np.array(images, copy=True)).float().div_(255.0)
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(stats.mean).view(1, -1, 1, 1)
+    std = torch.tensor(stats.std).view(1, -1, 1, 1)
     return (x - mean) / std
 
 

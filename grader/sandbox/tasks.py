@@ -17,10 +17,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from grader.grading.intake import IntakeError
 from grader.sandbox.inside.tasks import INPUTS_DIR, REPORT_NAME
 from grader.sandbox.pool import BoxPool, BoxWorker, JobResult
 from grader.sandbox.protocol import Limits, ProtocolError, read_array, read_record
-from grader.sandbox.staging import IntakeError, stage_submission
+from grader.sandbox.staging import stage_submission
 
 TaskStatus = Literal["ok", "invalid", "error", "timeout", "killed"]
 ARRAY_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")

@@ -66,14 +66,6 @@ def device_description(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def check_positive(**values: float | int | None) -> None:
-    """Raise :class:`ExperimentError` naming the first setting that is not a positive number."""
-    for name, value in values.items():
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            flag = name.replace("_", "-")
-            raise ExperimentError(f"--{flag} must be a positive number, got {value}")
-
-
 # --- data -----------------------------------------------------------------------------------------
 
 
@@ -87,14 +79,14 @@ class ExperimentData:
 
 def normalised(images: np.ndarray, dataset: str) -> torch.Tensor:
     """uint8 (N, C, H, W) images -> float32, normalised per channel with the recipe's statistics."""
+    from grader.data import get_dataset
     from reference.augment import normalize
-    from reference.train_config import DATASET_RECIPES
 
     array = np.ascontiguousarray(images)
     if not array.flags.writeable:  # a cached data set is read-only; torch wants its own copy
         array = array.copy()
     tensor = torch.from_numpy(array)
-    return normalize(tensor, DATASET_RECIPES[dataset]).contiguous()
+    return normalize(tensor, get_dataset(dataset)).contiguous()
 
 
 def load_split(

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from grader.assignment import (
-    CLASS_NAMES,
     SpecError,
     builtin_names,
     load_assignment,
     parse_assignment,
 )
+from grader.data import get_dataset
 
 
 def write_spec(tmp_path: Path, text: str) -> Path:
@@ -38,7 +38,7 @@ def test_every_builtin_spec_loads():
 def test_cifar10_spec_defaults():
     spec = load_assignment("cifar10")
     assert (spec.id_column, spec.label_column) == ("Id", "Category")
-    assert spec.class_names == CLASS_NAMES["cifar10"]
+    assert spec.class_names == get_dataset("cifar10").class_names
     assert spec.public_fraction == 0.5
     assert spec.model is None
 
@@ -69,7 +69,7 @@ def test_spec_from_a_file_resolves_the_solution_next_to_it(tmp_path):
     spec = load_assignment(path)
     assert spec.solution_path() == tmp_path / "labels.csv"
     assert spec.deadline == dt.datetime(2026, 12, 15, 23, 59, tzinfo=dt.timezone.utc)
-    assert spec.class_names == CLASS_NAMES["mnist"]
+    assert spec.class_names == get_dataset("mnist").class_names
 
 
 def test_unknown_key_is_named_with_the_allowed_ones(tmp_path):
@@ -85,7 +85,7 @@ def test_unknown_key_is_named_with_the_allowed_ones(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('name = "lab"\ndataset = "imagenet"\n', "dataset = 'imagenet' is not allowed"),
+        ('name = "lab"\ndataset = "imagenet"\n', "unknown dataset 'imagenet': use one of"),
         ('name = "lab"\ndataset = "cifar10"\nentry_rule = "first"\n', "'best', 'last'"),
         ('name = "lab"\ndataset = "cifar10"\ndaily_limit = "five"\n', "daily_limit must be an"),
         ('name = "lab"\ndataset = "cifar10"\npublic_fraction = 1.5\n', "public_fraction"),

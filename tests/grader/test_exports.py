@@ -17,6 +17,7 @@ from grader.exports import (
     GradeRow,
     MissingGrade,
     RowStatus,
+    export_problems,
     neutralise,
     write_export,
 )
@@ -83,22 +84,27 @@ def test_every_cell_a_spreadsheet_would_evaluate_is_neutralised():
     assert neutralise("\rx") == "'\rx" and neutralise("plain") == "plain" and neutralise(3) == 3
 
 
-def test_moodle_uses_one_identity_column_every_student_has():
+def test_moodle_writes_the_identity_columns_every_student_has():
     frame = _read(write_export(ROWS, ITEM, "moodle"))
-    assert list(frame.columns) == ["Email address", "Lab 1"]
+    assert list(frame.columns) == ["ID number", "Email address", "Username", "Lab 1"]
     assert list(frame["Email address"]) == ["a@uni.edu", "b@uni.edu", "c@uni.edu", "d@uni.edu"]
+    assert list(frame["Username"])[-1] == "'-dan"
     no_email = [GradeRow(Person("eve", sis_id="S9"), RowStatus.OK, points=4)]
     assert list(_read(write_export(no_email, ITEM, "moodle")).columns) == ["ID number", "Lab 1"]
-    bare = [GradeRow(Person("eve"), RowStatus.OK, points=4)]
-    frame = _read(write_export(bare, ITEM, "moodle"))
-    assert list(frame.columns) == ["Username", "Lab 1"] and list(frame["Username"]) == ["eve"]
+    some = [*no_email, GradeRow(Person("fay", email="f@uni.edu"), RowStatus.OK, points=2)]
+    frame = _read(write_export(some, ITEM, "moodle"))  # no column every row has
+    assert list(frame.columns) == ["ID number", "Lab 1"] and list(frame["ID number"]) == ["S9"]
+    (problem,) = export_problems(some, "moodle")
+    assert problem.startswith("fay: no ID number (Moodle aborts an import on one unknown user)")
 
 
-def test_gradescope_style_has_max_points():
+def test_gradescope_layout_has_first_and_last_names_and_max_points():
     frame = _read(write_export(ROWS, ITEM, "gradescope"))
-    assert list(frame.columns) == ["Name", "SID", "Email", "Lab 1", "Lab 1 - Max Points"]
+    assert list(frame.columns) == [
+        "First Name", "Last Name", "SID", "Email", "Sections", "Lab 1", "Lab 1 - Max Points"
+    ]  # fmt: skip
     assert list(frame["Lab 1 - Max Points"]) == ["10"] * 4
-    assert frame.iloc[0].tolist() == ["Alice Liddell", "S1", "a@uni.edu", "9", "10"]
+    assert frame.iloc[0].tolist() == ["Alice", "Liddell", "S1", "a@uni.edu", "L01", "9", "10"]
 
 
 def test_plain_export_keeps_flags_and_messages():
@@ -133,7 +139,7 @@ def test_roster_accepts_lms_columns_and_a_canvas_export(tmp_path):
 
 def test_roster_errors_name_the_file_and_row(tmp_path):
     path = tmp_path / "r.csv"
-    path.write_text("name,email\nAlice,a@x\n")
+    path.write_text("name,section\nAlice,L01\n")
     with pytest.raises(RosterError, match=r"r\.csv: no 'student' column"):
         read_roster(path)
     path.write_text("student,name\nalice,A\nalice,B\n")
@@ -149,6 +155,7 @@ def test_check_writes_the_lms_export_from_the_batch(tmp_path, data_dir):
     roster.write_text(
         "student,name,email,sis_id,section\n"
         "alice,Alice,alice@uni.edu,S001,L01\n"
+        "peggy,Peggy,peggy@uni.edu,S002,L01\n"
         "zoe,Zoe,zoe@uni.edu,S099,L02\n"  # on the roster, no folder
     )
     out = tmp_path / "out"
@@ -163,11 +170,10 @@ def test_check_writes_the_lms_export_from_the_batch(tmp_path, data_dir):
     grades = pd.read_csv(out / "grades.csv").set_index("student")
     column = "CIFAR-10 image classification"
     assert canvas.iloc[0]["Student"] == "Points Possible" and canvas.iloc[0][column] == "10"
-    body = canvas.iloc[1:].set_index("SIS Login ID")
     by_sis = canvas.iloc[1:].set_index("SIS User ID")
     assert by_sis.loc["S001", "Student"] == "Alice"
     assert float(by_sis.loc["S001", column]) == grades.loc["alice", "points"]
     assert by_sis.loc["S099", column] == "0"  # missing
-    assert len(canvas) == 1 + len(grades) + 1  # points row, every folder, the missing student
-    invalid = grades.index[grades["status"] == "invalid"]
-    assert len(invalid) and (body.loc[invalid[0], column] == "0")
+    assert len(canvas) == 1 + 3  # the points row and the roster: no orphan row for a folder
+    assert grades.loc["peggy", "status"] == "invalid" and by_sis.loc["S002", column] == "0"
+    assert "no roster student for submission bob" in result.stderr

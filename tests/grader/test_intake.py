@@ -9,13 +9,14 @@ import stat
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from lms_files import predictions
 
 from grader.assignment import load_assignment
-from grader.batch.intake import IntakeLimits, collect, select_submission, unpack_zip
+from grader.batch.intake import collect, select_submission
 from grader.batch.run import grade_folder
+from grader.grading.intake import IntakeLimits, unpack_archive
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +27,6 @@ def truth(labels_csv) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def spec():
     return load_assignment("cifar10")
-
-
-def predictions(truth: pd.DataFrame, accuracy: float, seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    labels = truth["Category"].to_numpy().copy()
-    wrong = rng.random(len(labels)) > accuracy
-    labels[wrong] = (labels[wrong] + rng.integers(1, 10, wrong.sum())) % 10
-    return truth.assign(Category=labels).to_csv(index=False).encode()
 
 
 def grade(root: Path, spec, data_dir, out: Path, **kwargs):
@@ -173,27 +166,28 @@ def test_unsafe_zips_are_refused_member_by_member(tmp_path, truth):
     good = predictions(truth, 0.7, 6)
     traversal = zip_with(tmp_path / "t.zip", [("../../evil.csv", good), ("/abs.csv", good),
                                                ("ok/predictions.csv", good)])  # fmt: skip
-    problems = unpack_zip(traversal, tmp_path / "t", IntakeLimits())
+    problems = unpack_archive(traversal, tmp_path / "t", IntakeLimits())
     assert len(problems) == 2 and all("outside the archive" in p for p in problems)
     assert (tmp_path / "t" / "ok" / "predictions.csv").read_bytes() == good
     assert not (tmp_path / "evil.csv").exists() and not list(tmp_path.glob("t/**/abs.csv"))
     linked = zip_with(tmp_path / "l.zip", [], link="predictions.csv")
-    assert "symbolic link inside the zip" in unpack_zip(linked, tmp_path / "l", IntakeLimits())[0]
+    problems = unpack_archive(linked, tmp_path / "l", IntakeLimits())
+    assert "symbolic link inside the zip" in problems[0]
     assert not (tmp_path / "l" / "predictions.csv").exists()
     many = zip_with(tmp_path / "m.zip", [(f"f{i}.txt", b"x") for i in range(30)])
     assert (
-        "30 members, over the limit of 20"
-        in unpack_zip(many, tmp_path / "m", IntakeLimits(max_zip_members=20))[0]
+        "lists 30 entries, over the limit of 20"
+        in unpack_archive(many, tmp_path / "m", IntakeLimits(max_archive_members=20))[0]
     )
     big = zip_with(tmp_path / "b.zip", [("predictions.csv", good)])
-    small = IntakeLimits(max_file_bytes=1000, max_unpacked_bytes=10**9)
-    assert "over the limit of 1,000 bytes" in unpack_zip(big, tmp_path / "b", small)[0]
+    small = IntakeLimits(max_file_bytes=1000, max_archive_bytes=10**9)
+    assert "over the limit of 1,000 bytes" in unpack_archive(big, tmp_path / "b", small)[0]
     bomb = tmp_path / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("zeros.bin", bytes(50_000_000))  # 50 MB of zeros: ~50 kB zipped
     assert bomb.stat().st_size < 100_000
-    tight = IntakeLimits(max_unpacked_bytes=10_000_000)
-    assert "over the limit of 10,000,000" in unpack_zip(bomb, tmp_path / "z", tight)[0]
+    tight = IntakeLimits(max_archive_bytes=10_000_000)
+    assert "over the limit of 10,000,000" in unpack_archive(bomb, tmp_path / "z", tight)[0]
     assert not (tmp_path / "z").exists()
 
 
@@ -210,7 +204,8 @@ def test_a_corrupt_zip_and_a_bad_crc_are_the_students_problem(tmp_path, truth, s
     (root / "parkmin_78_901_sub.zip").write_bytes(b"PK\x03\x04 not really a zip")
     _, rows = grade(root, spec, data_dir, tmp_path / "out")
     assert rows["kimlee"].status == "invalid" and "Bad CRC-32" in rows["kimlee"].message
-    assert rows["parkmin"].status == "invalid" and "not a readable zip" in rows["parkmin"].message
+    assert rows["parkmin"].status == "invalid"
+    assert "not a valid .zip archive" in rows["parkmin"].message
 
 
 def test_what_is_graded_and_what_is_ignored():
@@ -246,7 +241,33 @@ def test_folders_nested_too_deep_and_too_many_files(tmp_path):
     for i in range(5):
         (root / "ben").mkdir(parents=True, exist_ok=True)
         (root / "ben" / f"f{i}.txt").write_text("x")
-    limits = IntakeLimits(max_depth=2, max_files_per_student=3)
+    limits = IntakeLimits(max_depth=2, max_files=3)
     found = {s.student: s for s in collect(root, work_dir=tmp_path / "w", limits=limits).students}
     assert "nested deeper than 2" in found["ann"].problems[0]
     assert "5 files, over the limit of 3" in found["ben"].problems[0]
+
+
+def test_lms_layouts_keep_who_submitted(tmp_path):
+    root = tmp_path / "mixed"
+    root.mkdir()
+    (root / "anon_x7Kq2_990001_predictions.csv").write_text("Id,Category\n")  # anonymous grading
+    (root / "LATE_anon_p0Lz9_990002_predictions.csv").write_text("Id,Category\n")
+    (root / "Ada Lovelace_1938475_assignsubmission_file_predictions.csv").write_text("x\n")
+    export = root / "assignment_991_export"
+    (export / "submission_7001").mkdir(parents=True)
+    (export / "submission_7001" / "predictions.csv").write_text("Id,Category\n")
+    (export / "submission_7002").mkdir()
+    (export / "submission_metadata.yml").write_text(
+        "submission_7001:\n  :submitters:\n  - :name: Marie Curie\n    :sid: '2001'\n"
+        "    :email: marie@uni.edu\n"
+    )
+    found = {s.student: s for s in collect(root, work_dir=tmp_path / "work").students}
+    anonymous = found["anon_x7Kq2"]
+    assert anonymous.layout == "canvas" and anonymous.submitters[0].lms_id == ""  # no user id
+    assert found["anon_p0Lz9"].late
+    ada = found["Ada Lovelace"]
+    assert (ada.layout, ada.lms_id, list(ada.files)) == ("moodle", "1938475", ["predictions.csv"])
+    marie = found["Marie Curie"]
+    assert marie.layout == "gradescope" and marie.lms_id == "7001"
+    assert (marie.submitters[0].sis_id, marie.submitters[0].email) == ("2001", "marie@uni.edu")
+    assert "not in submission_metadata.yml" in found["submission_7002"].problems[0]

@@ -48,10 +48,11 @@ def trained_simplenn(tmp_path_factory, data_dir):
 
 
 def logits_of(model, images: np.ndarray) -> np.ndarray:
-    from reference.train import DATASET_RECIPES, normalize
+    from grader.data import get_dataset
+    from reference.train import normalize
 
     with torch.no_grad():
-        x = normalize(torch.from_numpy(np.ascontiguousarray(images)), DATASET_RECIPES["cifar10"])
+        x = normalize(torch.from_numpy(np.ascontiguousarray(images)), get_dataset("cifar10"))
         return model(x).float().numpy()
 
 

@@ -288,7 +288,7 @@ def test_model_submission_is_stored_under_server_names_and_queued(make_app, tmp_
     bad = _model_zip({"../x.sh": b"rm -rf /", "model.py": b""})
     response = actions.api("alice", bad, name="m.zip")
     assert response.status_code == 422
-    assert "not allowed" in response.get_json()["errors"][0]
+    assert "a path outside the archive" in response.get_json()["errors"][0]
     assert actions.api("alice", b"Id,Category\n", name="p.csv").status_code == 422
 
 

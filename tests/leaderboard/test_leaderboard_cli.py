@@ -45,7 +45,7 @@ def test_instructor_token_command(tmp_path):
 
 def test_roster_without_student_column_is_a_clear_error(tmp_path):
     roster = tmp_path / "roster.csv"
-    roster.write_text("name,email\nAlice,a@example.org\n")
+    roster.write_text("name,section\nAlice,L01\n")
     url = f"sqlite:///{tmp_path / 'g.db'}"
     result = CliRunner().invoke(main, ["roster", "import", str(roster), "--database", url])
     assert result.exit_code == 1

@@ -61,17 +61,20 @@ def test_course_file_with_rules_queues_and_canvas_ids(tmp_path):
     path.write_text(
         'title = "ECE 661"\nmissing_grade = "blank"\n'
         '[[assignment]]\nspec = "cifar10"\ndaily_limit = 9\ndeadline = 2026-12-15T23:59:00Z\n'
-        '[[assignment]]\nspec = "specs/lab.toml"\nqueue = "gpu"\ncanvas_id = 4411\n'
-        'entry_rule = "chosen"\nfinal_submissions = 1\nteams = true\n'
+        '[[assignment]]\nspec = "specs/lab.toml"\nqueue = "gpu"\nlms_column_id = 4411\n'
+        'lms_title = "Lab 3"\nentry_rule = "chosen"\nfinal_submissions = 1\nteams = true\n'
+        '[[assignment]]\nspec = "mnist"\ncanvas_id = "77"\n'
     )
     course = load_course(path)
-    assert course.title == "ECE 661" and course.names == ["cifar10", "lab3"]
-    first, lab = course.assignments
+    assert course.title == "ECE 661" and course.names == ["cifar10", "lab3", "mnist"]
+    first, lab, older = course.assignments
     assert first.spec.daily_limit == 9 and first.spec.deadline.year == 2026
     assert (lab.queue, lab.canvas_id, lab.spec.entry_rule, lab.spec.teams) == (
         JobQueue.GPU, "4411", "chosen", True
     )  # fmt: skip
     assert lab.grade_item.lms_id == "4411" and course.missing_grade.value == "blank"
+    assert lab.grade_item.column == "Lab 3" and first.grade_item.column == first.spec.title
+    assert older.grade_item.lms_id == "77"  # canvas_id: the older spelling
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,7 @@ def test_server_exports_are_the_shared_writer(make_app, make_predictions):
     assert body.loc["S3", "Section"] == "'@L01"
     assert body.loc["S2", column] == "0" and body.loc["S4", column] == "0"  # invalid, missing
     blank = _read(client.get("/instructor/grades.csv?format=moodle&missing=blank").text)
-    assert list(blank.columns) == ["Email address", column]
+    assert list(blank.columns) == ["ID number", "Email address", "Username", column]
     assert dict(zip(blank["Email address"], blank[column], strict=True)) == {
         "alice@uni.edu": "10", "bob@uni.edu": "-", "carol@uni.edu": "7", "dan@uni.edu": "-"
     }  # fmt: skip

@@ -153,9 +153,9 @@ MALFORMED = {
         "nested archives are not accepted",
     ),
     "nested tarball": (_zip({"model.py": b"", "w.tar.gz": b"x"}), "nested archives"),
-    "unsupported compression": (_compression(97), "uses a compression this server cannot read"),
+    "unsupported compression": (_compression(97), "uses a compression the grader cannot read"),
     "encrypted": (_encrypted(), "is encrypted"),
-    "path traversal": (_zip({"../../x.py": b"", "model.pt": b""}), "no model.py"),
+    "path traversal": (_zip({"../../x.py": b"", "model.pt": b""}), "a path outside the archive"),
     "bad name": (_zip({"model.py": b"", "run.sh": b""}), "'run.sh' is not allowed"),
     "no weights": (_zip({"model.py": b"x = 1\n"}), "no weights file"),
     "zip bomb": (

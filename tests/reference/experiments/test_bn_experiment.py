@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from reference.bn_experiments import (
+from reference.experiments.bn import (
     FIGURE_NAMES,
     RESULTS_NAME,
     SMALL,
