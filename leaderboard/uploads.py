@@ -19,11 +19,11 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from grader.models.files import MODEL_FILE, NOTEBOOK_SUFFIX, WEIGHT_SUFFIXES, is_notebook
 from leaderboard.models import SubmissionFile
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-MODEL_SUFFIXES = {".py", ".pt", ".pth", ".safetensors", ".json", ".txt", ".md"}
-WEIGHT_SUFFIXES = {".pt", ".pth", ".safetensors"}
+MODEL_SUFFIXES = {".py", NOTEBOOK_SUFFIX, *WEIGHT_SUFFIXES, ".json", ".txt", ".md"}
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 MAX_MODEL_FILES = 20
 
@@ -59,13 +59,13 @@ def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
             if name in files:
                 raise UploadError(f"{name} was uploaded twice; keep one")
             files[name] = upload.content
-    if "model.py" not in files:
+    if MODEL_FILE not in files and not any(is_notebook(n) for n in files):
         raise UploadError(
-            f"no model.py among the files ({', '.join(sorted(files)) or 'none'}); "
-            "include model.py defining the model class"
+            f"no {MODEL_FILE} among the files ({', '.join(sorted(files)) or 'none'}); "
+            f"include {MODEL_FILE} defining the model class, or your notebook ({NOTEBOOK_SUFFIX})"
         )
-    if not any(Path(n).suffix in WEIGHT_SUFFIXES for n in files):
-        raise UploadError("no weights file (.pt, .pth or .safetensors) among the files")
+    if not any(Path(n).suffix.lower() in WEIGHT_SUFFIXES for n in files):
+        raise UploadError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) among the files")
     if len(files) > MAX_MODEL_FILES:
         raise UploadError(f"{len(files)} files uploaded; at most {MAX_MODEL_FILES} are allowed")
     total = sum(len(c) for c in files.values())
