@@ -173,17 +173,18 @@ class _Builder:
             elif reason:
                 reasons.append(reason)
         if not kept:
-            self.result.left_out[number] = _listing(list(dict.fromkeys(reasons))) or "no code"
+            self.result.left_out[number] = _main_reason(reasons) or "no code"
             return
         for stmt in kept:
             start = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
             self._emit(number, lines, start, stmt.end_lineno or stmt.lineno)
         self.result.used.append(number)
         if reasons:
-            self.result.partly[number] = _listing(list(dict.fromkeys(reasons)))
+            self.result.partly[number] = _main_reason(reasons)
 
     def _emit(self, number: int, lines: list[str], start: int, end: int) -> None:
-        self.lines.append(f"# {self.name}, code cell {number}")
+        if not self.result.spans or self.result.spans[-1].cell != number:
+            self.lines.append(f"# {self.name}, code cell {number}")
         self.result.spans.append(LineSpan(len(self.lines) + 1, number, start))
         self.lines.extend(lines[start - 1 : end])
 
@@ -222,13 +223,33 @@ class _Builder:
         return None
 
     def _importable(self, module: str) -> bool:
-        top = module.split(".")[0]
+        """Whether ``module`` is the submission's own or installed for the grader, found
+        without importing anything (a namespace package such as ``google`` is looked into)."""
+        top, *rest = module.split(".")
         if (self.folder / f"{top}.py").is_file() or (self.folder / top).is_dir():
             return True
         try:
-            return importlib.util.find_spec(top) is not None
+            spec = importlib.util.find_spec(top)
         except (ImportError, ValueError):
             return False
+        if spec is None:
+            return False
+        if rest and spec.origin in (None, "namespace"):  # a namespace: is the next level there?
+            return any(
+                (Path(location) / rest[0]).is_dir()
+                or (Path(location) / f"{rest[0]}.py").is_file()
+                for location in spec.submodule_search_locations or ()
+            )
+        return True
+
+
+def _main_reason(reasons: list[str]) -> str:
+    """The reason that says most of what a left-out cell did."""
+    order = ["downloads data", "trains", "plots", "runs a loop", "creates objects", "runs code"]
+    known = [r for r in reasons if r in order]
+    if known:
+        return min(known, key=order.index)
+    return next((r for r in reasons if r), "")
 
 
 def _without_magic(line: str) -> str:
