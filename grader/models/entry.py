@@ -39,7 +39,7 @@ def missing_entry_message(
     found = f"It defines {' and '.join(defined)}" if defined else (
         "It defines no nn.Module class and no function without arguments"
     )  # fmt: skip
-    example = classes[-1] if classes else "YourModel"
+    example = functions[-1] if functions else (classes[-1] if classes else "YourModel")
     return (
         f"{filename} defines no {entry}, the model this assignment asks for (also accepted: "
         f"{also}a function {BUILD_FUNCTION}() that returns the model). {found}. Name your model "

@@ -4,7 +4,7 @@ A fingerprint hashes the sorted shapes of a model's parameters, so renaming attr
 reordering the class body does not hide a copied architecture. A submission's fingerprint comes
 from the verified graph (only the parameters the logits depend on); the candidates are
 torchvision's classification models built with the assignment's class count and the registered
-reference models and the public models students copy (:func:`public_candidates`), all built
+reference models and the public models students copy (:func:`candidates`), all built
 on the ``meta`` device.
 """
 
@@ -46,14 +46,7 @@ def model_fingerprint(model) -> str:
 def known_fingerprints(num_classes: int, total_params: int) -> dict[str, str]:
     """Fingerprint -> name of every candidate model with ``total_params`` parameters."""
     known: dict[str, str] = {}
-    for entry in registered_models().values():
-        try:
-            model = build_on_meta(entry.build)
-        except (TypeError, RuntimeError, ValueError, NotImplementedError):
-            continue
-        if sum(p.numel() for p in model.parameters()) == total_params:
-            known.setdefault(model_fingerprint(model), f"reference {entry.name}")
-    for name, shapes in public_candidates():
+    for name, shapes in candidates():
         if sum(_numel(s) for s in shapes) == total_params:
             known.setdefault(fingerprint(shapes), name)
     names = [n for n, count in TORCHVISION_PARAMS.items() if count == total_params]
@@ -76,18 +69,20 @@ def known_fingerprints(num_classes: int, total_params: int) -> dict[str, str]:
 
 
 @functools.cache
-def public_candidates() -> tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]:
-    """(name, parameter shapes) of every public model registered through the
-    ``grader.public_models`` entry point (pytorch-cifar, pytorch_resnet_cifar10), each built
-    once per process on the ``meta`` device."""
-    candidates = []
-    for entry in public_models().values():
-        try:
-            model = build_on_meta(entry.build)
-        except (TypeError, RuntimeError, ValueError, NotImplementedError):
-            continue
-        candidates.append((entry.name, tuple(tuple(p.shape) for p in model.parameters())))
-    return tuple(candidates)
+def candidates() -> tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]:
+    """(name, parameter shapes) of the registered reference models (``reference resnet20``)
+    and of the public models students copy (``pytorch-cifar MobileNetV2``, through the
+    ``grader.public_models`` entry point), each built once per process on the ``meta``
+    device; reference models first."""
+    found = []
+    for prefix, models in (("reference ", registered_models()), ("", public_models())):
+        for entry in models.values():
+            try:
+                model = build_on_meta(entry.build)
+            except (TypeError, RuntimeError, ValueError, NotImplementedError):
+                continue
+            found.append((prefix + entry.name, tuple(tuple(p.shape) for p in model.parameters())))
+    return tuple(found)
 
 
 def match_public_model(shapes: list[tuple[int, ...]], *, num_classes: int = 10) -> str | None:

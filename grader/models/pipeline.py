@@ -189,12 +189,11 @@ def grade_model(
         if fatal:
             result = ModelResult(GradeStatus.INVALID, " | ".join(fatal))
         else:
-            if pool is None and sandbox:
-                progress("starting a sandbox")
+            phases = _starting_a_box(progress) if pool is None and sandbox else progress
             with _borrowed(pool, spec, data_dir, with_images, sandbox) as worker:
                 result = _grade_staged(
                     worker, work, spec, model, weights, experiment_dir, data_dir,
-                    Path(folder).name, progress,
+                    Path(folder).name, phases,
                 )  # fmt: skip
             result.sandboxed = worker.sandboxed
     if notebook is not None:
@@ -211,6 +210,16 @@ def grade_model(
         result.weights_sha256 = next((f.sha256 for f in staged if f.name == weights), None)
     result.wall_s = round(time.perf_counter() - started, 3)
     return result
+
+
+def _starting_a_box(progress: Progress) -> Progress:
+    """``progress`` whose first phase says that a box starts first (it starts on first use)."""
+    pending = ["starting a sandbox, then "]
+
+    def announce(phase: str) -> None:
+        progress((pending.pop() if pending else "") + phase)
+
+    return announce
 
 
 def _name_notebook_cells(result: ModelResult, notebook: NotebookModule) -> None:

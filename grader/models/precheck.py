@@ -54,6 +54,7 @@ LIBRARY_MODULES = ("torch", "collections", "numpy", "builtins", "_codecs", "copy
 """Modules whose globals a state_dict's pickle may name (tensors, storages, ordered dicts,
 numbers); an object of any other module, or of torch's layers and optimizers, is a pickled
 object the grader never loads."""
+PYTHON2_NAMES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 PLAIN_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"})
 """Built-in types a pickle of plain values may name (never ``exec``, ``eval``, ``open``...)."""
 OBJECT_MODULES = ("torch.nn.modules", "torch.nn.parallel", "torch.optim", "torch.jit",
@@ -592,6 +593,7 @@ def weights_findings(path: Path) -> list[Finding]:
 
 def _is_object(name: str) -> bool:
     module, _, attribute = name.rpartition(".")
+    module = PYTHON2_NAMES.get(module, module)  # protocol 2 names modules as Python 2 did
     if module.startswith(OBJECT_MODULES) or module == "__main__":
         return True
     if module == "builtins":

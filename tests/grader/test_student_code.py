@@ -235,3 +235,20 @@ def test_a_gpu_in_forward_gets_a_real_message(tmp_path):
     assert report.status == "invalid"
     assert "the model moves tensors to a GPU (model.py line" in report.message
     assert "the grader runs it on the CPU: remove .cuda()" in report.message
+
+
+def test_a_model_whose_own_attribute_is_module_keeps_its_keys(tmp_path):
+    from grader.models.inside.weights import read_checkpoint
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
+
+    state = Wrapper().state_dict()
+    torch.save(state, tmp_path / "plain.pt")
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "parallel.pt")
+    for name in ("plain.pt", "parallel.pt"):
+        loaded = read_checkpoint(tmp_path / name, expected=state.keys())
+        assert set(loaded.state) == set(state), name
+    assert read_checkpoint(tmp_path / "plain.pt", expected=state.keys()).notes == ()

@@ -73,10 +73,11 @@ def read_checkpoint(path: Path, expected: Collection[str] | None = None) -> Chec
     path = Path(path)
     loaded = _read(path)
     state, notes = _unwrap(loaded, path.name, depth=0)
-    state, stripped = _strip_wrappers(state)
+    wanted = None if expected is None else set(expected)
+    state, stripped = _strip_wrappers(state, wanted)
     notes += stripped
-    if expected is not None:
-        state, fitted = _fit(state, set(expected))
+    if wanted is not None:
+        state, fitted = _fit(state, wanted)
         notes += fitted
     return Checkpoint(state, tuple(notes))
 
@@ -181,16 +182,24 @@ def _unwrap(loaded: object, name: str, depth: int) -> tuple[dict[str, torch.Tens
     )
 
 
-def _strip_wrappers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _strip_wrappers(
+    state: dict[str, torch.Tensor], expected: set[str] | None
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Remove wrapper prefixes that every key carries, unless the ``expected`` keys have them
+    too (a model whose own attribute is called ``module``)."""
     notes = []
     changed = True
     while changed:
         changed = False
         for prefix, wrapper in WRAPPER_PREFIXES.items():
-            if all(k.startswith(prefix) for k in state):
-                state = {k.removeprefix(prefix): v for k, v in state.items()}
-                notes.append(f"removed the prefix {prefix!r} that {wrapper} adds to every key")
-                changed = True
+            if not all(k.startswith(prefix) for k in state):
+                continue
+            stripped = {k.removeprefix(prefix): v for k, v in state.items()}
+            if expected is not None and len(expected & set(stripped)) <= len(expected & set(state)):
+                continue
+            state = stripped
+            notes.append(f"removed the prefix {prefix!r} that {wrapper} adds to every key")
+            changed = True
     return state, notes
 
 
