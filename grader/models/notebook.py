@@ -236,8 +236,7 @@ class _Builder:
             return False
         if rest and spec.origin in (None, "namespace"):  # a namespace: is the next level there?
             return any(
-                (Path(location) / rest[0]).is_dir()
-                or (Path(location) / f"{rest[0]}.py").is_file()
+                (Path(location) / rest[0]).is_dir() or (Path(location) / f"{rest[0]}.py").is_file()
                 for location in spec.submodule_search_locations or ()
             )
         return True

@@ -13,7 +13,7 @@ import torch
 
 # A ResNet-20 in the style of the most-copied CIFAR ResNet: option A shortcuts through a
 # LambdaLayer and F.pad, in-place addition, Kaiming init applied with self.apply.
-AKAMASTER_RESNET = '''
+AKAMASTER_RESNET = """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -88,7 +88,7 @@ def resnet20():
 
 def build_model():
     return resnet20()
-'''
+"""
 RESNET20_PARAMS = 269_722
 
 # kuangliu's LeNet, as copied into a student's model.py under the assignment's class name.

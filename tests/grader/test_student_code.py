@@ -168,8 +168,9 @@ def test_helper_packages_with_and_without_init_import(tmp_path, images):
 
 
 def test_a_missing_helper_says_which_files_were_found(tmp_path):
-    folder = write_folder(tmp_path / "sub", {"model.py": PJ2_MODEL,
-                                             "models/blocks.py": PJ2_FILES["models/blocks.py"]})
+    folder = write_folder(
+        tmp_path / "sub", {"model.py": PJ2_MODEL, "models/blocks.py": PJ2_FILES["models/blocks.py"]}
+    )
     report, _, _ = stages(folder)
     assert report.status == "invalid"
     assert "model.py imports 'utils', which is neither in the submission" in report.message
@@ -193,7 +194,9 @@ def test_an_alias_and_build_model_are_accepted():
 
 
 def test_torchvision_tensor_transforms_in_preprocess_are_verified(tmp_path, images):
-    code = KUANGLIU_LENET.replace("nn.Linear(16*5*5, 120)", "nn.Linear(16*13*13, 120)") + """
+    code = (
+        KUANGLIU_LENET.replace("nn.Linear(16*5*5, 120)", "nn.Linear(16*13*13, 120)")
+        + """
 import torchvision.transforms as T
 
 transform = T.Compose([
@@ -205,14 +208,20 @@ transform = T.Compose([
 def preprocess(x):
     return transform(x)
 """
+    )
     folder = write_folder(tmp_path / "sub", {"model.py": code})
     model = build(code)
     torch.save(model.state_dict(), folder / "model.pt")
     record, logits = verified(folder, weights="model.pt", images=images)
     import torchvision.transforms as T
 
-    transform = T.Compose([T.Resize(64), T.CenterCrop(64),
-                           T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))])
+    transform = T.Compose(
+        [
+            T.Resize(64),
+            T.CenterCrop(64),
+            T.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+        ]
+    )
     np.testing.assert_allclose(logits, eager(model, images, transform), rtol=1e-5, atol=1e-5)
     assert Graph(record.graph).parameter_count == 16 * 13 * 13 * 120 + 120 + LENET_PARAMS - 48_120
 
@@ -228,8 +237,9 @@ def test_a_model_for_another_input_size_names_the_size_and_the_fix(tmp_path):
 
 
 def test_a_gpu_in_forward_gets_a_real_message(tmp_path):
-    hidden = KUANGLIU_LENET.replace("out = F.relu(self.conv1(x))",
-                                    "out = F.relu(self.conv1(getattr(x, 'cu' + 'da')()))")
+    hidden = KUANGLIU_LENET.replace(
+        "out = F.relu(self.conv1(x))", "out = F.relu(self.conv1(getattr(x, 'cu' + 'da')()))"
+    )
     folder = write_folder(tmp_path / "sub", {"model.py": hidden})  # the static look cannot see it
     report, _, _ = stages(folder)
     assert report.status == "invalid"

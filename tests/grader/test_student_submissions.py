@@ -37,7 +37,9 @@ from grader.assignment import load_assignment
 from grader.data import load_dataset
 from grader.sandbox.jail import bubblewrap_available
 
-TRAINING_AT_IMPORT = SOFTMAX_NET + """
+TRAINING_AT_IMPORT = (
+    SOFTMAX_NET
+    + """
 net = Net()
 optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
 for step in range(100000):
@@ -46,6 +48,7 @@ for step in range(100000):
     loss.backward()
     optimizer.step()
 """
+)
 
 
 @pytest.fixture(scope="module")
