@@ -18,6 +18,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.models.precheck import last_name
+
 NOTEBOOK_TAG = "grader"
 CONSTANT_CALLS = frozenset({
     "tensor", "Tensor", "as_tensor", "device", "is_available", "tuple", "list", "dict", "set",
@@ -209,7 +211,7 @@ class _Builder:
     def _activity(self, stmt: ast.stmt) -> str | None:
         """What ``stmt`` does that a model file must not: train, download or plot."""
         calls = [n for n in ast.walk(stmt) if isinstance(n, ast.Call)]
-        names = {_name(c.func) for c in calls}
+        names = {last_name(c.func) for c in calls}
         if any(k.arg == "download" for c in calls for k in c.keywords) or names & DOWNLOAD_CALLS:
             return "downloads data"
         trains = names & TRAINING_CALLS or any(
@@ -217,7 +219,7 @@ class _Builder:
         )
         if trains or isinstance(stmt, (ast.For, ast.While)):
             return "trains" if trains else "runs a loop"
-        used = {_name(n) for n in ast.walk(stmt) if isinstance(n, (ast.Name, ast.Attribute))}
+        used = {last_name(n) for n in ast.walk(stmt) if isinstance(n, (ast.Name, ast.Attribute))}
         if used & PLOT_NAMES:
             return "plots"
         return None
@@ -265,23 +267,15 @@ def _imported(stmt: ast.Import | ast.ImportFrom) -> list[str]:
     return [alias.name for alias in stmt.names]
 
 
-def _name(node: ast.AST) -> str:
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    if isinstance(node, ast.Name):
-        return node.id
-    return ""
-
-
 def _is_constant(node: ast.AST) -> bool:
     """Literals, names, arithmetic and the calls of :data:`CONSTANT_CALLS`."""
     return all(
-        _name(n.func) in CONSTANT_CALLS for n in ast.walk(node) if isinstance(n, ast.Call)
+        last_name(n.func) in CONSTANT_CALLS for n in ast.walk(node) if isinstance(n, ast.Call)
     ) and not any(isinstance(n, (ast.Lambda, ast.Await, ast.Yield)) for n in ast.walk(node))
 
 
 def _trains(fn: ast.AST, functions: dict[str, ast.AST], seen: frozenset[str] = frozenset()) -> bool:
-    names = {_name(c.func) for c in ast.walk(fn) if isinstance(c, ast.Call)}
+    names = {last_name(c.func) for c in ast.walk(fn) if isinstance(c, ast.Call)}
     if names & (TRAINING_CALLS - {"train", "step"}):
         return True
     return any(

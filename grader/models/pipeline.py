@@ -29,7 +29,7 @@ from grader.models.files import MODEL_FILE, ModelFilesError, find_model_files
 from grader.models.fingerprint import match_public_model
 from grader.models.graph import Graph
 from grader.models.notebook import NotebookError, NotebookModule, notebook_module
-from grader.models.precheck import precheck
+from grader.models.precheck import Finding, precheck
 from grader.models.records import (
     CAPTURE_REPORT,
     EVALUATION_RECORD,
@@ -196,16 +196,7 @@ def grade_model(
                     Path(folder).name, phases,
                 )  # fmt: skip
             result.sandboxed = worker.sandboxed
-    if notebook is not None:
-        _name_notebook_cells(result, notebook)
-    probabilities = result.logits is not None and outputs_are_probabilities(result.logits)
-    if probabilities:
-        result.flags.append(PROBABILITIES_FLAG)
-    result.flags += [
-        f.message
-        for f in findings
-        if not f.fatal and not (f.kind == "softmax" and result.logits is not None)
-    ]
+    _tell_the_student(result, notebook, findings)
     if files.weights is not None:
         result.weights_sha256 = next((f.sha256 for f in staged if f.name == weights), None)
     result.wall_s = round(time.perf_counter() - started, 3)
@@ -222,12 +213,24 @@ def _starting_a_box(progress: Progress) -> Progress:
     return announce
 
 
-def _name_notebook_cells(result: ModelResult, notebook: NotebookModule) -> None:
-    """Say how the notebook became model.py, and name its cells where messages name lines."""
-    result.notes.insert(0, notebook.note)
-    result.message = notebook.rewrite(result.message)
-    result.checks = [
-        dataclasses.replace(c, message=notebook.rewrite(c.message)) for c in result.checks
+def _tell_the_student(
+    result: ModelResult, notebook: NotebookModule | None, findings: list[Finding]
+) -> None:
+    """Add what the student should know to ``result``: how a notebook became model.py (its
+    cells named where messages name lines), outputs that are probabilities (seen in the
+    logits; else a softmax seen in the code), and the static look's other warnings."""
+    if notebook is not None:
+        result.notes.insert(0, notebook.note)
+        result.message = notebook.rewrite(result.message)
+        result.checks = [
+            dataclasses.replace(c, message=notebook.rewrite(c.message)) for c in result.checks
+        ]
+    if result.logits is not None and outputs_are_probabilities(result.logits):
+        result.flags.append(PROBABILITIES_FLAG)
+    result.flags += [
+        f.message
+        for f in findings
+        if not f.fatal and not (f.kind == "softmax" and result.logits is not None)
     ]
 
 
@@ -279,7 +282,6 @@ def _grade_staged(
         from grader.models.experiments import run_experiment
 
         progress(f"running the {model.experiment} experiment with your model")
-
         result.experiment = run_experiment(
             model.experiment,
             worker=worker,

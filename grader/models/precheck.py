@@ -124,8 +124,8 @@ def code_findings(
     return findings
 
 
-def _name(node: ast.AST) -> str:
-    """The last part of a called name: ``backward`` for ``loss.backward``."""
+def last_name(node: ast.AST) -> str:
+    """The last part of a (called) name: ``backward`` for ``loss.backward``."""
     if isinstance(node, ast.Attribute):
         return node.attr
     if isinstance(node, ast.Name):
@@ -156,7 +156,7 @@ def _is_device_test(node: ast.AST) -> bool:
     """A test that chooses a device: ``torch.cuda.is_available()``, ``use_cuda``,
     ``args.gpu``, ``device == "cuda"``..."""
     for n in ast.walk(node):
-        text = _name(n) if isinstance(n, (ast.Attribute, ast.Name)) else ""
+        text = last_name(n) if isinstance(n, (ast.Attribute, ast.Name)) else ""
         if isinstance(n, ast.Constant) and isinstance(n.value, str):
             text = n.value
         if any(word in text.lower() for word in ("cuda", "gpu", "is_available", "device_count")):
@@ -169,7 +169,7 @@ def _is_cuda_value(node: ast.AST | None) -> bool:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         text = node.value
         return text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit())
-    if isinstance(node, ast.Call) and _name(node.func) == "device" and node.args:
+    if isinstance(node, ast.Call) and last_name(node.func) == "device" and node.args:
         return _is_cuda_value(node.args[0])
     return False
 
@@ -260,7 +260,7 @@ class _Look:
     def _training_functions(self) -> set[str]:
         """Top-level functions that train, directly or through another such function."""
         calls = {
-            name: {_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
+            name: {last_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
             for name, fn in self.functions.items()
         }
         training = {name for name, called in calls.items() if called & TRAINING_CALLS}
@@ -280,7 +280,7 @@ class _Look:
         for stmt, sure in self._executed():
             calls = [n for n in _own_nodes(stmt) if isinstance(n, ast.Call)]
             for call in calls:
-                name = _name(call.func)
+                name = last_name(call.func)
                 line = getattr(call, "lineno", stmt.lineno)
                 if "training" not in found and (
                     name in TRAINING_CALLS or name in self.training_functions
@@ -400,7 +400,7 @@ class _Look:
         roots += [self.assigned[name] for name in sorted(used) if name in self.assigned]
         for root in roots:
             for call in (n for n in ast.walk(root) if isinstance(n, ast.Call)):
-                name = _name(call.func)
+                name = last_name(call.func)
                 if name in PIL_TRANSFORMS:
                     return [Finding(
                         f"{self.where(call.lineno)}: preprocess uses {name}(), which takes PIL "
@@ -435,12 +435,14 @@ class _Look:
                         bound.add((alias.asname or alias.name).split(".")[0])
                 elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     bound.add(node.id)
-                elif isinstance(node, ast.Call) and _name(node.func) in ("globals", "setattr"):
+                elif isinstance(node, ast.Call) and last_name(node.func) in ("globals", "setattr"):
                     return []
         if bound & set(accepted_names(entry, aliases)):
             return []
         classes = [name for name in self.classes if self._is_module_class(name)]
         functions = [name for name, fn in self.functions.items() if not _required_args(fn)]
+        if not classes and not functions:
+            return []  # not a model file under another name: the capture says what it is
         return [Finding(missing_entry_message(self.model_file, entry, aliases, classes, functions),
                         kind="entry")]  # fmt: skip
 
@@ -449,7 +451,7 @@ class _Look:
         if node is None or name in seen:
             return False
         for base in node.bases:
-            base_name = _name(base)
+            base_name = last_name(base)
             if base_name == "Module" or self._is_module_class(base_name, seen | {name}):
                 return True
         return False
@@ -461,8 +463,8 @@ class _Look:
         for cls in self.classes.values():
             for node in ast.walk(cls):
                 if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                    if _name(node.value.func) == "Softmax":
-                        softmax_attrs |= {_name(t) for t in node.targets}
+                    if last_name(node.value.func) == "Softmax":
+                        softmax_attrs |= {last_name(t) for t in node.targets}
         for cls_name in names:
             cls = self.classes.get(cls_name)
             forward = next(
@@ -475,7 +477,7 @@ class _Look:
             for ret in returns:
                 value = ret.value
                 if isinstance(value, ast.Call) and (
-                    _name(value.func) in SOFTMAX_CALLS or _name(value.func) in softmax_attrs
+                    last_name(value.func) in SOFTMAX_CALLS or last_name(value.func) in softmax_attrs
                 ):
                     return [Finding(
                         f"{self.where(ret.lineno)}: forward returns a softmax, i.e. class "
@@ -535,7 +537,7 @@ def _unguarded_cuda(
         if isinstance(node, (ast.If, ast.IfExp)) and _is_device_test(node.test):
             continue  # the device is chosen by a test: either branch is fine
         if isinstance(node, ast.Call):
-            func = _name(node.func)
+            func = last_name(node.func)
             values = [*node.args, *(k.value for k in node.keywords)]
             if isinstance(node.func, ast.Attribute) and func == "cuda" and not node.args:
                 yield node

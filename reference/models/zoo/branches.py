@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference.models.zoo.resnets import Residual, basic_body, conv_bn
+from reference.models.zoo.layers import Pooled, Residual, basic_body, conv_bn
 
 INCEPTIONS = (
     (192, 64, 96, 128, 16, 32, 32), (256, 128, 128, 192, 32, 96, 64), "pool",
@@ -55,18 +55,6 @@ class Inception(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([branch(x) for branch in self.branches], 1)
-
-
-class Pooled(nn.Module):
-    """features -> global average pool -> linear."""
-
-    def __init__(self, features: nn.Module, width: int, num_classes: int) -> None:
-        super().__init__()
-        self.features = features
-        self.linear = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
 def googlenet(num_classes: int = 10) -> Pooled:

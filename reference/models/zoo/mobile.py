@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference.models.zoo.resnets import conv_bn
+from reference.models.zoo.layers import Pooled, conv_bn
 
 MOBILENET = (64, (128, 2), 128, (256, 2), 256, (512, 2), 512, 512, 512, 512, 512, (1024, 2), 1024)
 """Pointwise widths; (width, 2) down-samples in its depthwise convolution."""
@@ -34,18 +34,6 @@ SHUFFLENET_V2: dict[float, tuple[int, int, int, int]] = {
 EFFICIENTNET_B0 = ((1, 16, 1, 3, 1), (6, 24, 2, 3, 2), (6, 40, 2, 5, 2), (6, 80, 3, 3, 2),
                    (6, 112, 3, 5, 1), (6, 192, 4, 5, 2), (6, 320, 1, 3, 1))  # fmt: skip
 """(expansion, width, blocks, kernel, stride of the first block) per stage."""
-
-
-class Pooled(nn.Module):
-    """features -> global average pool -> linear."""
-
-    def __init__(self, features: nn.Module, width: int, num_classes: int) -> None:
-        super().__init__()
-        self.features = features
-        self.linear = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
 def mobilenet(num_classes: int = 10) -> Pooled:

@@ -6,7 +6,7 @@
 - ``preact_resnet``: He et al. 2016b, "Identity mappings in deep residual networks": BN and ReLU
   before each convolution, shortcuts of a single 1x1 convolution, no stem BN.
 - ``senet18``: the pre-activation ResNet-18 with a squeeze-and-excitation gate (Hu et al. 2018)
-  of two 1x1 convolutions (reduction 16) in every block.
+  of two 1x1 convolutions (reduction 16) in every block, and a stem BN.
 - ``resnext29``: Xie et al. 2017, three stages of three grouped bottlenecks whose width doubles
   per stage, 1x1 stem.
 - ``regnet``: Radosavovic et al. 2020, RegNetX/Y stages of grouped bottlenecks (Y: with SE).
@@ -20,6 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference.models.zoo.layers import (
+    Pooled,
+    Residual,
+    basic_body,
+    conv_bn,
+    stages,
+    stem,
+)
+
+WIDTHS = (64, 128, 256, 512)
 RESNET_BLOCKS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
@@ -37,35 +47,6 @@ REGNETS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def conv_bn(in_planes: int, planes: int, kernel: int = 1, stride: int = 1, groups: int = 1):
-    """A convolution without bias (padding keeps the size) and its BatchNorm."""
-    return nn.Sequential(
-        nn.Conv2d(in_planes, planes, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(planes),
-    )
-
-
-class Residual(nn.Module):
-    """``relu(body(x) + shortcut(x))``; the shortcut projects (1x1 conv + BN) when needed."""
-
-    def __init__(self, body: nn.Module, in_planes: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.body = body
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = conv_bn(in_planes, planes, 1, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + self.shortcut(x))
-
-
-def basic_body(in_planes: int, planes: int, stride: int) -> nn.Module:
-    """Two 3x3 convolutions (He et al. 2016, fig. 5 left)."""
-    return nn.Sequential(
-        conv_bn(in_planes, planes, 3, stride), nn.ReLU(), conv_bn(planes, planes, 3)
-    )
-
-
 def bottleneck_body(in_planes: int, planes: int, stride: int, width: int, groups: int = 1):
     """1x1 reduce to ``width``, 3x3 (grouped) at ``stride``, 1x1 expand to ``planes``."""
     return nn.Sequential(
@@ -75,43 +56,18 @@ def bottleneck_body(in_planes: int, planes: int, stride: int, width: int, groups
     )  # fmt: skip
 
 
-class StagedNet(nn.Module):
-    """Stem -> stages -> global average pool -> linear: the layout every network here shares."""
-
-    def __init__(self, stem: nn.Module, stages: list[nn.Module], features: int, num_classes: int):
-        super().__init__()
-        self.stem = stem
-        self.stages = nn.Sequential(*stages)
-        self.linear = nn.Linear(features, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-def _stem(planes: int = 64, kernel: int = 3) -> nn.Module:
-    return nn.Sequential(conv_bn(3, planes, kernel), nn.ReLU())
-
-
-def resnet(depth: int = 18, num_classes: int = 10) -> StagedNet:
+def resnet(depth: int = 18, num_classes: int = 10) -> Pooled:
     """ResNet-18/34/50/101/152 for 32x32 images (ResNet-18: 11,173,962 parameters)."""
     kind, counts = RESNET_BLOCKS[depth]
-    expansion = 1 if kind == "basic" else 4
-    stages, in_planes = [], 64
-    for index, (count, width) in enumerate(zip(counts, (64, 128, 256, 512), strict=True)):
-        blocks = []
-        for b in range(count):
-            stride = 2 if index and not b else 1
-            planes = width * expansion
-            body = (
-                basic_body(in_planes, planes, stride)
-                if kind == "basic"
-                else bottleneck_body(in_planes, planes, stride, width)
-            )
-            blocks.append(Residual(body, in_planes, planes, stride))
-            in_planes = planes
-        stages.append(nn.Sequential(*blocks))
-    return StagedNet(_stem(), stages, in_planes, num_classes)
+
+    def block(in_planes: int, width: int, stride: int) -> tuple[nn.Module, int]:
+        if kind == "basic":
+            return Residual(basic_body(in_planes, width, stride), in_planes, width, stride), width
+        body = bottleneck_body(in_planes, 4 * width, stride, width)
+        return Residual(body, in_planes, 4 * width, stride), 4 * width
+
+    layers, width = stages(zip(counts, WIDTHS, strict=True), block, 64)
+    return Pooled(nn.Sequential(stem(), *layers), width, num_classes)
 
 
 class PreActBlock(nn.Module):
@@ -153,44 +109,40 @@ class PreActBlock(nn.Module):
         return out + skip
 
 
-def preact_resnet(depth: int = 18, num_classes: int = 10, squeeze: bool = False) -> StagedNet:
-    """Pre-activation ResNet-18/34/50/101/152 (PreActResNet-18: 11,171,146 parameters)."""
+def preact_resnet(
+    depth: int = 18, num_classes: int = 10, squeeze: bool = False, first: nn.Module | None = None
+) -> Pooled:
+    """Pre-activation ResNet-18/34/50/101/152 (PreActResNet-18: 11,171,146 parameters);
+    ``first`` replaces the stem (a plain 3x3 convolution)."""
     kind, counts = RESNET_BLOCKS[depth]
     expansion = 1 if kind == "basic" else 4
-    stages, in_planes = [], 64
-    for index, (count, width) in enumerate(zip(counts, (64, 128, 256, 512), strict=True)):
-        blocks = []
-        for b in range(count):
-            stride = 2 if index and not b else 1
-            planes = width * expansion
-            blocks.append(PreActBlock(in_planes, planes, stride, kind == "bottleneck", squeeze))
-            in_planes = planes
-        stages.append(nn.Sequential(*blocks))
-    stem = nn.Conv2d(3, 64, 3, padding=1, bias=False)
-    return StagedNet(stem, stages, in_planes, num_classes)
+
+    def block(in_planes: int, width: int, stride: int) -> tuple[nn.Module, int]:
+        planes = width * expansion
+        return PreActBlock(in_planes, planes, stride, kind == "bottleneck", squeeze), planes
+
+    layers, width = stages(zip(counts, WIDTHS, strict=True), block, 64)
+    first = first or nn.Conv2d(3, 64, 3, padding=1, bias=False)
+    return Pooled(nn.Sequential(first, *layers), width, num_classes)
 
 
-def senet18(num_classes: int = 10) -> StagedNet:
+def senet18(num_classes: int = 10) -> Pooled:
     """SENet-18: the pre-activation ResNet-18 with squeeze-and-excitation, and a stem BN."""
-    net = preact_resnet(18, num_classes, squeeze=True)
-    net.stem = _stem()
-    return net
+    return preact_resnet(18, num_classes, squeeze=True, first=stem())
 
 
-def resnext29(cardinality: int = 32, width: int = 4, num_classes: int = 10) -> StagedNet:
-    """ResNeXt-29 (3 stages of 3 blocks) with ``cardinality`` groups of ``width`` channels."""
-    stages, in_planes = [], 64
-    for index in range(3):
-        group_width = cardinality * width * 2**index
+def resnext29(cardinality: int = 32, width: int = 4, num_classes: int = 10) -> Pooled:
+    """ResNeXt-29 (3 stages of 3 blocks) with ``cardinality`` groups of ``width`` channels,
+    doubled per stage."""
+
+    def block(in_planes: int, group_width: int, stride: int) -> tuple[nn.Module, int]:
         planes = 2 * group_width
-        blocks = []
-        for b in range(3):
-            stride = 2 if index and not b else 1
-            body = bottleneck_body(in_planes, planes, stride, group_width, cardinality)
-            blocks.append(Residual(body, in_planes, planes, stride))
-            in_planes = planes
-        stages.append(nn.Sequential(*blocks))
-    return StagedNet(_stem(64, kernel=1), stages, in_planes, num_classes)
+        body = bottleneck_body(in_planes, planes, stride, group_width, cardinality)
+        return Residual(body, in_planes, planes, stride), planes
+
+    plan = [(3, cardinality * width * 2**index) for index in range(3)]
+    layers, out = stages(plan, block, 64)
+    return Pooled(nn.Sequential(stem(64, kernel=1), *layers), out, num_classes)
 
 
 class SqueezeExcite(nn.Module):
@@ -206,25 +158,24 @@ class SqueezeExcite(nn.Module):
         return x * torch.sigmoid(self.expand(w))
 
 
-def regnet(name: str = "RegNetX_200MF", num_classes: int = 10) -> StagedNet:
+def regnet(name: str = "RegNetX_200MF", num_classes: int = 10) -> Pooled:
     """RegNetX-200MF, RegNetX-400MF or RegNetY-400MF with strides (1, 1, 2, 2) for 32x32."""
     config = REGNETS[name]
-    stages, in_planes = [], 64
-    for index, (depth, width) in enumerate(zip(config["depths"], config["widths"], strict=True)):
-        blocks = []
-        for b in range(depth):
-            stride = 2 if index >= 2 and not b else 1
-            layers = [
-                conv_bn(in_planes, width), nn.ReLU(),
-                conv_bn(width, width, 3, stride, width // config["group"]), nn.ReLU(),
-            ]  # fmt: skip
-            if config["se"]:
-                layers.append(SqueezeExcite(width, round(in_planes * config["se"])))
-            layers.append(conv_bn(width, width))
-            blocks.append(Residual(nn.Sequential(*layers), in_planes, width, stride))
-            in_planes = width
-        stages.append(nn.Sequential(*blocks))
-    return StagedNet(_stem(), stages, in_planes, num_classes)
+
+    def block(in_planes: int, width: int, stride: int) -> tuple[nn.Module, int]:
+        layers = [
+            conv_bn(in_planes, width), nn.ReLU(),
+            conv_bn(width, width, 3, stride, width // config["group"]), nn.ReLU(),
+        ]  # fmt: skip
+        if config["se"]:
+            layers.append(SqueezeExcite(width, round(in_planes * config["se"])))
+        layers.append(conv_bn(width, width))
+        return Residual(nn.Sequential(*layers), in_planes, width, stride), width
+
+    layers, width = stages(
+        zip(config["depths"], config["widths"], strict=True), block, 64, down_from=2
+    )
+    return Pooled(nn.Sequential(stem(), *layers), width, num_classes)
 
 
 class PadShortcut(nn.Module):
@@ -240,18 +191,15 @@ class PadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
 
 
-def cifar_resnet(depth: int = 20, num_classes: int = 10) -> StagedNet:
+def cifar_resnet(depth: int = 20, num_classes: int = 10) -> Pooled:
     """ResNet-20/32/44/56/110/1202 for CIFAR (ResNet-20: 269,722 parameters)."""
     n = (depth - 2) // 6
-    stages, in_planes = [], 16
-    for index, width in enumerate((16, 32, 64)):
-        blocks = []
-        for b in range(n):
-            stride = 2 if index and not b else 1
-            block = Residual(basic_body(in_planes, width, stride), width, width, 1)
-            if stride != 1 or in_planes != width:
-                block.shortcut = PadShortcut(width - in_planes, stride)
-            blocks.append(block)
-            in_planes = width
-        stages.append(nn.Sequential(*blocks))
-    return StagedNet(_stem(16), stages, in_planes, num_classes)
+
+    def block(in_planes: int, width: int, stride: int) -> tuple[nn.Module, int]:
+        unit = Residual(basic_body(in_planes, width, stride), width, width, 1)
+        if stride != 1 or in_planes != width:
+            unit.shortcut = PadShortcut(width - in_planes, stride)
+        return unit, width
+
+    layers, width = stages([(n, 16), (n, 32), (n, 64)], block, 16)
+    return Pooled(nn.Sequential(stem(16), *layers), width, num_classes)
