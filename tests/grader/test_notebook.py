@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 
 import pytest
-import torch
 from student_code import HOMEWORK_CELLS, NOTEBOOK_PARAMS, notebook, write_folder
 
 from grader.assignment import load_assignment
@@ -73,23 +71,16 @@ def test_a_notebook_that_defines_nothing_or_is_not_a_notebook_is_explained(tmp_p
         notebook_module(path)
 
 
-def test_a_notebook_submission_is_graded_and_its_cells_named(tmp_path):
-    """Through the pipeline, unconfined (the stages are the same in a box: see
-    test_student_submissions.py)."""
+def test_a_notebooks_mistake_names_its_cell_and_the_note_says_how_it_was_built(tmp_path):
+    """Through the pipeline, answered by the static look (test_student_submissions.py grades a
+    notebook in a box)."""
     cells = [*HOMEWORK_CELLS]
     cells[3] = cells[3].replace("return self.fc3(x)", "return self.fc3(x.cuda())")
     folder = write_folder(tmp_path / "gpu", {"HW1.ipynb": notebook(cells)})
     spec = load_assignment("simplenn-dev")
-    result = grade_model(folder, spec, require_weights=False, with_images=False, sandbox=False)
+    result = grade_model(folder, spec, require_weights=False, with_images=False)
     assert result.status is GradeStatus.INVALID
     assert result.message.startswith("HW1.ipynb code cell 3 line 17: .cuda() puts the model")
     assert result.notes and "code cells 1, 2, 3" in result.notes[0]
-    folder = write_folder(tmp_path / "ok", {"HW1.ipynb": notebook(HOMEWORK_CELLS)})
-    namespace: dict = {}
-    exec(compile(notebook_module(folder / "HW1.ipynb").source, "m", "exec"), namespace)  # noqa: S102
-    torch.save(namespace["Net"]().state_dict(), folder / "cifar_net.pth")
-    result = grade_model(folder, spec, with_images=False, sandbox=False)
-    assert result.verified and result.total_params == NOTEBOOK_PARAMS, result.message
-    assert "weights" in {c.name for c in result.checks}
     assert json.dumps(result.to_json()["notes"]).count("HW1.ipynb") == 1
-    assert Path(folder / "model.py").exists() is False  # the submission folder is not written
+    assert not (folder / "model.py").exists()  # the submission folder is not written
