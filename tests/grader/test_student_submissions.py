@@ -77,7 +77,8 @@ def graded(tmp_path_factory, data_dir):
     fay = write_folder(root / "fay", {"model.py": TRAINING_AT_IMPORT})
     torch.save(build(SOFTMAX_NET).state_dict(), fay / "model.pt")
     batch = grade_folder(root, spec=load_assignment("pj2-cifar10"), data_dir=data_dir,
-                         out_dir=root.parent / "out", progress=False, jobs=1)  # fmt: skip
+                         out_dir=root.parent / "out", progress=False, jobs=1,
+                         student_pages=False)  # fmt: skip
     return {row.student: row for row in batch.results}
 
 
