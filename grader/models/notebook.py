@@ -34,6 +34,8 @@ PLOT_NAMES = frozenset({"plt", "pyplot", "sns", "seaborn", "imshow", "show", "sa
 TEXT_MAGICS = ("%%bash", "%%sh", "%%writefile", "%%html", "%%javascript", "%%latex",
                "%%markdown", "%%script", "%%capture")  # fmt: skip
 MAX_LISTED = 8
+MAX_NOTEBOOK_BYTES = 64 << 20
+"""Notebooks larger than this (their outputs, mostly) are refused before they are read."""
 
 
 class NotebookError(ValueError):
@@ -101,11 +103,18 @@ def notebook_module(path: Path, *, folder: Path | None = None) -> NotebookModule
     import nbformat
 
     path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise NotebookError(
+            f"{path.name} is {size:,} bytes, over the {MAX_NOTEBOOK_BYTES:,} a notebook may have "
+            "here: clear its outputs (Kernel > Restart & Clear Output) and save it again"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # missing cell ids and other format warnings
             notebook = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError, TypeError,
+            RecursionError) as exc:  # fmt: skip
         raise NotebookError(
             f"{path.name} is not a readable Jupyter notebook ({str(exc).splitlines()[0][:200]}); "
             "save it again from Jupyter, or submit the model's code as model.py"
@@ -113,12 +122,17 @@ def notebook_module(path: Path, *, folder: Path | None = None) -> NotebookModule
     cells = [c for c in notebook.cells if c.get("cell_type") == "code"]
     tagged = any(NOTEBOOK_TAG in (c.get("metadata", {}).get("tags") or []) for c in cells)
     builder = _Builder(path.name, folder or path.parent, tagged)
-    for number, cell in enumerate(cells, start=1):
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        if tagged and NOTEBOOK_TAG not in (cell.get("metadata", {}).get("tags") or []):
-            continue
-        builder.add_cell(number, source)
+    try:
+        for number, cell in enumerate(cells, start=1):
+            source = cell.get("source", "")
+            source = "".join(source) if isinstance(source, list) else str(source)
+            if tagged and NOTEBOOK_TAG not in (cell.get("metadata", {}).get("tags") or []):
+                continue
+            builder.add_cell(number, source)
+    except RecursionError:
+        raise NotebookError(
+            f"{path.name}: its code nests too deeply to be read; submit the model as model.py"
+        ) from None
     module = builder.module()
     if not module.used:
         why = "" if not module.left_out else (
@@ -157,6 +171,9 @@ class _Builder:
             tree = ast.parse("\n".join(lines))
         except SyntaxError as exc:
             self.result.left_out[number] = f"does not parse: {exc.msg}, line {exc.lineno}"
+            return
+        except (ValueError, RecursionError, MemoryError):
+            self.result.left_out[number] = "does not parse"
             return
         if not tree.body:
             return

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from grader.models.entry import accepted_names, missing_entry_message
 
+MAX_SOURCE_BYTES = 2 << 20
+"""model.py files larger than this are not looked at (the box still runs them)."""
 MAX_PICKLE_BYTES = 64 << 20
 """The most of a weights file's pickle that is read (a state_dict's pickle is a few KB per
 tensor; the tensors themselves are stored apart)."""
@@ -92,7 +94,7 @@ def precheck(
     if weights is not None:
         findings += weights_findings(folder / weights)
     source_path = folder / model_file
-    if source_path.is_file():
+    if source_path.is_file() and source_path.stat().st_size <= MAX_SOURCE_BYTES:
         source = source_path.read_text(encoding="utf-8", errors="replace")
         findings += code_findings(source, entry=entry, aliases=tuple(aliases),
                                   model_file=model_file, where=where)  # fmt: skip
@@ -115,12 +117,18 @@ def code_findings(
     try:
         tree = ast.parse(source, filename=model_file)
     except SyntaxError as exc:
-        return [Finding(f"{where(exc.lineno or 0)}: syntax error: {exc.msg}; run python "
-                        f"{model_file} on your own machine to see it", kind="syntax")]  # fmt: skip
-    look = _Look(tree, where, model_file, accepted_names(entry, aliases))
-    findings = [*look.import_time(), *look.pretrained(), *look.devices(), *look.preprocess()]
-    findings += look.entry(entry, aliases)
-    findings += look.softmax_output()
+        at = where(exc.lineno) if exc.lineno else model_file
+        return [Finding(f"{at}: syntax error: {exc.msg}; run python {model_file} on your own "
+                        "machine to see it", kind="syntax")]  # fmt: skip
+    except (ValueError, RecursionError, MemoryError):
+        return []  # null bytes, absurd nesting: the capture explains what Python makes of it
+    try:
+        look = _Look(tree, where, model_file, accepted_names(entry, aliases))
+        findings = [*look.import_time(), *look.pretrained(), *look.devices(), *look.preprocess()]
+        findings += look.entry(entry, aliases)
+        findings += look.softmax_output()
+    except RecursionError:
+        return []  # a tree too deep to look at: the box runs it under its limits
     return findings
 
 
@@ -259,18 +267,20 @@ class _Look:
 
     def _training_functions(self) -> set[str]:
         """Top-level functions that train, directly or through another such function."""
-        calls = {
-            name: {last_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
-            for name, fn in self.functions.items()
-        }
-        training = {name for name, called in calls.items() if called & TRAINING_CALLS}
-        grew = True
-        while grew:
-            grew = False
-            for name, called in calls.items():
-                if name not in training and called & training:
-                    training.add(name)
-                    grew = True
+        callers: dict[str, set[str]] = {}
+        training: set[str] = set()
+        for name, fn in self.functions.items():
+            called = {last_name(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
+            if called & TRAINING_CALLS:
+                training.add(name)
+            for callee in called & self.functions.keys():
+                callers.setdefault(callee, set()).add(name)
+        pending = list(training)
+        while pending:
+            for caller in callers.get(pending.pop(), ()):
+                if caller not in training:
+                    training.add(caller)
+                    pending.append(caller)
         return training
 
     def import_time(self) -> list[Finding]:

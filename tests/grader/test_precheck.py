@@ -300,3 +300,12 @@ def test_the_pipeline_answers_before_any_box_starts(tmp_path, no_box):
     assert result.status is GradeStatus.INVALID
     assert "holds a whole pickled model" in result.message
     assert "trains a model when model.py is imported" in result.message
+
+
+def test_hostile_sources_are_left_to_the_box():
+    deep = "x = " + "(" * 150 + "1" + ")" * 150 + "\n"
+    assert findings(NET + deep) == []
+    chained = "".join(f"def f{i}():\n    f{i + 1}()\n" for i in range(3000))
+    code = NET + chained + "def f3000():\n    loss.backward()\n\nf0()\n"
+    assert only(code).kind == "training"  # 3,000 calls deep, found without recursion
+    assert code_findings("import torch\x00")[0].message.startswith("model.py: syntax error")
