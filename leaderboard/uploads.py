@@ -19,7 +19,13 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from grader.models.files import MODEL_FILE, NOTEBOOK_SUFFIX, WEIGHT_SUFFIXES, is_notebook
+from grader.models.files import (
+    MODEL_FILE,
+    NOTEBOOK_SUFFIX,
+    WEIGHT_SUFFIXES,
+    is_notebook,
+    is_weights_file,
+)
 from leaderboard.models import SubmissionFile
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -97,7 +103,7 @@ def unzip(upload: Upload, *, limit: int) -> dict[str, bytes]:
         budget = limit
         for member in members:
             base = PurePosixPath(member.filename.replace("\\", "/")).name
-            if base.lower().endswith(ARCHIVE_SUFFIXES):
+            if base.lower().endswith(ARCHIVE_SUFFIXES) and not is_weights_file(base):
                 raise UploadError(
                     f"{where}: holds another archive ({display_name(base)}); nested archives "
                     "are not accepted: put model.py and the weights in one .zip"
