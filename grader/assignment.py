@@ -73,7 +73,11 @@ class ModelSpec:
     """What a model submission must look like and the limits it runs under."""
 
     entry: str = "Net"
-    """Class name in ``model.py``, or ``build_model`` for a factory function."""
+    """Class name in ``model.py``; a function ``build_model()`` returning the model is accepted
+    for every assignment."""
+    aliases: tuple[str, ...] = ()
+    """Other names accepted for the entry class: the ones course skeletons and public code use
+    (``VGG_A_BatchNorm`` for ``VGG_BatchNorm``)."""
     input_shape: tuple[int, ...] = ()
     """Shape of one input image (C, H, W); defaults to the dataset's."""
     num_classes: int = 10

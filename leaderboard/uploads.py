@@ -22,10 +22,12 @@ from sqlalchemy.orm import Session
 from grader.grading.intake import (
     ARCHIVE_SUFFIXES,
     MODEL_FILE,
+    NOTEBOOK_SUFFIX,
     WEIGHT_SUFFIXES,
     IntakeError,
     IntakeLimits,
     archive_members,
+    is_notebook,
     is_weights_file,
     open_archive,
     read_member,
@@ -34,7 +36,7 @@ from grader.grading.intake import (
 from leaderboard.models import SubmissionFile
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-MODEL_SUFFIXES = {".py", ".json", ".txt", ".md", *WEIGHT_SUFFIXES}
+MODEL_SUFFIXES = {".py", NOTEBOOK_SUFFIX, *WEIGHT_SUFFIXES, ".json", ".txt", ".md"}
 MAX_MODEL_FILES = 20
 UPLOAD_LIMITS = IntakeLimits(max_files=MAX_MODEL_FILES, max_archive_members=1_000)
 """What one upload may hold; the byte limits come from the assignment (see :func:`limits_for`)."""
@@ -77,10 +79,10 @@ def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
             if name in files:
                 raise UploadError(f"{name} was uploaded twice; keep one")
             files[name] = upload.content
-    if MODEL_FILE not in files:
+    if MODEL_FILE not in files and not any(is_notebook(n) for n in files):
         raise UploadError(
             f"no {MODEL_FILE} among the files ({', '.join(sorted(files)) or 'none'}); "
-            f"include {MODEL_FILE} defining the model class"
+            f"include {MODEL_FILE} defining the model class, or your notebook ({NOTEBOOK_SUFFIX})"
         )
     if not any(is_weights_file(n) for n in files):
         raise UploadError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) among the files")
@@ -113,7 +115,7 @@ def unzip(upload: Upload, *, limit: int) -> dict[str, bytes]:
         budget = limit
         for member in members:
             base = member.path.name
-            if base.lower().endswith(ARCHIVE_SUFFIXES):
+            if base.lower().endswith(ARCHIVE_SUFFIXES) and not is_weights_file(base):
                 raise UploadError(
                     f"{where}: holds another archive ({display_name(base)}); nested archives "
                     f"are not accepted: put {MODEL_FILE} and the weights in one .zip"

@@ -39,10 +39,11 @@ from grader.grading.intake import (
     MODEL_FILE,
     OS_LEFTOVERS,
     PREDICTIONS_FILE,
-    WEIGHT_SUFFIXES,
     IntakeError,
     IntakeLimits,
     describe_type,
+    is_notebook,
+    is_weights_file,
     plain_file_problem,
     read_plain_file,
     safe_name,
@@ -50,6 +51,7 @@ from grader.grading.intake import (
     unpack_archive,
 )
 from grader.roster import Submitter
+from grader.sandbox.staging import SKIPPED_DIRS
 
 Layout = Literal["folder", "canvas", "moodle", "gradescope"]
 CANVAS_FILE = re.compile(
@@ -386,26 +388,46 @@ def _add_file(
 def select_submission(
     files: dict[str, Path], *, models: bool, model_without_weights: bool = False
 ) -> Selection:
-    """Which of a student's files are graded: a predictions CSV, or model.py with one weights
-    file and its helper modules. ``models``: the assignment grades models; with
-    ``model_without_weights`` a model.py alone counts (the batch-norm experiment trains it)."""
+    """Which of a student's files are graded: a predictions CSV, or ``model.py`` (else one
+    notebook) with the weights and every other file under its folder (helper modules and
+    packages such as ``utils/nn.py``; the weights beside it, or in a sub-folder). ``models``:
+    the assignment grades models; with ``model_without_weights`` a model alone counts (the
+    batch-norm experiment trains it)."""
     by_base: dict[str, list[str]] = {}
     for name in files:
         by_base.setdefault(PurePosixPath(name).name.lower(), []).append(name)
     csvs = [n for n in files if n.lower().endswith(".csv")]
-    model = by_base.get(MODEL_FILE, [])
     predictions = by_base.get(PREDICTIONS_FILE) or (csvs if len(csvs) == 1 else [])
-    folder = PurePosixPath(model[0]).parent if len(model) == 1 else None
-    # model.py's siblings come along: the weights and the helper modules it imports
-    siblings = [n for n in files if folder is not None and PurePosixPath(n).parent == folder]
-    weights = [n for n in siblings if PurePosixPath(n).suffix.lower() in WEIGHT_SUFFIXES]
+    folder = _model_folder(list(files))
+    under = [
+        n for n in files
+        if folder is not None and _is_under(PurePosixPath(n), folder)
+        and not SKIPPED_DIRS & set(PurePosixPath(n).parts)
+    ]  # fmt: skip
+    weights = [n for n in under if is_weights_file(n)]  # beside model.py, else in a sub-folder
     has_model = folder is not None and (bool(weights) or model_without_weights)
     if has_model and (models or not predictions):
-        used = [n for n in siblings if n.lower().endswith(".py") or n in weights]
-        return _selection("model", used, files)
+        return _selection("model", under, files)
     if len(predictions) == 1:
         return _selection("predictions", predictions, files)
     return _selection("none", [], files)
+
+
+def _model_folder(names: list[str]) -> PurePosixPath | None:
+    """The folder of the submission's model: its shallowest ``model.py`` (else notebooks), if
+    no other lies as shallow in another folder."""
+    paths = [PurePosixPath(n) for n in names if not SKIPPED_DIRS & set(PurePosixPath(n).parts)]
+    for wanted in (lambda p: p.name.lower() == MODEL_FILE, lambda p: is_notebook(p)):
+        found = [p for p in paths if wanted(p)]
+        if found:
+            depth = min(len(p.parts) for p in found)
+            folders = {p.parent for p in found if len(p.parts) == depth}
+            return folders.pop() if len(folders) == 1 else None
+    return None
+
+
+def _is_under(path: PurePosixPath, folder: PurePosixPath) -> bool:
+    return folder == PurePosixPath(".") or folder in path.parents
 
 
 def _selection(kind: Kind, used: list[str], files: dict[str, Path]) -> Selection:
@@ -429,10 +451,10 @@ def stage(
     student: StudentFiles, selection: Selection, target: Path, *, limits: IntakeLimits
 ) -> Staged:
     """Copy the selected files into ``target`` under their own names (model.py's folder becomes
-    the staging folder). Raises :class:`IntakeError` naming the file."""
+    the staging folder, its sub-folders kept). Raises :class:`IntakeError` naming the file."""
     if target.exists():
         shutil.rmtree(target)
-    base = PurePosixPath(selection.used[0]).parent if selection.kind == "model" else None
+    base = _model_folder(list(selection.used)) if selection.kind == "model" else None
     sources: dict[str, Path] = {}
     for name in selection.used:
         relative = (

@@ -24,16 +24,7 @@ import pandas as pd
 
 from grader.assignment import Assignment
 from grader.batch.cache import existing_keys, read_cache, write_cache
-from grader.batch.intake import (
-    MODEL_FILE,
-    PREDICTIONS_FILE,
-    WEIGHT_SUFFIXES,
-    IntakeLimits,
-    StudentFiles,
-    collect,
-    select_submission,
-    stage,
-)
+from grader.batch.intake import StudentFiles, collect, select_submission, stage
 from grader.batch.results import (
     BatchResult,
     CheckResult,
@@ -44,7 +35,14 @@ from grader.batch.results import (
     write_grades,
     write_results_json,
 )
-from grader.grading.intake import IntakeError, read_plain_file
+from grader.grading.intake import (
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    WEIGHT_SUFFIXES,
+    IntakeError,
+    IntakeLimits,
+    read_plain_file,
+)
 from grader.predictions.flags import CopyCluster, copy_clusters, student_flags
 from grader.predictions.read import SubmissionError
 from grader.predictions.scoring import Score, score, score_labels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -15,7 +16,8 @@ import click
     "--weights",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="A state_dict (.pt, .pth or .safetensors); default: none (initial weights).",
+    help="The weights: a state_dict or training checkpoint (.pt, .pth, .th, .tar, .ckpt) or "
+    ".safetensors; default: none (initial weights).",
 )
 @click.option(
     "--assignment",
@@ -25,8 +27,9 @@ import click
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def sanity(model: Path, weights: Path | None, assignment: str | None, as_json: bool) -> None:
-    """Check MODEL (a model.py): layers, parameters, FLOPs, output shape and the assignment rules.
-    Given an ops.py, check each hand-written operation against torch's autograd instead.
+    """Check MODEL (a model.py or a notebook): layers, parameters, FLOPs, output shape and the
+    assignment rules. Given an ops.py, check each hand-written operation against torch's
+    autograd instead.
 
     Exits 0 when every check passes, 1 otherwise.
     """
@@ -39,9 +42,20 @@ def sanity(model: Path, weights: Path | None, assignment: str | None, as_json: b
     else:
         from grader.models.sanity import run_sanity
 
-        report, ok = run_sanity(model_path=model, weights=weights, assignment=assignment)
+        report, ok = run_sanity(model_path=model, weights=weights, assignment=assignment,
+                                progress=_phase_printer())  # fmt: skip
     click.echo(json.dumps(report) if as_json else report["text"])
     sys.exit(0 if ok else 1)
+
+
+def _phase_printer():
+    """Print each phase of the check to stderr with the seconds since the start."""
+    started = time.perf_counter()
+
+    def show(phase: str) -> None:
+        click.echo(f"[{time.perf_counter() - started:6.1f} s] {phase}...", err=True)
+
+    return show
 
 
 def _is_ops(path: Path, assignment: str | None) -> bool:

@@ -38,9 +38,12 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 MODEL_FILE = "model.py"
+NOTEBOOK_SUFFIX = ".ipynb"
 PREDICTIONS_FILE = "predictions.csv"
-WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
-"""Suffixes of a weights file (any case)."""
+WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors", ".th", ".tar", ".ckpt")
+"""Weights files by suffix (any case): ``torch.save`` files under the names the course and public
+repositories give them (``.th``: pytorch_resnet_cifar10, ``.pth.tar``: the ImageNet example,
+``.ckpt``: Lightning), and safetensors."""
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 OS_LEFTOVERS = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
 """Names operating systems add to folders and archives; never a student's work."""
@@ -81,6 +84,11 @@ class IntakeLimits:
 def is_weights_file(name: str | os.PathLike[str]) -> bool:
     """Whether ``name`` is a weights file by its suffix (any case: ``model.PT`` too)."""
     return Path(name).suffix.lower() in WEIGHT_SUFFIXES
+
+
+def is_notebook(name: str | os.PathLike[str]) -> bool:
+    """Whether ``name`` is a Jupyter notebook by its suffix."""
+    return Path(name).suffix.lower() == NOTEBOOK_SUFFIX
 
 
 def safe_name(name: str) -> str:

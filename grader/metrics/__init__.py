@@ -10,7 +10,13 @@ does the same for a predictions file that carries class probabilities.
 
 from __future__ import annotations
 
-from grader.metrics.calibration import Calibration, calibration, softmax
+from grader.metrics.calibration import (
+    Calibration,
+    calibration,
+    class_probabilities,
+    outputs_are_probabilities,
+    softmax,
+)
 from grader.metrics.robustness import (
     MEMORISER_MAX_RETAINED,
     MEMORISER_MIN_ACCURACY,
@@ -35,8 +41,10 @@ __all__ = [
     "Calibration",
     "Metrics",
     "calibration",
+    "class_probabilities",
     "make_variants",
     "model_metrics",
+    "outputs_are_probabilities",
     "prediction_metrics",
     "softmax",
     "variant_subset",

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 BINS = 15
+PROBABILITY_TOLERANCE = 1e-3
+"""How far a row of probabilities may sum from 1 (float32 softmax rows are within ~1e-6)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def outputs_are_probabilities(outputs: np.ndarray) -> bool:
+    """Whether a model's outputs are already class probabilities (a softmax at the end of its
+    forward): every row lies in [0, 1] and sums to 1, within float32 rounding."""
+    values = np.asarray(outputs, dtype=np.float64)
+    if values.ndim != 2 or not values.size or not np.isfinite(values).all():
+        return False
+    tolerance = PROBABILITY_TOLERANCE
+    in_range = (values >= -tolerance).all() and (values <= 1 + tolerance).all()
+    return bool(in_range and np.allclose(values.sum(axis=1), 1.0, rtol=0, atol=tolerance))
+
+
+def class_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """The class probabilities a model's outputs stand for: the outputs themselves when they
+    already are probabilities, else their softmax (of logits, or of log-probabilities, whose
+    softmax is the probabilities too)."""
+    if outputs_are_probabilities(outputs):
+        return np.asarray(outputs, dtype=np.float64)
+    return softmax(outputs)
 
 
 def calibration(labels: np.ndarray, probabilities: np.ndarray, bins: int = BINS) -> Calibration:

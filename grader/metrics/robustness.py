@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.metrics.calibration import Calibration, calibration, softmax
+from grader.metrics.calibration import Calibration, calibration, class_probabilities
 from grader.metrics.variants import (
     CONSISTENCY,
     CORRUPTIONS,
@@ -127,7 +127,7 @@ def model_metrics(
         raise ValueError(f"logits must be (N, classes) for N = {len(labels)}, got {logits.shape}")
     predicted = logits.argmax(axis=1)
     accuracy = float((predicted == labels).mean())
-    cal = calibration(labels, softmax(logits))
+    cal = calibration(labels, class_probabilities(logits))
     if not variant_logits:
         return Metrics(accuracy=accuracy, calibration=cal)
     unknown = sorted(set(variant_logits) - set(VARIANT_NAMES))

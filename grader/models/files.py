@@ -1,11 +1,23 @@
-"""Which files of a submission folder make a model submission: one rule for every entry point."""
+"""Which files of a submission folder make a model submission: one rule for every entry point.
+
+A model submission is ``model.py`` (or, in its place, one Jupyter notebook) plus at most one
+weights file, beside it or, when none is, anywhere under the folder (``checkpoint/ckpt.pth``);
+every other file under the folder (helper modules and packages such as ``utils/nn.py``) travels
+with it. The suffixes are the intake policy's (:mod:`grader.grading.intake`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from grader.grading.intake import MODEL_FILE, WEIGHT_SUFFIXES, is_weights_file
+from grader.grading.intake import (
+    MODEL_FILE,
+    NOTEBOOK_SUFFIX,
+    WEIGHT_SUFFIXES,
+    is_notebook,
+    is_weights_file,
+)
 
 
 class ModelFilesError(ValueError):
@@ -14,25 +26,50 @@ class ModelFilesError(ValueError):
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The model code and the (optional) weights file of a submission."""
+    """The model code (``model.py`` or a notebook) and the (optional) weights file."""
 
     model: Path
     weights: Path | None
 
+    @property
+    def is_notebook(self) -> bool:
+        """Whether the model code is a notebook, built into ``model.py`` before grading."""
+        return is_notebook(self.model)
+
 
 def find_model_files(folder: Path) -> ModelFiles:
-    """``model.py`` (any case) and the one weights file at the top of ``folder``."""
+    """``model.py`` (any case; else the one notebook) and the one weights file at the top of
+    ``folder``."""
     folder = Path(folder)
     files = [p for p in sorted(folder.iterdir()) if p.is_file() or p.is_symlink()]
     models = [p for p in files if p.name.lower() == MODEL_FILE]
-    if not models:
+    notebooks = [p for p in files if is_notebook(p.name)]
+    if not models and len(notebooks) > 1:
+        names = ", ".join(p.name for p in notebooks)
+        raise ModelFilesError(
+            f"{folder.name}: no {MODEL_FILE} and more than one notebook ({names}); submit one "
+            f"notebook, or the model's code as {MODEL_FILE}"
+        )
+    if not models and not notebooks:
         found = ", ".join(p.name for p in files) or "nothing"
         raise ModelFilesError(
-            f"{folder.name}: no {MODEL_FILE} (a model submission is {MODEL_FILE} plus a weights "
-            f"file {', '.join(WEIGHT_SUFFIXES)}); found {found}"
+            f"{folder.name}: no {MODEL_FILE} (a model submission is {MODEL_FILE} or a notebook "
+            f"{NOTEBOOK_SUFFIX}, plus a weights file {', '.join(WEIGHT_SUFFIXES)}); found {found}"
         )
-    weights = [p for p in files if is_weights_file(p.name)]
+    weights = [p for p in files if is_weights_file(p.name)] or nested_weights(folder)
     if len(weights) > 1:
-        names = ", ".join(p.name for p in weights)
+        names = ", ".join(p.relative_to(folder).as_posix() for p in weights)
         raise ModelFilesError(f"{folder.name}: more than one weights file ({names}); keep one")
-    return ModelFiles(models[0], weights[0] if weights else None)
+    return ModelFiles((models or notebooks)[0], weights[0] if weights else None)
+
+
+def nested_weights(folder: Path) -> list[Path]:
+    """Weights files in the sub-folders of ``folder`` (``checkpoint/ckpt.pth``, where training
+    scripts save them), for a folder with none at its top; hidden folders are skipped."""
+    return sorted(
+        p
+        for p in Path(folder).rglob("*")
+        if is_weights_file(p.name)
+        and (p.is_file() or p.is_symlink())
+        and not any(part.startswith((".", "__")) for part in p.relative_to(folder).parts[:-1])
+    )

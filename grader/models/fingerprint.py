@@ -4,7 +4,8 @@ A fingerprint hashes the sorted shapes of a model's parameters, so renaming attr
 reordering the class body does not hide a copied architecture. A submission's fingerprint comes
 from the verified graph (only the parameters the logits depend on); the candidates are
 torchvision's classification models built with the assignment's class count and the registered
-reference models, all built on the ``meta`` device.
+reference models and the public models students copy (:func:`candidates`), all built
+on the ``meta`` device.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import hashlib
 from collections.abc import Iterable
 
-from grader.models.registry import build_on_meta, registered_models
+from grader.models.registry import build_on_meta, public_models, registered_models
 
 TORCHVISION_PARAMS: dict[str, int] = {
     "alexnet": 57_044_810, "vgg11": 128_807_306, "vgg11_bn": 128_812_810, "vgg13": 128_991_818,
@@ -45,13 +46,9 @@ def model_fingerprint(model) -> str:
 def known_fingerprints(num_classes: int, total_params: int) -> dict[str, str]:
     """Fingerprint -> name of every candidate model with ``total_params`` parameters."""
     known: dict[str, str] = {}
-    for entry in registered_models().values():
-        try:
-            model = build_on_meta(entry.build)
-        except (TypeError, RuntimeError, ValueError, NotImplementedError):
-            continue
-        if sum(p.numel() for p in model.parameters()) == total_params:
-            known.setdefault(model_fingerprint(model), f"reference {entry.name}")
+    for name, shapes in candidates():
+        if sum(_numel(s) for s in shapes) == total_params:
+            known.setdefault(fingerprint(shapes), name)
     names = [n for n, count in TORCHVISION_PARAMS.items() if count == total_params]
     if num_classes != 10:
         names = list(TORCHVISION_PARAMS)
@@ -69,6 +66,23 @@ def known_fingerprints(num_classes: int, total_params: int) -> dict[str, str]:
                 continue  # a zoo entry this torchvision version cannot build
             known.setdefault(model_fingerprint(model), f"torchvision {name}")
     return known
+
+
+@functools.cache
+def candidates() -> tuple[tuple[str, tuple[tuple[int, ...], ...]], ...]:
+    """(name, parameter shapes) of the registered reference models (``reference resnet20``)
+    and of the public models students copy (``pytorch-cifar MobileNetV2``, through the
+    ``grader.public_models`` entry point), each built once per process on the ``meta``
+    device; reference models first."""
+    found = []
+    for prefix, models in (("reference ", registered_models()), ("", public_models())):
+        for entry in models.values():
+            try:
+                model = build_on_meta(entry.build)
+            except (TypeError, RuntimeError, ValueError, NotImplementedError):
+                continue
+            found.append((prefix + entry.name, tuple(tuple(p.shape) for p in model.parameters())))
+    return tuple(found)
 
 
 def match_public_model(shapes: list[tuple[int, ...]], *, num_classes: int = 10) -> str | None:

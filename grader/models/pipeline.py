@@ -17,17 +17,20 @@ the graph.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from grader.assignment import Assignment, ModelSpec
 from grader.grading.intake import IntakeError
+from grader.metrics.calibration import outputs_are_probabilities
 from grader.models.files import MODEL_FILE, ModelFilesError, find_model_files
 from grader.models.fingerprint import match_public_model
 from grader.models.graph import Graph
-from grader.models.inside.artifact import GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE
+from grader.models.notebook import NotebookError, NotebookModule, notebook_module
+from grader.models.precheck import Finding, precheck
 from grader.models.records import (
     CAPTURE_REPORT,
     EVALUATION_RECORD,
@@ -51,6 +54,14 @@ from grader.sandbox.staging import stage_submission
 from grader.sandbox.tasks import ended_message
 
 CAPTURE, EVALUATE, UNVERIFIED = "capture", "evaluate", "unverified"
+Progress = Callable[[str], None]
+"""Called with the name of each phase as it starts (``grader sanity`` prints them)."""
+PROBABILITIES_FLAG = (
+    "the model's outputs are probabilities (every row is non-negative and sums to 1: a softmax "
+    "at the end of forward). Accuracy is the same, and calibration reads them as probabilities; "
+    "but nn.CrossEntropyLoss applies log-softmax itself, so train on (and return) the logits "
+    "before the softmax"
+)
 
 
 def model_pool(
@@ -93,6 +104,7 @@ def capture_arguments(model: ModelSpec, weights: str | None) -> CaptureArgs:
     """What the capture stage is asked to build and export for ``model``'s submissions."""
     return CaptureArgs(
         entry=model.entry,
+        aliases=tuple(model.aliases),
         input_shape=tuple(model.input_shape),
         num_classes=model.num_classes,
         weights=weights,
@@ -120,6 +132,7 @@ def grade_model(
     with_images: bool = True,
     experiment_dir: Path | None = None,
     sandbox: bool = True,
+    progress: Progress | None = None,
 ) -> ModelResult:
     """Grade the model submission in ``folder`` against ``spec``; never raises for a bad
     submission (the result says what is wrong).
@@ -130,9 +143,14 @@ def grade_model(
     is started for this call. ``with_images=False`` checks the model on a random probe batch
     only (``grader sanity``). ``experiment_dir`` receives an experiment's figure.
     ``sandbox=False`` runs the same stages unconfined in this user's processes: only for a
-    student's own check on a machine without bubblewrap.
+    student's own check on a machine without bubblewrap. ``progress`` is called as each phase
+    starts.
+
+    Before any box starts, a notebook is built into ``model.py`` and the static look
+    (:mod:`grader.models.precheck`) answers the mistakes it can see without running anything.
     """
     started = time.perf_counter()
+    progress = progress or (lambda _phase: None)
     if spec.model is None:
         return ModelResult(GradeStatus.ERROR, f"assignment {spec.name!r} has no [model] table")
     model = spec.model
@@ -140,6 +158,8 @@ def grade_model(
         require_weights = model.experiment is None
     with tempfile.TemporaryDirectory(prefix="grader-model-") as tmp:
         work = Path(tmp)
+        progress("reading the files and looking at the code (nothing runs yet)")
+        notebook: NotebookModule | None = None
         try:
             files = find_model_files(Path(folder))
             if files.weights is None and require_weights:
@@ -148,20 +168,71 @@ def grade_model(
                     "torch.save(model.state_dict(), 'model.pt') and submit them with model.py"
                 )
             staged = stage_submission(Path(folder), work / "submission")
-        except (ModelFilesError, IntakeError, OSError) as exc:
+            submitted = work / "submission" / files.model.name
+            if files.is_notebook:
+                notebook = notebook_module(submitted, folder=work / "submission")
+                (work / "submission" / MODEL_FILE).write_text(notebook.source, encoding="utf-8")
+            elif files.model.name != MODEL_FILE:
+                submitted.rename(work / "submission" / MODEL_FILE)
+        except (ModelFilesError, IntakeError, NotebookError, OSError) as exc:
             return ModelResult(GradeStatus.INVALID, str(exc))
-        if files.model.name != MODEL_FILE:
-            (work / "submission" / files.model.name).rename(work / "submission" / MODEL_FILE)
-        weights = files.weights.name if files.weights is not None else None
-        with _borrowed(pool, spec, data_dir, with_images, sandbox) as worker:
-            result = _grade_staged(
-                worker, work, spec, model, weights, experiment_dir, data_dir, Path(folder).name
-            )
-        result.sandboxed = worker.sandboxed
+        weights = None if files.weights is None else (
+            files.weights.relative_to(Path(folder)).as_posix()
+        )  # fmt: skip
+        findings = precheck(
+            work / "submission",
+            weights=weights,
+            entry=model.entry,
+            aliases=model.aliases,
+            where=notebook.where if notebook is not None else None,
+        )
+        fatal = [f.message for f in findings if f.fatal]
+        if fatal:
+            result = ModelResult(GradeStatus.INVALID, " | ".join(fatal))
+        else:
+            phases = _starting_a_box(progress) if pool is None and sandbox else progress
+            with _borrowed(pool, spec, data_dir, with_images, sandbox) as worker:
+                result = _grade_staged(
+                    worker, work, spec, model, weights, experiment_dir, data_dir,
+                    Path(folder).name, phases,
+                )  # fmt: skip
+            result.sandboxed = worker.sandboxed
+    _tell_the_student(result, notebook, findings)
     if files.weights is not None:
         result.weights_sha256 = next((f.sha256 for f in staged if f.name == weights), None)
     result.wall_s = round(time.perf_counter() - started, 3)
     return result
+
+
+def _starting_a_box(progress: Progress) -> Progress:
+    """``progress`` whose first phase says that a box starts first (it starts on first use)."""
+    pending = ["starting a sandbox, then "]
+
+    def announce(phase: str) -> None:
+        progress((pending.pop() if pending else "") + phase)
+
+    return announce
+
+
+def _tell_the_student(
+    result: ModelResult, notebook: NotebookModule | None, findings: list[Finding]
+) -> None:
+    """Add what the student should know to ``result``: how a notebook became model.py (its
+    cells named where messages name lines), outputs that are probabilities (seen in the
+    logits; else a softmax seen in the code), and the static look's other warnings."""
+    if notebook is not None:
+        result.notes.insert(0, notebook.note)
+        result.message = notebook.rewrite(result.message)
+        result.checks = [
+            dataclasses.replace(c, message=notebook.rewrite(c.message)) for c in result.checks
+        ]
+    if result.logits is not None and outputs_are_probabilities(result.logits):
+        result.flags.append(PROBABILITIES_FLAG)
+    result.flags += [
+        f.message
+        for f in findings
+        if not f.fatal and not (f.kind == "softmax" and result.logits is not None)
+    ]
 
 
 def _grade_staged(
@@ -173,11 +244,13 @@ def _grade_staged(
     experiment_dir: Path | None,
     data_dir: Path | None,
     student: str,
+    progress: Progress,
 ) -> ModelResult:
     limits = Limits.from_model_spec(model)
     root = work / "submission"  # our own checked copy: walking it is safe
     submission = {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
     capture_args = capture_arguments(model, weights)
+    progress("building the model and capturing its graph (your code runs in the sandbox)")
     job = worker.run(
         CAPTURE, files=submission, limits=limits, args=to_data(capture_args), out=work / CAPTURE
     )
@@ -193,6 +266,8 @@ def _grade_staged(
         return ModelResult(GradeStatus.INVALID, report.message, log=job.log)
     if report.status == "not_exportable":
         return _unverified(worker, work, submission, model, capture_args, report, limits, job.log)
+    from grader.models.inside.artifact import GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE
+
     artifact = {
         name: job.out / name
         for name in (GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE)
@@ -200,11 +275,14 @@ def _grade_staged(
     }
     if weights is not None:
         artifact[weights] = submission[weights]
+    images = f"{len(worker.images):,} test images" if worker.images is not None else "probe images"
+    progress(f"verified evaluation of the captured graph on {images}")
     result = _evaluate(worker, work, artifact, model, weights, limits)
     result.log = job.log
     if model.experiment is not None and result.status is not GradeStatus.ERROR:
         from grader.models.experiments import run_experiment
 
+        progress(f"running the {model.experiment} experiment with your model")
         result.experiment = run_experiment(
             model.experiment,
             worker=worker,
@@ -227,6 +305,8 @@ def _evaluate(
     weights: str | None,
     limits: Limits,
 ) -> ModelResult:
+    from grader.models.inside.artifact import GRAPH_FILE, TENSORS_FILE
+
     if GRAPH_FILE not in artifact or TENSORS_FILE not in artifact:
         return ModelResult(
             GradeStatus.INVALID,

@@ -28,6 +28,8 @@ class CaptureArgs:
     """The weights file's name in the submission, chosen by the host; None: initial weights."""
     train_graph: bool = False
     """Also export the model in training mode (for an experiment that trains it)."""
+    aliases: tuple[str, ...] = ()
+    """Other names accepted for the entry (``build_model`` is always accepted)."""
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 Packages register models through the ``grader.models`` entry point: a callable returning
 ``{name: (builder, dataset)}`` (the project's ``reference`` package registers its reference
-models this way). The grader never imports such a package by name. Models are built on the
-``meta`` device: no weights, no memory, no download.
+models this way), and the public models students copy through ``grader.public_models`` (same
+shape; ``reference.models.zoo``). The grader never imports such a package by name. Models are
+built on the ``meta`` device: no weights, no memory, no download.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "grader.models"
+PUBLIC_ENTRY_POINT_GROUP = "grader.public_models"
 LAYER_TYPES = ("conv", "linear", "pool", "batchnorm")
 """Layer types (lower case, without underscores, by part) that the layer comparison lines up."""
 
@@ -41,8 +43,19 @@ class ReferenceLayer:
 @functools.cache
 def registered_models() -> dict[str, RegisteredModel]:
     """Every model registered through the ``grader.models`` entry point, by name."""
+    return _models_of(ENTRY_POINT_GROUP)
+
+
+@functools.cache
+def public_models() -> dict[str, RegisteredModel]:
+    """Every public model (the collections students copy from) registered through the
+    ``grader.public_models`` entry point, by name (``pytorch-cifar MobileNetV2``)."""
+    return _models_of(PUBLIC_ENTRY_POINT_GROUP)
+
+
+def _models_of(group: str) -> dict[str, RegisteredModel]:
     found: dict[str, RegisteredModel] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    for entry in entry_points(group=group):
         try:
             provider = entry.load()
             models = provider()

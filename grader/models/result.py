@@ -70,6 +70,9 @@ class ModelResult:
     checks: list[Check] = field(default_factory=list)
     """Required checks (``points`` None) and checklist items worth points."""
     flags: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the grader did to the submission that the student should know (which cells of a
+    notebook made ``model.py``)."""
     layers: list[Layer] = field(default_factory=list)
     output_shape: list[int] | None = None
     images: int = 0

@@ -1,8 +1,9 @@
 """``grader sanity``: a student's check of a model before uploading it, through the one pipeline.
 
-The model file (with its sibling modules) and the optional weights are copied into a submission
-folder and graded by :func:`grader.models.pipeline.grade_model` on a random probe batch (no data
-set needed): the layer table, parameters, FLOPs, output shape and the assignment's rules. Where
+The model file (``model.py`` or a notebook), the Python modules and packages under its folder
+(``helpers.py``, ``utils/nn.py``) and the optional weights are copied into a submission folder
+and graded by :func:`grader.models.pipeline.grade_model` on a random probe batch (no data set
+needed): the layer table, parameters, FLOPs, output shape and the assignment's rules. Where
 bubblewrap is missing (a student's laptop) the same stages run unconfined, and the report says
 so.
 """
@@ -10,17 +11,22 @@ so.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from grader.assignment import Assignment, ModelSpec, SpecError, load_assignment
 from grader.data import get_dataset
-from grader.models.files import MODEL_FILE, WEIGHT_SUFFIXES, is_weights_file
-from grader.models.pipeline import grade_model
+from grader.grading.intake import IntakeLimits
+from grader.models.files import MODEL_FILE, WEIGHT_SUFFIXES, is_notebook, is_weights_file
 from grader.models.result import GradeStatus, ModelResult
-from grader.sandbox.jail import bubblewrap_available
+
+LEFT_BEHIND = frozenset({"__pycache__", "node_modules", "site-packages", "data", "wandb"})
+"""Folders under model.py's folder that are never copied (with every hidden folder and virtual
+environment): caches, installed packages, data sets, run logs."""
 
 
 def sanity_check(
@@ -29,9 +35,11 @@ def sanity_check(
     weights: Path | None = None,
     assignment: Assignment | None = None,
     sandbox: bool | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ModelResult:
-    """Check ``model_path`` (+ optional weights) against ``assignment`` (default: a generic
-    CIFAR-10 model). ``sandbox=None`` uses the sandbox where bubblewrap is present."""
+    """Check ``model_path`` (a model.py or a notebook, + optional weights) against
+    ``assignment`` (default: a generic CIFAR-10 model). ``sandbox=None`` uses the sandbox
+    where bubblewrap is present; ``progress`` is called as each phase starts."""
     model_path, weights = Path(model_path), Path(weights) if weights else None
     for path in (model_path, weights):
         if path is not None and not path.is_file():
@@ -39,17 +47,47 @@ def sanity_check(
     if weights is not None and not is_weights_file(weights):
         raise ValueError(f"{weights}: weights must be a {', '.join(WEIGHT_SUFFIXES)} file")
     spec = _sanity_spec(assignment)
+    from grader.models.pipeline import grade_model  # after the cheap checks: it imports torch
+    from grader.sandbox.jail import bubblewrap_available
+
     use_box = bubblewrap_available() if sandbox is None else sandbox
     with tempfile.TemporaryDirectory(prefix="grader-sanity-") as tmp:
         folder = Path(tmp) / "submission"
         folder.mkdir()
-        for sibling in model_path.parent.glob("*.py"):  # model.py's own imports must work
-            if sibling != model_path and sibling.name != MODEL_FILE:
-                shutil.copy2(sibling, folder / sibling.name)
-        shutil.copy2(model_path, folder / MODEL_FILE)
+        notebook = is_notebook(model_path)
+        for module in python_files(model_path.parent):  # model.py's own imports must work
+            relative = module.relative_to(model_path.parent)
+            if module != model_path and not (len(relative.parts) == 1 and (
+                relative.name == MODEL_FILE or (notebook and relative.name.lower() == MODEL_FILE)
+            )):  # fmt: skip
+                (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(module, folder / relative)
+        shutil.copy2(model_path, folder / (model_path.name if notebook else MODEL_FILE))
         if weights is not None:
             shutil.copy2(weights, folder / weights.name)
-        return grade_model(folder, spec, require_weights=False, with_images=False, sandbox=use_box)
+        return grade_model(folder, spec, require_weights=False, with_images=False,
+                           sandbox=use_box, progress=progress)  # fmt: skip
+
+
+def python_files(root: Path, limits: IntakeLimits | None = None) -> list[Path]:
+    """The ``.py`` files under ``root`` a submission would carry: its own modules and packages,
+    not hidden folders, virtual environments, caches or data (ValueError past the limits)."""
+    limits = limits or IntakeLimits()
+    found: list[Path] = []
+    for folder, dirs, names in os.walk(root):
+        depth = len(Path(folder).relative_to(root).parts)
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and d not in LEFT_BEHIND and depth + 1 < limits.max_depth
+            and not (Path(folder) / d / "pyvenv.cfg").exists()
+        )  # fmt: skip
+        found += [Path(folder) / n for n in sorted(names) if n.endswith(".py")]
+        if len(found) > limits.max_files:
+            raise ValueError(
+                f"{root} holds more than {limits.max_files} Python files; run grader sanity on "
+                "a folder holding only your submission (model.py and its own modules)"
+            )
+    return found
 
 
 def _sanity_spec(assignment: Assignment | None) -> Assignment:
@@ -62,7 +100,11 @@ def _sanity_spec(assignment: Assignment | None) -> Assignment:
 
 
 def run_sanity(
-    *, model_path: Path, weights: Path | None = None, assignment: str | None = None
+    *,
+    model_path: Path,
+    weights: Path | None = None,
+    assignment: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The JSON report (with a ``text`` rendering) and whether every check passed.
 
@@ -70,7 +112,7 @@ def run_sanity(
     """
     try:
         spec = load_assignment(assignment) if assignment else None
-        result = sanity_check(model_path, weights=weights, assignment=spec)
+        result = sanity_check(model_path, weights=weights, assignment=spec, progress=progress)
     except (SpecError, OSError, ValueError) as exc:
         result = ModelResult(GradeStatus.INVALID, str(exc), sandboxed=False)
         report = result.to_json()
@@ -117,6 +159,8 @@ def render_text(
     if ran and not result.sandboxed:
         lines.append("note: bubblewrap not found, so the model ran unconfined on this machine")
     lines.append("")
+    for note in result.notes:
+        lines.append(f"[NOTE] {note}")
     for check in result.checks:
         lines.append(f"[{'PASS' if check.passed else 'FAIL'}] {check.name}: {check.message}")
     for flag in result.flags:

@@ -211,14 +211,26 @@ def test_a_corrupt_zip_and_a_bad_crc_are_the_students_problem(tmp_path, truth, s
 def test_what_is_graded_and_what_is_ignored():
     files = {n: Path(n) for n in ("model.py", "layers.py", "model.pt", "notes.md", "plot.png")}
     chosen = select_submission(files, models=True)
-    assert chosen.kind == "model" and chosen.used == ("layers.py", "model.pt", "model.py")
-    assert chosen.ignored == ("notes.md", "plot.png")
+    assert chosen.kind == "model" and chosen.ignored == ()  # everything under model.py's folder
+    assert chosen.used == ("layers.py", "model.pt", "model.py", "notes.md", "plot.png")
     lone = select_submission({"my_preds.csv": Path("x"), "a.txt": Path("y")}, models=False)
     assert (lone.kind, lone.used, lone.ignored) == ("predictions", ("my_preds.csv",), ("a.txt",))
     two = select_submission({"a.csv": Path("x"), "b.csv": Path("y")}, models=False)
     assert two.kind == "none"
-    apart = {"model.py": Path("m"), "weights/model.pt": Path("w")}
-    assert select_submission(apart, models=True).kind == "none"  # weights beside model.py only
+    apart = {"model.py": Path("m"), "checkpoint/ckpt.pth": Path("w")}  # where kuangliu saves
+    assert select_submission(apart, models=True).used == ("checkpoint/ckpt.pth", "model.py")
+    zipped = {
+        "hw.zip/model.py": Path("m"),
+        "hw.zip/model.pt": Path("w"),
+        "hw.zip/utils/nn.py": Path("n"),
+        "hw.zip/old/model.py": Path("o"),
+        "x.md": Path("x"),
+    }
+    chosen = select_submission(zipped, models=True)  # the shallowest model.py's folder
+    assert chosen.used == tuple(sorted(set(zipped) - {"x.md"})) and chosen.ignored == ("x.md",)
+    twins = {"a/model.py": Path("m"), "b/model.py": Path("n"), "a/model.pt": Path("w")}
+    assert select_submission(twins, models=True).kind == "none"
+    assert select_submission({"model.py": Path("m")}, models=True).kind == "none"
     both = {"predictions.csv": Path("p"), "model.py": Path("m"), "w.safetensors": Path("w")}
     assert select_submission(both, models=False).kind == "predictions"
     assert select_submission(both, models=True).kind == "model"

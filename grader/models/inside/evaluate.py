@@ -286,13 +286,14 @@ def check_weights(program: Program, ctx: JobContext, weights: str | None) -> Wei
     """Compare the graph's parameters and buffers with the submitted weights file."""
     if weights is None:
         return None
-    from grader.models.inside.weights import WeightsError, load_state_dict
+    from grader.models.inside.weights import WeightsError, read_checkpoint
 
-    try:
-        state = load_state_dict(ctx.work / weights)
+    names = [i.name for i in program.artifact.inputs if i.kind in ("parameter", "buffer")]
+    try:  # the capture's own reader: a checkpoint dict unwrapped the same way
+        checkpoint = read_checkpoint(ctx.work / weights, expected=names)
     except WeightsError as exc:
         return WeightsCheck(weights, False, str(exc))
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = checkpoint.state
     for graph_input in program.artifact.inputs:
         if graph_input.kind not in ("parameter", "buffer"):
             continue
@@ -302,7 +303,9 @@ def check_weights(program: Program, ctx: JobContext, weights: str | None) -> Wei
             return WeightsCheck(weights, False, f"{weights} holds no {graph_input.name}")
         if theirs.shape != ours.shape or not torch.equal(theirs.to(ours.dtype), ours):
             return WeightsCheck(weights, False, f"{graph_input.name} differs from {weights}")
-    return WeightsCheck(weights, True, f"every tensor of the graph is the one in {weights}")
+    return WeightsCheck(
+        weights, True, f"every tensor of the graph is the one in {weights}{checkpoint.summary}"
+    )
 
 
 def weight_density(program: Program) -> float | None:

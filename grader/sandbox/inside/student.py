@@ -11,7 +11,12 @@ import sys
 import traceback
 import types
 from pathlib import Path
-from typing import Any
+
+MAX_LISTED = 12
+CUDA_MARKERS = ("CUDA", "cuda", "NVIDIA driver")
+"""Words of PyTorch's errors when code asks for a GPU that the box does not have (Cannot
+re-initialize CUDA in forked subprocess, Torch not compiled with CUDA enabled, Found no NVIDIA
+driver on your system, ...)."""
 
 
 class StudentError(Exception):
@@ -19,7 +24,8 @@ class StudentError(Exception):
 
 
 def import_student_module(work_dir: Path, filename: str = "model.py") -> types.ModuleType:
-    """Import ``filename`` from ``work_dir`` (its sibling modules importable after ours)."""
+    """Import ``filename`` from ``work_dir``; the submission's own modules and packages
+    (``helpers.py``, ``utils/nn.py``, with or without ``__init__.py``) import after ours."""
     path = Path(work_dir) / filename
     if not path.is_file():
         raise StudentError(f"no {filename} in the submission")
@@ -37,10 +43,7 @@ def import_student_module(work_dir: Path, filename: str = "model.py") -> types.M
             f"{filename} line {exc.lineno}: syntax error: {exc.msg}; run python {filename} locally"
         ) from exc
     except ModuleNotFoundError as exc:
-        raise StudentError(
-            f"{filename} imports {exc.name!r}, which the grader does not provide; "
-            "use only torch, torchvision and numpy"
-        ) from exc
+        raise StudentError(missing_module_message(filename, exc.name or "?", work_dir)) from exc
     except MemoryError:
         raise
     except RecursionError as exc:
@@ -50,32 +53,38 @@ def import_student_module(work_dir: Path, filename: str = "model.py") -> types.M
     return module
 
 
-def build_student_model(module: types.ModuleType, entry: str = "Net") -> Any:
-    """Call the class or factory ``entry`` of ``module`` with no arguments, as the spec says."""
-    names = [entry] if entry != "Net" else ["Net", "build_model"]
-    factory = next((getattr(module, n) for n in names if callable(getattr(module, n, None))), None)
-    if factory is None:
-        raise StudentError(
-            f"model.py defines no {' or '.join(names)}: define class {entry}(nn.Module) "
-            "or a function build_model() that returns the model"
-        )
-    try:
-        return factory()
-    except MemoryError:
-        raise
-    except RecursionError as exc:
-        raise StudentError(
-            f"building the model recursed too deeply: modules nested thousands of levels deep "
-            f"cannot be graded ({exc})"
-        ) from exc
-    except BaseException as exc:  # student code: report its failure, never crash the check
-        raise StudentError(f"building the model failed: {describe_error(exc)}") from exc
+def missing_module_message(filename: str, name: str, work_dir: Path) -> str:
+    """Why ``import name`` failed: the files the submission holds, and where the module goes."""
+    found = sorted(
+        str(p.relative_to(work_dir))
+        for p in Path(work_dir).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    shown = ", ".join(found[:MAX_LISTED]) + (
+        f" and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
+    )
+    path = name.replace(".", "/")
+    return (
+        f"{filename} imports {name!r}, which is neither in the submission nor installed for the "
+        f"grader (torch, torchvision, numpy and Python's standard library are); the submission "
+        f"holds {shown or 'no files'}. If it is your own module, submit {path}.py (or the folder "
+        f"{path.split('/')[0]}/) next to {filename}; otherwise use only the libraries the "
+        "grader provides"
+    )
 
 
 def describe_error(exc: BaseException, filename: str = "model.py") -> str:
-    """``Type: message (model.py line N)`` for an exception raised in the student's code."""
+    """``Type: message (model.py line N)`` for an exception raised in the student's code, with
+    the fix for the errors whose cause is known (a model moved to a GPU)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(filename)]
     where = f" ({filename} line {frames[-1].lineno})" if frames else ""
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
+    if any(marker in str(exc) for marker in CUDA_MARKERS):
+        return (
+            f"the model moves tensors to a GPU{where} (.cuda(), .to('cuda') or "
+            "device='cuda'), but the grader runs it on the CPU: remove .cuda() from the model "
+            "and create new tensors on the input's device (torch.zeros(..., device=x.device)); "
+            f"PyTorch said {type(exc).__name__}: {first[:200]}"
+        )
     return f"{type(exc).__name__}: {first[:500]}{where}"
