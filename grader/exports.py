@@ -30,9 +30,12 @@ from typing import Any
 
 import pandas as pd
 
+from grader.grading.status import GradeStatus
 from grader.roster import Person, lookup
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+MISSING = "missing"
+"""The plain table's status of a roster student without a submission."""
 
 
 class ExportFormat(str, Enum):
@@ -49,15 +52,6 @@ class MissingGrade(str, Enum):
 
     ZERO = "zero"
     BLANK = "blank"
-
-
-class RowStatus(str, Enum):
-    """A student's outcome as the export sees it: the grader's status, or no submission."""
-
-    OK = "ok"
-    INVALID = "invalid"
-    ERROR = "error"
-    MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,8 @@ class GradeRow:
     """One student's line of an export."""
 
     person: Person
-    status: RowStatus
+    status: GradeStatus | None
+    """How grading ended; None when the student has no submission."""
     points: float | None = None
     public_accuracy: float | None = None
     private_accuracy: float | None = None
@@ -102,9 +97,9 @@ def neutralise(value: object) -> object:
 
 def grade_value(row: GradeRow, missing: MissingGrade) -> float | None:
     """The number the gradebook gets for ``row``, or None for a blank cell."""
-    if row.status is RowStatus.OK:
+    if row.status is GradeStatus.OK:
         return row.points
-    if row.status is RowStatus.ERROR:
+    if row.status is GradeStatus.ERROR:
         return None
     return 0.0 if missing is MissingGrade.ZERO else None
 
@@ -127,7 +122,7 @@ def rows_from_results(
         rows.append(
             GradeRow(
                 person=person,
-                status=RowStatus(result.status),
+                status=GradeStatus(result.status),
                 points=result.points,
                 public_accuracy=result.public_accuracy,
                 private_accuracy=result.private_accuracy,
@@ -137,7 +132,7 @@ def rows_from_results(
         )
     for person in people or []:
         if person.student not in matched:
-            rows.append(GradeRow(person=person, status=RowStatus.MISSING))
+            rows.append(GradeRow(person=person, status=None))
     return rows
 
 
@@ -246,7 +241,7 @@ def _plain(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) -> 
                 "sis_id": p.sis_id,
                 "login_id": p.login_id,
                 "section": p.section,
-                "status": r.status.value,
+                "status": r.status.value if r.status is not None else MISSING,
                 "public_accuracy": _round(r.public_accuracy),
                 "private_accuracy": _round(r.private_accuracy),
                 "points": _number(grade_value(r, missing)),

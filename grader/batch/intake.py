@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from grader.batch.results import Kind
+from grader.grading.status import SubmissionKind as Kind
 from grader.sandbox.staging import (
     IntakeError,
     copy_plain_file,

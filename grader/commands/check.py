@@ -75,6 +75,7 @@ def check(
     """
     from grader.assignment import SpecError, load_assignment
     from grader.batch.run import BatchError, grade_folder
+    from grader.grading.status import SubmissionKind
     from grader.predictions.solution import SolutionError
     from grader.roster import RosterError, read_roster
 
@@ -103,9 +104,9 @@ def check(
         f"{len(batch.results)} submissions: {counts['ok']} graded, {counts['invalid']} invalid, "
         f"{counts['error']} errors, {flagged} flagged ({cached}{batch.elapsed_s:.1f} s)"
     )
-    models = [r for r in batch.results if r.kind == "model" and r.status == "ok"]
+    models = [r for r in batch.results if r.kind is SubmissionKind.MODEL and r.grade.graded]
     if models:
-        verified = sum(bool(r.verified) for r in models)
+        verified = sum(bool(r.grade.verified) for r in models)
         others = len(models) - verified
         rest = f"; {others} graded UNVERIFIED (flagged)" if others else ""
         click.echo(f"models: {verified} of {len(models)} graded models verified from their "
@@ -118,7 +119,7 @@ def check(
     if lms is not None:
         from grader.exports import GradeItem, rows_from_results, write_export
 
-        item = GradeItem(name=spec.name, title=spec.title, max_points=spec.total_points)
+        item = GradeItem(name=spec.name, title=spec.title, max_points=spec.max_points)
         export = out_dir / f"grades-{lms}.csv"
         rows = rows_from_results(batch.results, people)
         export.write_text(write_export(rows, item, lms, missing=missing_grade), encoding="utf-8")

@@ -1,10 +1,10 @@
-"""``grader sanity``: a student's check of a model before uploading it, through the one pipeline.
+"""``grader sanity``: a student's check of a model before uploading it, through the boundary.
 
 The model file (with its sibling modules) and the optional weights are copied into a submission
-folder and graded by :func:`grader.models.pipeline.grade_model` on a random probe batch (no data
-set needed): the layer table, parameters, FLOPs, output shape and the assignment's rules. Where
-bubblewrap is missing (a student's laptop) the same stages run unconfined, and the report says
-so.
+folder and graded by :func:`grader.grading.grade_submission` on a random probe batch (no data
+set needed): the layer table, parameters, FLOPs, output shape, the assignment's rules and the
+points its checklist and sparsity levels give. Where bubblewrap is missing (a student's laptop)
+the same stages run unconfined, and the report says so.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from grader.assignment import INPUT_SHAPES, Assignment, ModelSpec, SpecError, load_assignment
+from grader.grading.grade import Grade, not_graded
+from grader.grading.status import GradeStatus, SubmissionKind
+from grader.grading.text import render_text
 from grader.models.files import MODEL_FILE, WEIGHT_SUFFIXES, is_weights_file
-from grader.models.pipeline import grade_model
-from grader.models.result import GradeStatus, ModelResult
+from grader.records import to_data
 from grader.sandbox.jail import bubblewrap_available
 
 
@@ -28,9 +30,13 @@ def sanity_check(
     weights: Path | None = None,
     assignment: Assignment | None = None,
     sandbox: bool | None = None,
-) -> ModelResult:
+) -> Grade:
     """Check ``model_path`` (+ optional weights) against ``assignment`` (default: a generic
-    CIFAR-10 model). ``sandbox=None`` uses the sandbox where bubblewrap is present."""
+    CIFAR-10 model) through :func:`grader.grading.grade_submission` on a probe batch: every check
+    and the points the checks earn (the accuracy is scored after upload). ``sandbox=None`` uses
+    the sandbox where bubblewrap is present."""
+    from grader.grading.submission import grade_submission
+
     model_path, weights = Path(model_path), Path(weights) if weights else None
     for path in (model_path, weights):
         if path is not None and not path.is_file():
@@ -48,7 +54,7 @@ def sanity_check(
         shutil.copy2(model_path, folder / MODEL_FILE)
         if weights is not None:
             shutil.copy2(weights, folder / weights.name)
-        return grade_model(folder, spec, require_weights=False, with_images=False, sandbox=use_box)
+        return grade_submission(folder, spec, with_images=False, sandbox=use_box)
 
 
 def _sanity_spec(assignment: Assignment | None) -> Assignment:
@@ -62,63 +68,28 @@ def _sanity_spec(assignment: Assignment | None) -> Assignment:
 def run_sanity(
     *, model_path: Path, weights: Path | None = None, assignment: str | None = None
 ) -> tuple[dict[str, Any], bool]:
-    """The JSON report (with a ``text`` rendering) and whether every check passed.
+    """The JSON report (with a ``text`` rendering) and whether every required check passed.
 
     Every failure, a bad path or spec included, becomes the report's message: never a traceback.
     """
     try:
         spec = load_assignment(assignment) if assignment else None
-        result = sanity_check(model_path, weights=weights, assignment=spec)
+        grade = sanity_check(model_path, weights=weights, assignment=spec)
     except (SpecError, OSError, ValueError) as exc:
-        result = ModelResult(GradeStatus.INVALID, str(exc), sandboxed=False)
-        report = result.to_json()
-        report["ran"] = False
-        report["text"] = render_text(result, ran=False, names=(model_path, weights))
-        return report, False
-    report = result.to_json()
-    report["ran"] = True
-    report["text"] = render_text(result, names=(model_path, weights))
-    return report, result.status is GradeStatus.OK
+        grade = not_graded(SubmissionKind.MODEL, str(exc), sandboxed=False)
+        return sanity_report(grade, ran=False, names=(model_path, weights)), False
+    report = sanity_report(grade, ran=True, names=(model_path, weights))
+    return report, grade.status is GradeStatus.OK
 
 
-def render_text(
-    result: ModelResult, *, ran: bool = True, names: tuple[Path, Path | None] | None = None
-) -> str:
-    """The report a student reads: the layer table, totals, each check and the verdict."""
-    lines = []
-    if names is not None and ran:
-        model, weights = names
-        loaded = f" with weights {weights.name}" if weights else " with its initial weights"
-        lines.append(f"checked {model.name}{loaded}")
-        lines.append("")
-    if result.layers:
-        lines.append(
-            f"{'layer':<32} {'type':<18} {'output shape':<16} {'params':>10} {'FLOPs':>12}"
-        )
-        for layer in result.layers:
-            shape = "x".join(map(str, layer.output_shape)) or "-"
-            lines.append(
-                f"{layer.name[:32]:<32} {layer.type[:18]:<18} {shape:<16} {layer.params:>10,} "
-                f"{layer.flops:>12,}"
-            )
-        lines.append("")
-    if result.total_params is not None:
-        lines.append(f"total parameters: {result.total_params:,}")
-    if result.unused:
-        lines.append(f"unused (not counted): {', '.join(result.unused)}")
-    if result.flops is not None:
-        lines.append(f"FLOPs per image:  {result.flops:,}")
-    if result.output_shape is not None:
-        lines.append(f"output shape:     {tuple(result.output_shape)} on a probe batch")
-    if ran and result.verified:
-        lines.append("verified: every number above comes from running the captured graph")
-    if ran and not result.sandboxed:
-        lines.append("note: bubblewrap not found, so the model ran unconfined on this machine")
-    lines.append("")
-    for check in result.checks:
-        lines.append(f"[{'PASS' if check.passed else 'FAIL'}] {check.name}: {check.message}")
-    for flag in result.flags:
-        lines.append(f"[FLAG] {flag}")
-    verdict = "OK" if result.status is GradeStatus.OK else "NOT OK"
-    lines.append(f"\n{verdict}: {result.message}")
-    return "\n".join(lines)
+def sanity_report(
+    grade: Grade, *, ran: bool, names: tuple[Path, Path | None] | None = None
+) -> dict[str, Any]:
+    """``grader sanity --json``: the grade's fields (no labels, no log), ``points`` and
+    ``point_lines`` included, whether it ran, and the text a student reads."""
+    report = to_data(dataclasses.replace(grade, labels=None, log=""))
+    report.pop("labels")
+    report["earned"] = grade.earned
+    report["ran"] = ran
+    report["text"] = render_text(grade, ran=ran, names=names)
+    return report

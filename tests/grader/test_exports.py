@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
+from grader.grading.status import GradeStatus
 from grader.exports import (
     ExportFormat,
     GradeItem,
     GradeRow,
     MissingGrade,
-    RowStatus,
     neutralise,
     write_export,
 )
@@ -34,11 +34,11 @@ PEOPLE = [
            section="+x"),
 ]  # fmt: skip
 ROWS = [
-    GradeRow(PEOPLE[0], RowStatus.OK, points=9, public_accuracy=0.91, private_accuracy=0.9,
+    GradeRow(PEOPLE[0], GradeStatus.OK, points=9, public_accuracy=0.91, private_accuracy=0.9,
              flags=("near-identical predictions: shares 400 wrong answers with bob",)),
-    GradeRow(PEOPLE[1], RowStatus.INVALID, message="-1 rows missing"),
-    GradeRow(PEOPLE[2], RowStatus.MISSING),
-    GradeRow(PEOPLE[3], RowStatus.ERROR, message="\tthe sandbox timed out"),
+    GradeRow(PEOPLE[1], GradeStatus.INVALID, message="-1 rows missing"),
+    GradeRow(PEOPLE[2], None),
+    GradeRow(PEOPLE[3], GradeStatus.ERROR, message="\tthe sandbox timed out"),
 ]  # fmt: skip
 
 
@@ -87,9 +87,9 @@ def test_moodle_uses_one_identity_column_every_student_has():
     frame = _read(write_export(ROWS, ITEM, "moodle"))
     assert list(frame.columns) == ["Email address", "Lab 1"]
     assert list(frame["Email address"]) == ["a@uni.edu", "b@uni.edu", "c@uni.edu", "d@uni.edu"]
-    no_email = [GradeRow(Person("eve", sis_id="S9"), RowStatus.OK, points=4)]
+    no_email = [GradeRow(Person("eve", sis_id="S9"), GradeStatus.OK, points=4)]
     assert list(_read(write_export(no_email, ITEM, "moodle")).columns) == ["ID number", "Lab 1"]
-    bare = [GradeRow(Person("eve"), RowStatus.OK, points=4)]
+    bare = [GradeRow(Person("eve"), GradeStatus.OK, points=4)]
     frame = _read(write_export(bare, ITEM, "moodle"))
     assert list(frame.columns) == ["Username", "Lab 1"] and list(frame["Username"]) == ["eve"]
 

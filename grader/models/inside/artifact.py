@@ -376,4 +376,3 @@ def load_program(
     artifact = read_artifact(folder / graph_file)
     tensors = read_tensors(folder / TENSORS_FILE, artifact, max_bytes=max_tensor_bytes)
     return Program(artifact, tensors, device)
-
