@@ -45,8 +45,9 @@ def display_name(name: str) -> str:
     return (PurePosixPath(name.replace("\\", "/")).name or "upload")[:100]
 
 
-def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
-    """The files of a model submission by safe base name; :class:`UploadError` says why not."""
+def gather_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
+    """Every uploaded file (and every member of an uploaded .zip) by safe base name, within
+    the count and size limits; :class:`UploadError` says why not."""
     files: dict[str, bytes] = {}
     for upload in uploads:
         if upload.name.lower().endswith(".zip"):
@@ -59,13 +60,6 @@ def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
             if name in files:
                 raise UploadError(f"{name} was uploaded twice; keep one")
             files[name] = upload.content
-    if "model.py" not in files:
-        raise UploadError(
-            f"no model.py among the files ({', '.join(sorted(files)) or 'none'}); "
-            "include model.py defining the model class"
-        )
-    if not any(Path(n).suffix in WEIGHT_SUFFIXES for n in files):
-        raise UploadError("no weights file (.pt, .pth or .safetensors) among the files")
     if len(files) > MAX_MODEL_FILES:
         raise UploadError(f"{len(files)} files uploaded; at most {MAX_MODEL_FILES} are allowed")
     total = sum(len(c) for c in files.values())

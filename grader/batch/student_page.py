@@ -25,8 +25,8 @@ from grader.batch.html import environment
 from grader.batch.results import BatchResult, StudentResult
 from grader.batch.thumbnails import Thumbnails
 from grader.grading.complete import PROBLEM_SEPARATOR
-from grader.grading.grade import PointSource, Provenance
-from grader.grading.points import rubric_words
+from grader.grading.grade import Provenance
+from grader.grading.points import shown_points
 from grader.grading.status import GradeStatus
 from grader.predictions.solution import split_ids
 
@@ -51,15 +51,6 @@ class _ClassRow:
     name: str
     accuracy: float
     images: int
-
-
-@dataclass(frozen=True)
-class _PointRow:
-    name: str
-    earned: float | None
-    """None while hidden (the rubric of a split the student may not see yet)."""
-    possible: float
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -109,7 +100,7 @@ def render_student_page(
         "head": head,
         "header": header,
         "possible": {line.name: line.possible for line in grade.point_lines},
-        **_points_context(result, spec, rubric_visible=_graded_visible(spec, splits)),
+        **_points_context(result, spec, splits),
     }
     if view is not None:
         context |= _scores_context(result, spec, visible, view)
@@ -157,33 +148,15 @@ def _problems(result: StudentResult) -> list[str]:
     return [p for p in result.message.split(PROBLEM_SEPARATOR) if p]
 
 
-def _graded_visible(spec: Assignment, splits: Sequence[str]) -> bool:
-    """Whether the student may see the split the rubric grades."""
-    return spec.grade_split in splits or "all" in splits or {"public", "private"} <= set(splits)
-
-
-def _points_context(result: StudentResult, spec: Assignment, *, rubric_visible: bool) -> dict:
+def _points_context(result: StudentResult, spec: Assignment, splits: Sequence[str]) -> dict:
     """The points table: every line, the rubric's hidden while its split is."""
-    grade = result.grade
-    rows = []
-    for line in grade.point_lines:
-        if line.source is PointSource.RUBRIC and not rubric_visible:
-            tiers = rubric_words(spec, None)
-            detail = f"shown when the {spec.grade_split} split is revealed; {tiers}"
-            rows.append(_PointRow(line.name, None, line.possible, detail))
-        else:
-            rows.append(_PointRow(line.name, line.earned, line.possible, line.detail))
-    hidden = [row for row in rows if row.earned is None]
-    total = grade.points
-    if total is not None and hidden:  # what the student may see of it
-        shown = [row.earned for row in rows if row.earned is not None]
-        total = None if not shown else 0.0 if grade.held else sum(shown)
+    shown = shown_points(result.grade, spec, splits)
     return {
-        "point_rows": rows,
-        "points_total": total,
-        "points_partial": bool(hidden) and grade.points is not None,
-        "max_points": grade.max_points,
-        "held": grade.review if grade.held else None,
+        "point_rows": shown.lines,
+        "points_total": shown.points,
+        "points_partial": shown.hidden,
+        "max_points": shown.max_points,
+        "held": result.grade.review if shown.held else None,
     }
 
 

@@ -104,11 +104,11 @@ def _model_grade(result: ModelResult, spec: Assignment, key: AnswerKey) -> Grade
         return _with_experiment(grade)
     truth = key.image_labels()["label"].to_numpy(np.int64)
     logits = np.asarray(result.logits)
-    if logits.ndim != 2 or len(logits) != len(truth):
-        grade.status = GradeStatus.INVALID
+    if logits.ndim != 2 or len(logits) != len(truth):  # the grader's set-up, not the student
+        grade.status = GradeStatus.ERROR
         grade.message = (
-            f"{len(logits)} predictions for {len(truth)} test images; the model must be "
-            "evaluated on the whole test set"
+            f"the model was evaluated on {len(logits)} test images, the answer key has "
+            f"{len(truth)}: the worker and the server must use the same data"
         )
         return _with_experiment(grade)
     from grader.predictions.scoring import score_labels

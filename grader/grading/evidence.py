@@ -28,6 +28,10 @@ EVIDENCE_VERSION = 1
 """Version of the evidence record: bumped when a field changes meaning or type (fields added
 with a default need no bump)."""
 MAX_DEPTH = 32
+MAX_TEXT = 200_000
+"""Longest string of a record (the log of a job is at most ~100 kB); arrays are not strings."""
+MAX_ITEMS = 100_000
+"""Most items of a list or table (layers, checks, flags, ...)."""
 
 
 class EvidenceError(RecordError):
@@ -79,6 +83,7 @@ class Evidence:
                 f"evidence: version {str(record['version'])[:20]} from the worker, this server "
                 f"reads version {EVIDENCE_VERSION}: run the same grader version on both"
             )
+        _check_sizes(record["evidence"], "evidence")
         evidence = from_data(cls, record["evidence"], "evidence", error=EvidenceError)
         wanted = {SubmissionKind.MODEL: "model", SubmissionKind.OPS: "ops",
                   SubmissionKind.PREDICTIONS: "predictions"}.get(evidence.kind)  # fmt: skip
@@ -99,3 +104,22 @@ class Evidence:
         except ProtocolError as exc:
             raise EvidenceError(str(exc)) from None
         return cls.from_record(data)
+
+
+def _check_sizes(value: Any, where: str) -> None:
+    """Refuse oversized strings and lists anywhere in ``value`` (an array's base64 text is
+    bounded by its shape instead; see :mod:`grader.records`)."""
+    stack = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_TEXT and not path.endswith(".base64"):
+                raise EvidenceError(f"{path}: longer than {MAX_TEXT:,} characters")
+        elif isinstance(item, list):
+            if len(item) > MAX_ITEMS:
+                raise EvidenceError(f"{path}: more than {MAX_ITEMS:,} items")
+            stack += [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        elif isinstance(item, dict):
+            if len(item) > MAX_ITEMS:
+                raise EvidenceError(f"{path}: more than {MAX_ITEMS:,} keys")
+            stack += [(v, f"{path}.{str(k)[:40]}") for k, v in item.items()]

@@ -6,9 +6,10 @@ show them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from grader.assignment import Assignment, RubricLevel
-from grader.grading.grade import PointLine, PointSource
+from grader.grading.grade import Grade, PointLine, PointSource
 from grader.models.result import Check
 
 SPARSITY_CHECK = "sparsity"
@@ -93,3 +94,81 @@ def _tier(level: RubricLevel, top: float) -> str:
 def total(lines: Sequence[PointLine]) -> float:
     """The points of ``lines`` together."""
     return float(sum(line.earned for line in lines))
+
+
+@dataclass(frozen=True)
+class ShownLine:
+    """A line of points as a student may see it."""
+
+    source: PointSource
+    name: str
+    earned: float | None
+    """None while hidden: the rubric of a split the student may not see yet."""
+    possible: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class ShownPoints:
+    """A grade's points as a student may see them (pages, ``/me``, the API, the upload)."""
+
+    points: float | None
+    """The visible total; None when not graded, or when every line is hidden."""
+    max_points: float
+    hidden: bool
+    """Some points hang on a split the student may not see yet (shown after the reveal)."""
+    held: bool
+    """0 points until an instructor accepts the grade."""
+    lines: list[ShownLine] = field(default_factory=list)
+
+    def words(self) -> str:
+        """``7 / 10``, ``3 / 10 so far``, ``hidden / 10``, ``- / 10``."""
+        total = f"{self.max_points:g}"
+        if self.points is None:
+            return f"{'hidden' if self.hidden else '-'} / {total}"
+        return f"{self.points:g} / {total}" + (" so far" if self.hidden else "")
+
+    def to_json(self) -> dict:
+        """For the API."""
+        return {
+            "points": self.points,
+            "max_points": self.max_points,
+            "hidden": self.hidden,
+            "held_for_review": self.held,
+            "lines": [
+                {
+                    "for": line.name,
+                    "source": line.source.value,
+                    "points": line.earned,
+                    "possible": line.possible,
+                    "why": line.detail,
+                }
+                for line in self.lines
+            ],  # fmt: skip
+        }
+
+
+def graded_split_visible(spec: Assignment, splits: Sequence[str]) -> bool:
+    """Whether a viewer who may see ``splits`` may see the split the rubric grades."""
+    return spec.grade_split in splits or "all" in splits or {"public", "private"} <= set(splits)
+
+
+def shown_points(grade: Grade, spec: Assignment, splits: Sequence[str]) -> ShownPoints:
+    """``grade``'s points for a viewer who may see ``splits``: the rubric's line and its share
+    of the total stay hidden while the graded split is (its tiers are shown instead)."""
+    visible = graded_split_visible(spec, splits)
+    lines = []
+    for line in grade.point_lines:
+        if line.source is PointSource.RUBRIC and not visible:
+            detail = f"shown when the {spec.grade_split} split is revealed; "
+            lines.append(ShownLine(line.source, line.name, None, line.possible,
+                                   detail + rubric_words(spec, None)))  # fmt: skip
+        else:
+            lines.append(ShownLine(line.source, line.name, line.earned, line.possible,
+                                   line.detail))  # fmt: skip
+    hidden = any(line.earned is None for line in lines) and grade.points is not None
+    points = grade.points
+    if hidden:
+        shown = [line.earned for line in lines if line.earned is not None]
+        points = None if not shown else 0.0 if grade.held else sum(shown)
+    return ShownPoints(points, grade.max_points, hidden, grade.held, lines)

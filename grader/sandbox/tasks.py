@@ -47,6 +47,10 @@ class TaskResult:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     wall_s: float = 0.0
     log: str = ""
+    timed_out: bool = False
+    """The task was stopped at the wall-clock limit before it reported."""
+    killed: bool = False
+    """The task's process was killed by a signal (a limit, or a crash) before it reported."""
     """The start and end of the task's stdout and stderr, for instructors."""
 
 
@@ -101,7 +105,13 @@ def read_task_result(job: JobResult, limits: Limits) -> TaskResult:
     try:
         report = read_record(job.out / REPORT_NAME, TaskReport)
     except ProtocolError as exc:
-        return TaskResult(GradeStatus.INVALID, ended_message(job, limits, exc), log=job.log)
+        return TaskResult(
+            GradeStatus.INVALID,
+            ended_message(job, limits, exc),
+            log=job.log,
+            timed_out=job.timed_out,
+            killed=job.killed and not job.timed_out,
+        )
     arrays: dict[str, np.ndarray] = {}
     for name in report.arrays if report.status is GradeStatus.OK else []:
         if not name.isidentifier():

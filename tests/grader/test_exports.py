@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from grader.cli import main
-from grader.grading.status import GradeStatus
 from grader.exports import (
     ExportFormat,
     GradeItem,
@@ -20,6 +19,7 @@ from grader.exports import (
     neutralise,
     write_export,
 )
+from grader.grading.status import GradeStatus
 from grader.roster import Person, RosterError, read_roster
 
 REPO = Path(__file__).resolve().parents[2]

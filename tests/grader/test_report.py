@@ -253,9 +253,13 @@ def model_batch(tmp_path_factory, data_dir):
 def test_model_metrics_reach_grades_results_and_the_report(model_batch):
     by = rows(model_batch)
     ada, memo = by["ada"], by["memo"]
-    assert ada.grade.metrics.corruption_accuracy is not None and not ada.grade.metrics.likely_memoriser
+    assert (
+        ada.grade.metrics.corruption_accuracy is not None and not ada.grade.metrics.likely_memoriser
+    )
     assert memo.grade.metrics.likely_memoriser and memo.grade.metrics.memoriser_reason in memo.flags
-    assert by["bo"].grade.metrics.ece is not None and by["bo"].grade.metrics.flip_consistency is None
+    assert (
+        by["bo"].grade.metrics.ece is not None and by["bo"].grade.metrics.flip_consistency is None
+    )
     grades = pd.read_csv(model_batch.grades_csv).set_index("student")
     assert grades.loc["ada", "ece"] == pytest.approx(round(ada.grade.metrics.ece, 4))
     assert grades.loc["ada", "flip_consistency"] == pytest.approx(

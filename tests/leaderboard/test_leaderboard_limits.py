@@ -155,7 +155,7 @@ MALFORMED = {
     "nested tarball": (_zip({"model.py": b"", "w.tar.gz": b"x"}), "nested archives"),
     "unsupported compression": (_compression(97), "uses a compression this server cannot read"),
     "encrypted": (_encrypted(), "is encrypted"),
-    "path traversal": (_zip({"../../x.py": b"", "model.pt": b""}), "no model.py"),
+    "path traversal": (_zip({"../../x.py": b"", "model.pt": b""}), "found model.pt, x.py"),
     "bad name": (_zip({"model.py": b"", "run.sh": b""}), "'run.sh' is not allowed"),
     "no weights": (_zip({"model.py": b"x = 1\n"}), "no weights file"),
     "zip bomb": (
