@@ -111,6 +111,9 @@ def check(
         rest = f"; {others} graded UNVERIFIED (flagged)" if others else ""
         click.echo(f"models: {verified} of {len(models)} graded models verified from their "
                    f"captured graph{rest}")  # fmt: skip
+    held = [r.student for r in batch.results if r.grade.held]
+    if held:
+        click.echo(f"held for review (0 points until accepted): {', '.join(held)}")
     click.echo(f"grades:  {batch.grades_csv}")
     click.echo(f"results: {batch.results_json}")
     click.echo(f"report:  {batch.report_html}")

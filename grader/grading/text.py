@@ -60,9 +60,20 @@ def render_text(
     for flag in grade.flags:
         lines.append(f"[FLAG] {flag}")
     lines += points_text(grade)
-    verdict = "OK" if grade.status is GradeStatus.OK else "NOT OK"
-    lines.append(f"\n{verdict}: {grade.message}")
+    lines.append(f"\n{verdict(grade)}: {grade.message}")
     return "\n".join(lines)
+
+
+def verdict(grade: Grade) -> str:
+    """``OK``, ``POINTS MISSED`` (graded, but a check cost points) or ``NOT OK``."""
+    if grade.status is not GradeStatus.OK:
+        return "NOT OK"
+    missed = any(
+        line.earned < line.possible
+        for line in grade.point_lines
+        if line.source is not PointSource.RUBRIC
+    )
+    return "POINTS MISSED" if missed else "OK"
 
 
 def points_text(grade: Grade) -> list[str]:
@@ -72,12 +83,14 @@ def points_text(grade: Grade) -> list[str]:
     width = max(len(line.name) for line in grade.point_lines)
     out = ["", "points:"]
     pending = 0.0
-    for line in grade.point_lines:
-        if line.source is PointSource.RUBRIC and not grade.scores:
+    for line in grade.point_lines:  # the checks above say why; the rubric says its tiers here
+        rubric = line.source is PointSource.RUBRIC
+        earned = f"{line.earned:g}"
+        if rubric and not grade.scores:
             pending += line.possible
-            out.append(f"  {line.name:<{width}}  -/{line.possible:g}  {line.detail}")
-        else:
-            out.append(f"  {line.name:<{width}}  {line.earned:g}/{line.possible:g}  {line.detail}")
+            earned = "-"
+        why = f"  {line.detail}" if rubric else ""
+        out.append(f"  {line.name:<{width}}  {earned}/{line.possible:g}{why}")
     earned = sum(line.earned for line in grade.point_lines)
     total = f"{earned:g} of {grade.max_points:g} points"
     if pending:

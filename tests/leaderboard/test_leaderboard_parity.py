@@ -29,8 +29,8 @@ from grader.grading import GradeStatus
 from grader.models.pipeline import model_pool
 from leaderboard.course import Course, CourseAssignment
 from leaderboard.db import make_engine, session_scope
-from leaderboard.grading import GradingConfig, SubmissionGrader
 from leaderboard.flags import live_flags
+from leaderboard.grading import GradingConfig, SubmissionGrader
 from leaderboard.models import Student, Submission
 from leaderboard.rules import entrant_of
 from leaderboard.scoring import stored_grade
@@ -124,7 +124,8 @@ def both_doors(tmp_path_factory, data_dir, labels, memoriser, boxes):
                 (root / name / student).mkdir(parents=True)
                 for file, content in files.items():
                     (root / name / student / file).write_bytes(content)
-        batch = grade_folder(root / name, spec=spec, data_dir=data_dir, out_dir=root / f"out-{name}",
+        out = root / f"out-{name}"
+        batch = grade_folder(root / name, spec=spec, data_dir=data_dir, out_dir=out,
                              progress=False, boxes=boxes)  # fmt: skip
         checked |= {(name, r.student): r for r in batch.results}
 
