@@ -12,7 +12,6 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from grader.grading.kinds import spec_kind
 from grader.grading.points import shown_points
 from grader.records import to_data
 from leaderboard.auth import Identity
@@ -216,7 +215,7 @@ def assignment_json(assignment: CourseAssignment) -> dict:
     return {
         "assignment": spec.name,
         "title": spec.title,
-        "kind": spec_kind(spec).value,
+        "kind": assignment.kind.value,
         "queue": assignment.queue.value,
         "deadline": deadline.strftime(ISO) if deadline else None,
         "late_policy": spec.late_policy,
