@@ -105,3 +105,24 @@ def _model_zip() -> bytes:
         archive.writestr("model.py", "import torch\n")
         archive.writestr("model.pt", np.zeros(4).tobytes())
     return buffer.getvalue()
+
+
+def test_a_queued_submission_page_reloads_until_graded(make_app, data_dir):
+    simplenn = load_assignment("simplenn")
+    app = make_app(course=course_of([simplenn]))
+    people = enrol(app)
+    client = app.test_client()
+    form = {"token": people.students["bob"], "file": (io.BytesIO(_model_zip()), "m.zip")}
+    response = client.post("/assignments/simplenn/submit", data=form)
+    assert response.status_code == 303  # signed in as Bob, sent to the submission's page
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="3">' in page
+    assert "Grading is in progress (queued): this page reloads itself every 3 seconds" in page
+    engine = app.extensions["leaderboard_engine"]
+    claim = claim_next(engine, "w", 60)
+    evidence = model_evidence(load_dataset("cifar10", "test", data_dir).labels, wrong=500)
+    store_result(engine, claim.job_id, 1, claim.key, evidence, spec_of=lambda _n: simplenn)
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert 'http-equiv="refresh"' not in page and "Feedback for Bob" in page
+    assert "all checks passed" in page and "hidden / 10" in page
+    assert "hidden / 10" in client.get("/me").get_data(as_text=True)
