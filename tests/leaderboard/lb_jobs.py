@@ -33,7 +33,7 @@ class Net(nn.Module):
 """
 
 
-def slow_spec(seconds: float = 5.0, name: str = "simplenn") -> Assignment:
+def slow_spec(seconds: float = 3.0, name: str = "simplenn") -> Assignment:
     """The simplenn spec under a time limit of ``seconds`` (a job's attempt takes that long)."""
     spec = load_assignment("simplenn")
     model = dataclasses.replace(spec.model, time_limit_s=seconds)

@@ -133,7 +133,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_result_stored_once(
     base, _people, worker_token, url = course_server
     engine = make_engine(url)
     files = {"model.py": SLEEPING_MODEL, "model.pt": b"weights"}
-    (job_id,) = queue_jobs(engine, files, spec=slow_spec(5))  # the job carries its spec
+    (job_id,) = queue_jobs(engine, files, spec=slow_spec(3))  # the job carries its spec
     JobPublisher(redis_url).send(job_id, JobQueue.CPU)
     log_path = tmp_path / "workers.log"
     extra = ("--visibility-timeout", "4", "--no-pre-fork")
@@ -167,5 +167,5 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_result_stored_once(
         )
         assert session.scalar(count) == 1
         submission = session.get(Job, job_id).submission
-        assert "wall-clock limit of 5 s" in submission.message, log_path.read_text()[-3000:]
+        assert "wall-clock limit of 3 s" in submission.message, log_path.read_text()[-3000:]
     engine.dispose()

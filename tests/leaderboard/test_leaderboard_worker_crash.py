@@ -45,7 +45,7 @@ def _wait_for(predicate, timeout: float, what: str, log_path) -> None:
 def test_killed_worker_job_is_finished_once_by_another(database_url, tmp_path, data_dir):
     engine = make_engine(database_url)
     files = {"model.py": SLEEPING_MODEL, "model.pt": b"weights"}
-    (job_id,) = queue_jobs(engine, files, spec=slow_spec(5))
+    (job_id,) = queue_jobs(engine, files, spec=slow_spec(3))
     log_path = tmp_path / "workers.log"
 
     def job() -> Job:
@@ -83,5 +83,5 @@ def test_killed_worker_job_is_finished_once_by_another(database_url, tmp_path, d
         submission = session.get(Job, job_id).submission
         assert submission.grade.status.value == "invalid"  # the box stopped the sleeper
         assert submission.status is SubmissionStatus.INVALID
-        assert "wall-clock limit of 5 s" in submission.message
+        assert "wall-clock limit of 3 s" in submission.message
     engine.dispose()
