@@ -23,7 +23,6 @@ from leaderboard.models import SubmissionFile
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MODEL_SUFFIXES = {".py", ".pt", ".pth", ".safetensors", ".json", ".txt", ".md"}
-WEIGHT_SUFFIXES = {".pt", ".pth", ".safetensors"}
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 MAX_MODEL_FILES = 20
 

@@ -16,7 +16,7 @@ import numpy as np
 from grader.assignment import Assignment
 from grader.grading.answer_key import AnswerKey
 from grader.grading.evidence import Evidence, PredictionsFile
-from grader.grading.grade import HELD_FLAG, Grade, PointLine, Provenance, Review, not_graded
+from grader.grading.grade import HELD_FLAG, Grade, Provenance, Review, not_graded
 from grader.grading.points import point_lines, total
 from grader.grading.status import GradeStatus, SubmissionKind
 from grader.models.result import Check, ModelResult
@@ -236,8 +236,3 @@ def _award(grade: Grade, spec: Assignment, *, review: str | None = None) -> None
         grade.review = Review(reason=review)
         grade.points = 0.0
         grade.flags.append(f"{HELD_FLAG}: {review}")
-
-
-def lines_text(lines: list[PointLine]) -> str:
-    """Point lines as one line of text: ``rubric 7/10, checklist: dropout 0/5``."""
-    return ", ".join(f"{line.name} {line.earned:g}/{line.possible:g}" for line in lines)
