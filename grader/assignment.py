@@ -121,6 +121,11 @@ class ModelSpec:
         """Points of the whole checklist."""
         return sum(item.points for item in self.checklist)
 
+    @property
+    def sparsity_points(self) -> float:
+        """Points of the top sparsity level."""
+        return max((lv.points for lv in self.sparsity), default=0.0)
+
     def points_for_density(self, density: float) -> float:
         """Sparsity points for a weight density (fraction non-zero), 0 below every level."""
         return max((lv.points for lv in self.sparsity if density <= lv.max_density), default=0.0)
@@ -205,17 +210,17 @@ class Assignment:
     """The TOML file this spec was read from."""
 
     @property
-    def max_points(self) -> float:
-        """The most points the rubric gives."""
+    def rubric_points(self) -> float:
+        """The most points the accuracy rubric gives (its top tier)."""
         return max((level.points for level in self.rubric), default=0.0)
 
     @property
-    def total_points(self) -> float:
-        """Everything the spec can give: the accuracy rubric, the checklist, sparsity and ops."""
-        total = self.max_points
+    def max_points(self) -> float:
+        """The most points the assignment gives: the accuracy rubric's top tier, the checklist,
+        the top sparsity level and every op (the one maximum of pages, exports and grades)."""
+        total = self.rubric_points
         if self.model is not None:
-            total += self.model.checklist_points
-            total += max((lv.points for lv in self.model.sparsity), default=0.0)
+            total += self.model.checklist_points + self.model.sparsity_points
         if self.ops is not None:
             total += self.ops.max_points
         return total

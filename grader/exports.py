@@ -37,9 +37,12 @@ from typing import Any
 
 import pandas as pd
 
+from grader.grading.status import GradeStatus
 from grader.roster import Person, RosterMatch, Submitter, match_submissions
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+MISSING = "missing"
+"""The plain table's status of a roster student without a submission."""
 
 
 class ExportFormat(str, Enum):
@@ -57,15 +60,6 @@ class MissingGrade(str, Enum):
 
     ZERO = "zero"
     BLANK = "blank"
-
-
-class RowStatus(str, Enum):
-    """A student's outcome as the export sees it: the grader's status, or no submission."""
-
-    OK = "ok"
-    INVALID = "invalid"
-    ERROR = "error"
-    MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -90,7 +84,8 @@ class GradeRow:
     """One student's line of an export."""
 
     person: Person
-    status: RowStatus
+    status: GradeStatus | None
+    """How grading ended; None when the student has no submission."""
     points: float | None = None
     public_accuracy: float | None = None
     private_accuracy: float | None = None
@@ -120,9 +115,9 @@ def formula_safe(frame: pd.DataFrame, *, keep: Iterable[str] = ()) -> pd.DataFra
 
 def grade_value(row: GradeRow, missing: MissingGrade) -> float | None:
     """The number the gradebook gets for ``row``, or None for a blank cell."""
-    if row.status is RowStatus.OK:
+    if row.status is GradeStatus.OK:
         return row.points
-    if row.status is RowStatus.ERROR:
+    if row.status is GradeStatus.ERROR:
         return None
     return 0.0 if missing is MissingGrade.ZERO else None
 
@@ -163,7 +158,7 @@ def rows_from_results(
     for person in match.people:
         result = of_person.get(id(person))
         if result is None:
-            rows.append(GradeRow(person=person, status=RowStatus.MISSING, message="no submission"))
+            rows.append(GradeRow(person=person, status=None, message="no submission"))
         else:
             rows.append(_row(person, result))
     return rows
@@ -190,7 +185,7 @@ def _people_of(key: str, submitters: Sequence[Submitter]) -> list[Person]:
 def _row(person: Person, result: Any) -> GradeRow:
     return GradeRow(
         person=person,
-        status=RowStatus(result.status),
+        status=GradeStatus(result.status),
         points=result.points,
         public_accuracy=result.public_accuracy,
         private_accuracy=result.private_accuracy,
@@ -387,7 +382,7 @@ def _plain(rows: Sequence[GradeRow], item: GradeItem, missing: MissingGrade) -> 
                 "sis_id": p.sis_id,
                 "login_id": p.login_id,
                 "section": p.section,
-                "status": r.status.value,
+                "status": r.status.value if r.status is not None else MISSING,
                 "public_accuracy": _round(r.public_accuracy),
                 "private_accuracy": _round(r.private_accuracy),
                 "points": _number(grade_value(r, missing)),

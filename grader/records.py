@@ -3,11 +3,15 @@
 One converter serves the assignment specs (TOML) and every record that crosses a sandbox
 boundary (JSON). Unknown keys, missing keys and values of the wrong type raise the caller's error
 class with a message that names the key path (``spec.toml: model.rules[2]``) and what is allowed.
-Nothing is evaluated: values are only checked and copied.
+Nothing is evaluated: values are only checked and copied. Arrays (``numpy.ndarray`` fields) travel
+as ``{"dtype", "shape", "base64"}`` tables of raw little-endian bytes, never pickled, and bytes as
+base64 text.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as dt
 import enum
@@ -16,6 +20,9 @@ import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 T = TypeVar("T")
+ARRAY_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
+"""The array dtypes a record may hold."""
+MAX_ARRAY_BYTES = 256 * 1024 * 1024
 
 
 class RecordError(ValueError):
@@ -49,7 +56,24 @@ def to_data(record: Any) -> Any:
         return {str(k): to_data(v) for k, v in record.items()}
     if isinstance(record, dt.datetime):
         return record.isoformat()
+    if isinstance(record, bytes):
+        return base64.b64encode(record).decode("ascii")
+    if _is_array(record):
+        array = record.astype(record.dtype.newbyteorder("<"), copy=False)
+        return {
+            "dtype": array.dtype.name,
+            "shape": list(array.shape),
+            "base64": base64.b64encode(array.tobytes(order="C")).decode("ascii"),
+        }
     return record
+
+
+def _is_array(value: Any) -> bool:
+    return type(value).__module__ == "numpy" and type(value).__name__ == "ndarray"
+
+
+def _is_array_type(tp: Any) -> bool:
+    return getattr(tp, "__module__", "") == "numpy" and getattr(tp, "__name__", "") == "ndarray"
 
 
 class _Converter:
@@ -121,6 +145,10 @@ class _Converter:
                 ) from None
         if tp is dt.datetime:
             return self._datetime(value, where)
+        if tp is bytes:
+            return self._bytes(value, where)
+        if _is_array_type(tp):
+            return self._array(value, where)
         if tp is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.error(f"{where} must be a number, got {value!r}")
@@ -138,6 +166,39 @@ class _Converter:
                 raise self.error(f"{where} must be true or false, got {value!r}")
             return value
         raise TypeError(f"unsupported record field type {tp!r}")  # a bug in a record type
+
+    def _bytes(self, value: Any, where: str) -> bytes:
+        if not isinstance(value, str):
+            raise self.error(f"{where} must be base64 text")
+        try:
+            return base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise self.error(f"{where} is not valid base64") from None
+
+    def _array(self, value: Any, where: str) -> Any:
+        import numpy as np
+
+        if not isinstance(value, dict) or set(value) != {"dtype", "shape", "base64"}:
+            raise self.error(f"{where} must be an array table (dtype, shape, base64)")
+        dtype, shape = value["dtype"], value["shape"]
+        if dtype not in ARRAY_DTYPES:
+            raise self.error(f"{where}: dtype {str(dtype)[:40]!r}; use one of {ARRAY_DTYPES}")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > 8
+            or not all(type(d) is int and 0 <= d < 2**31 for d in shape)
+        ):
+            raise self.error(f"{where}: shape must be a list of at most 8 sizes")
+        itemsize = np.dtype(dtype).itemsize
+        expected = itemsize
+        for size in shape:
+            expected *= size
+        if expected > MAX_ARRAY_BYTES or not isinstance(value["base64"], str):
+            raise self.error(f"{where}: over {MAX_ARRAY_BYTES:,} bytes, or no base64 text")
+        raw = self._bytes(value["base64"], where)
+        if len(raw) != expected:
+            raise self.error(f"{where}: {len(raw):,} bytes for shape {shape} of {dtype}")
+        return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).copy()
 
     def _datetime(self, value: Any, where: str) -> dt.datetime:
         if isinstance(value, dt.datetime):

@@ -12,6 +12,8 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from grader.grading.points import shown_points
+from grader.records import to_data
 from leaderboard.auth import Identity
 from leaderboard.cache import board_state, cached_response
 from leaderboard.course import CourseAssignment
@@ -19,6 +21,7 @@ from leaderboard.db import begin_write, get_session
 from leaderboard.finals import FinalError, mark_final
 from leaderboard.models import Submission, utcnow
 from leaderboard.rules import entrant_for, is_revealed, naive_utc, next_reset, reveal_at
+from leaderboard.scoring import stored_grade
 from leaderboard.standings import load_baselines, own_submissions, real_names_shown, standings
 from leaderboard.status import Role
 from leaderboard.submitting import submit
@@ -139,7 +142,8 @@ def get_submission(submission_id: int) -> Response:
     revealed = identity.role is Role.INSTRUCTOR or (
         spec is not None and is_revealed(session, spec, utcnow())
     )
-    return jsonify(submission_json(submission, revealed=revealed))
+    instructor = identity.role is Role.INSTRUCTOR
+    return jsonify(submission_json(submission, revealed=revealed, instructor=instructor))
 
 
 @bp.route("/submissions/<int:submission_id>/final", methods=["POST", "DELETE"])
@@ -211,7 +215,7 @@ def assignment_json(assignment: CourseAssignment) -> dict:
     return {
         "assignment": spec.name,
         "title": spec.title,
-        "kind": "model" if spec.model is not None else "predictions",
+        "kind": assignment.kind.value,
         "queue": assignment.queue.value,
         "deadline": deadline.strftime(ISO) if deadline else None,
         "late_policy": spec.late_policy,
@@ -220,12 +224,19 @@ def assignment_json(assignment: CourseAssignment) -> dict:
         "final_submissions": spec.final_submissions,
         "teams": spec.teams,
         "max_points": spec.max_points,
-        "time_limit_s": spec.model.time_limit_s if spec.model is not None else None,
+        "time_limit_s": (
+            spec.model.time_limit_s
+            if spec.model is not None
+            else spec.ops.time_limit_s
+            if spec.ops is not None
+            else None
+        ),
     }
 
 
-def submission_json(submission: Submission, *, revealed: bool) -> dict:
-    """A submission as JSON; the private score only when ``revealed``."""
+def submission_json(submission: Submission, *, revealed: bool, instructor: bool = False) -> dict:
+    """A submission as JSON, from its stored grade: the private score and the points that hang
+    on the private split only when ``revealed``; the grade's flags for an instructor."""
     body: dict = {
         "submission_id": submission.id,
         "assignment": submission.assignment,
@@ -247,9 +258,18 @@ def submission_json(submission: Submission, *, revealed: bool) -> dict:
                 "macro_f1": score.private_macro_f1,
             }
         body["scores"] = scores
-        if score.total_params is not None:
-            body["total_params"] = score.total_params
-            body["flops"] = score.flops
-            body["verified"] = score.verified
-            body["checks"] = list(score.checks or [])
+    grade = stored_grade(submission)
+    spec = course().spec(submission.assignment)
+    if grade is None or spec is None:
+        return body
+    splits = ("public", "private", "all") if revealed else spec.student_splits
+    body["points"] = shown_points(grade, spec, splits).to_json()
+    if grade.total_params is not None:
+        body["total_params"] = grade.total_params
+        body["flops"] = grade.flops
+        body["verified"] = grade.verified
+    if grade.checks:
+        body["checks"] = [to_data(check) for check in grade.checks]
+    if instructor:
+        body["flags"] = list(grade.flags)
     return body

@@ -28,6 +28,7 @@ from leaderboard.models import Score, Submission, utcnow
 from leaderboard.rules import is_revealed, naive_utc, next_reset, reveal_at
 from leaderboard.standings import TIME_FORMAT, load_baselines, real_names_shown, standings
 from leaderboard.status import Role
+from leaderboard.student import accepted_upload
 from leaderboard.submitting import submit
 from leaderboard.uploads import Upload
 from leaderboard.web import assignment_or_404, course, send_job, signed_in
@@ -158,6 +159,8 @@ def upload(name: str | None = None) -> Response | str | tuple[str, int]:
     )
     session.commit()
     send_job(outcome.job_id, chosen.queue)
+    if outcome.submission_id is not None:  # stored: POST/redirect/GET, a reload cannot resubmit
+        return accepted_upload(identity, outcome)
     return render_template(
         "submit.html", course=course(), chosen=chosen, spec=chosen.spec, outcome=outcome,
         signed_in=signed_in(),

@@ -61,10 +61,15 @@ def submit_files(
 
 def graded_lines(body: dict) -> list[str]:
     """Lines for a graded submission (the upload's answer or its status)."""
-    public = body["scores"]["public"]
-    lines = [f"graded: public accuracy {public['accuracy']:.4f}"]
-    if public.get("macro_f1") is not None:
-        lines.append(f"public macro-F1 {public['macro_f1']:.4f}")
+    public = (body.get("scores") or {}).get("public")
+    lines = ["graded"]
+    if public is not None:
+        lines = [f"graded: public accuracy {public['accuracy']:.4f}"]
+        if public.get("macro_f1") is not None:
+            lines.append(f"public macro-F1 {public['macro_f1']:.4f}")
+    points = body.get("points")
+    if points is not None:
+        lines.append(f"points {_points_words(points)}")
     if body.get("total_params") is not None:
         lines.append(f"parameters {body['total_params']:,}, FLOPs {body.get('flops') or 0:,}")
     if body.get("message"):
@@ -113,3 +118,18 @@ def wait_for_grade(
                 f"see {server.rstrip('/')}/submissions/{submission_id}"
             )
         time.sleep(interval)
+
+
+def _points_words(points: dict) -> str:
+    """``7 / 10``, ``3 / 10 so far (the accuracy points after the reveal)``, ``held``."""
+    total = points.get("max_points") or 0
+    value = points.get("points")
+    shown = "-" if value is None else format(value, "g")
+    if value is None and points.get("hidden"):
+        shown = "hidden"
+    words = f"{shown} / {total:g}"
+    if points.get("hidden"):
+        words += " so far (the accuracy points are shown after the reveal)"
+    if points.get("held_for_review"):
+        words += "; held at 0 until the instructor reviews it"
+    return words

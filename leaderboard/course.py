@@ -30,6 +30,8 @@ from typing import Any
 
 from grader.assignment import Assignment, SpecError, load_assignment
 from grader.exports import GradeItem, MissingGrade
+from grader.grading.kinds import spec_kind
+from grader.grading.status import SubmissionKind
 from leaderboard.status import JobQueue
 
 if sys.version_info >= (3, 11):
@@ -65,6 +67,11 @@ class CourseAssignment:
     def name(self) -> str:
         """The assignment's name (its URL segment)."""
         return self.spec.name
+
+    @property
+    def kind(self) -> SubmissionKind:
+        """What the assignment takes: predictions, a model or an ``ops.py``."""
+        return spec_kind(self.spec)
 
     @property
     def grade_item(self) -> GradeItem:

@@ -1,9 +1,10 @@
-"""The flags ``grader check`` raises, computed live on the server's standing submissions.
+"""The flags ``grader check`` raises, on the server's standing submissions.
 
-For one assignment: byte-identical and near-identical predictions across entrants and identical
-weights (:func:`grader.flags.batch_flags`, the same test as the batch grader's), suspiciously
-perfect scores, every flag the model grading raised (public models, weights-count mismatches)
-and failed checks, plus any flags an instructor imported from a ``grader check`` grades.csv.
+For one assignment: every flag of each standing submission's stored grade (unverified, public
+models, failed checks, the memoriser evidence, held for review: computed once, by the grading
+boundary), the flags of the class computed live (byte-identical and near-identical predictions,
+identical weights, suspiciously perfect scores: :func:`grader.predictions.flags.batch_flags`, the
+batch grader's test), plus any flags an instructor imported from a ``grader check`` grades.csv.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from grader.assignment import Assignment
+from grader.grading.status import SubmissionKind
 from grader.predictions.flags import batch_flags
 from leaderboard.models import Event
-from leaderboard.scoring import solution_for
+from leaderboard.scoring import answer_key, stored_grade
 from leaderboard.standings import Entry, entries
-from leaderboard.status import SubmissionKind
 
 
 def entrant_label(entry: Entry) -> str:
@@ -33,7 +34,27 @@ def live_flags(
     """Entrant key -> flag texts for the standing submission of every entrant of ``spec``."""
     standing = standing if standing is not None else entries(session, spec, revealed=True)
     by_label = {entrant_label(e): e for e in standing}
-    solution = solution_for(spec, data_dir).sort_values("id")
+    flags: dict[str, list[str]] = defaultdict(list)
+    if not standing:  # nothing ranks (an ops.py assignment): the grades' own flags
+        flags.update(_own_flags(session, spec))
+    else:
+        _add_entry_flags(flags, spec, by_label, data_dir)
+    imported = session.scalars(
+        select(Event).where(Event.kind == "flag", Event.assignment == spec.name)
+    )
+    keys = {e.student.id: e.entrant.key for e in standing if e.team is None}
+    for event in imported:
+        if event.student_id is not None:
+            key = keys.get(event.student_id, f"student:{event.student_id}")
+            flags[key].append(f"imported: {event.message}")
+    return {key: texts for key, texts in flags.items() if texts}
+
+
+def _add_entry_flags(
+    flags: dict[str, list[str]], spec: Assignment, by_label: dict[str, Entry], data_dir
+) -> None:
+    """Each standing entry's grade flags, then the flags of the class."""
+    solution = answer_key(spec, data_dir).solution()
     truth = solution["label"].to_numpy(np.int64)
     predictions = {}
     for label, entry in by_label.items():
@@ -51,22 +72,28 @@ def live_flags(
         truth=truth,
         num_classes=len(spec.class_names),
     )
-    flags: dict[str, list[str]] = defaultdict(list)
     for label, entry in by_label.items():
         key = entry.entrant.key
-        flags[key] += [str(f) for f in entry.score.flags or []]
-        flags[key] += [
-            f"failed structure check: {c.get('name')} ({c.get('message', '')})"
-            for c in entry.score.checks or []
-            if not c.get("passed", True)
-        ]
+        grade = stored_grade(entry.submission)
+        flags[key] += list(grade.flags) if grade is not None else []
         flags[key] += found.get(label, [])
-    imported = session.scalars(
-        select(Event).where(Event.kind == "flag", Event.assignment == spec.name)
+
+
+def _own_flags(session: Session, spec: Assignment) -> dict[str, list[str]]:
+    """Entrant key -> the flags of their latest graded submission's stored grade."""
+    from leaderboard.models import Submission
+    from leaderboard.rules import entrant_of
+    from leaderboard.status import SubmissionStatus
+
+    flags: dict[str, list[str]] = {}
+    graded = session.scalars(
+        select(Submission)
+        .where(Submission.assignment == spec.name, Submission.status == SubmissionStatus.GRADED)
+        .order_by(Submission.created_at.desc(), Submission.id.desc())
     )
-    keys = {e.student.id: e.entrant.key for e in standing if e.team is None}
-    for event in imported:
-        if event.student_id is not None:
-            key = keys.get(event.student_id, f"student:{event.student_id}")
-            flags[key].append(f"imported: {event.message}")
-    return {key: texts for key, texts in flags.items() if texts}
+    for submission in graded:
+        key = entrant_of(submission).key
+        grade = stored_grade(submission)
+        if key not in flags and grade is not None and grade.flags:
+            flags[key] = list(grade.flags)
+    return flags

@@ -1,5 +1,5 @@
-"""Instructor tools: rescore an assignment, its grades for the LMS (with the live flags), and
-flags imported from a ``grader check`` grades.csv."""
+"""Instructor tools: rescore an assignment, its grades for the LMS (the stored grades' points
+and the live flags), and flags imported from a ``grader check`` grades.csv."""
 
 from __future__ import annotations
 
@@ -7,32 +7,30 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from grader.assignment import Assignment
-from grader.exports import ExportFormat, GradeRow, MissingGrade, RowStatus, write_export
+from grader.exports import ExportFormat, GradeRow, MissingGrade, write_export
+from grader.grading.complete import complete_grade
+from grader.grading.status import GradeStatus, SubmissionKind
+from grader.grading.submission import grade_submission
+from grader.predictions.solution import SolutionError
 from grader.roster import Person
 from leaderboard.course import CourseAssignment
 from leaderboard.db import bump_board_version
 from leaderboard.flags import live_flags
 from leaderboard.models import Event, Student, Submission
 from leaderboard.rules import entrant_for
-from leaderboard.scoring import (
-    SubmissionError,
-    score_model_labels,
-    score_predictions,
-    score_row,
-)
+from leaderboard.scoring import answer_key, store_grade, stored_evidence, stored_grade
 from leaderboard.standings import entries, own_submissions
-from leaderboard.status import SubmissionKind, SubmissionStatus
+from leaderboard.status import SubmissionStatus, transition
 from leaderboard.uploads import load_files
 
 STATUS_OF = {
-    SubmissionStatus.INVALID: RowStatus.INVALID,
-    SubmissionStatus.FAILED: RowStatus.ERROR,
+    SubmissionStatus.INVALID: GradeStatus.INVALID,
+    SubmissionStatus.FAILED: GradeStatus.ERROR,
 }
 
 
@@ -51,41 +49,37 @@ class RescoreReport:
 def rescore_all(
     session: Session, spec: Assignment, *, data_dir: Path | None = None
 ) -> RescoreReport:
-    """Score every graded submission of ``spec`` again (after a spec or answer-key change).
-
-    Predictions files are read again from the stored upload; models are scored from the labels
-    their grading produced.
-    """
+    """Grade every graded submission of ``spec`` again (after a spec or answer-key change),
+    through the same boundary: a predictions file from its stored upload, a model or an
+    ``ops.py`` by completing its worker's stored evidence again. An accepted review stays
+    accepted."""
     report = RescoreReport()
+    key = answer_key(spec, data_dir)
     submissions = session.scalars(
         select(Submission).where(
             Submission.assignment == spec.name, Submission.status == SubmissionStatus.GRADED
         )
     ).all()
     for submission in submissions:
-        old = submission.score
+        old = stored_grade(submission)
+        evidence = None
         try:
             if submission.kind is SubmissionKind.PREDICTIONS:
                 content = load_files(session, submission.id)["predictions.csv"]
-                scored = score_predictions(content, spec, data_dir=data_dir)
+                grade = grade_submission({"predictions.csv": content}, spec, answer_key=key)
             else:
-                if old is None or old.labels is None:
-                    raise ValueError("no stored labels; grade the model again")
-                labels = np.frombuffer(old.labels, dtype=np.uint8)
-                scored = score_model_labels(labels, spec, data_dir=data_dir)
-        except (KeyError, ValueError, SubmissionError) as exc:
+                evidence = stored_evidence(submission)
+                if evidence is None:
+                    raise ValueError("no stored evidence; grade the submission again")
+                grade = complete_grade(evidence, spec, key)
+        except (KeyError, ValueError, SolutionError) as exc:
             report.failures.append(f"submission {submission.id}: {exc}")
             continue
-        keep = {}
-        if old is not None:
-            keep = {
-                name: getattr(old, name)
-                for name in ("total_params", "flops", "weights_sha256", "verified", "flags",
-                             "checks")
-            }  # fmt: skip
-            session.delete(old)
-            session.flush()
-        session.add(score_row(submission.id, scored, **keep))
+        if old is not None and old.review is not None and not old.held and grade.held:
+            grade = grade.accepted(old.review.accepted_by, old.review.accepted_at)
+        states = transition(grade.status)
+        submission.status, submission.message = states.submission, grade.message
+        store_grade(session, submission, grade, evidence)
         report.rescored += 1
     session.add(
         Event(
@@ -101,11 +95,11 @@ def rescore_all(
 def grade_rows(
     session: Session, assignment: CourseAssignment, *, data_dir: Path | None = None
 ) -> list[GradeRow]:
-    """One row per roster student: the standing entry's points, or why there is none, and the
-    live flags of their entry."""
+    """One row per roster student: the points of their standing submission's stored grade, or
+    why there is none, and the live flags of their entry."""
     spec = assignment.spec
     standing = entries(session, spec, revealed=True)
-    by_entrant = {e.entrant.key: e for e in standing}
+    by_entrant = {e.entrant.key: e.submission for e in standing}
     flags = live_flags(session, spec, data_dir=data_dir, standing=standing)
     rows = []
     for student in session.scalars(select(Student).order_by(Student.student)):
@@ -120,26 +114,26 @@ def grade_rows(
             canvas_id=student.canvas_id,
             team=student.team.name if student.team is not None else "",
         )
-        entry = by_entrant.get(entrant.key)
         mine = own_submissions(session, entrant, spec)
-        if entry is not None:
-            graded = getattr(entry.score, f"{spec.grade_split}_accuracy")
+        chosen = by_entrant.get(entrant.key) or _best_by_points(mine, spec)
+        grade = stored_grade(chosen) if chosen is not None else None
+        if chosen is not None and grade is not None and grade.graded:
             rows.append(
                 GradeRow(
                     person=person,
-                    status=RowStatus.OK,
-                    points=spec.points_for(graded),
-                    public_accuracy=entry.score.public_accuracy,
-                    private_accuracy=entry.score.private_accuracy,
+                    status=GradeStatus.OK,
+                    points=grade.points,
+                    public_accuracy=grade.public_accuracy,
+                    private_accuracy=grade.private_accuracy,
                     flags=tuple(flags.get(entrant.key, [])),
-                    message=entry.submission.message,
-                    submissions=entry.count,
-                    late=entry.submission.late,
+                    message=grade.message,
+                    submissions=len(mine),
+                    late=chosen.late,
                 )
             )
             continue
         latest = mine[0] if mine else None
-        status = STATUS_OF.get(latest.status, RowStatus.MISSING) if latest else RowStatus.MISSING
+        status = STATUS_OF.get(latest.status) if latest else None
         message = latest.message if latest is not None else "no submission"
         if latest is not None and latest.status.pending:
             message = f"submission {latest.id} is still {latest.status.value}"
@@ -153,6 +147,17 @@ def grade_rows(
             )
         )
     return rows
+
+
+def _best_by_points(mine: list[Submission], spec: Assignment) -> Submission | None:
+    """The standing submission of an assignment without a board (an ``ops.py``): the latest
+    graded one under the ``last`` rule, else the one with the most points (earliest first)."""
+    graded = [s for s in mine if s.status is SubmissionStatus.GRADED and s.grade is not None]
+    if not graded:
+        return None
+    if spec.entry_rule == "last":
+        return graded[0]
+    return max(reversed(graded), key=lambda s: s.grade.points or 0.0)
 
 
 def export_grades(

@@ -1,27 +1,27 @@
-"""What a worker runs for one job, wherever it runs: the files of a submission in, a typed
-:class:`~leaderboard.protocol.JobResult` out.
+"""What a worker runs for one job, wherever it runs: the files of a submission in, label-free
+:class:`~grader.grading.evidence.Evidence` out.
 
-Model submissions go through the one model-grading pipeline (:func:`grade_model_submission`
-calls :func:`grader.models.pipeline.grade_model`); the worker keeps a warm pool of boxes per
-dataset between jobs. Every failure becomes a result with its reason; nothing here touches the
-database.
+A worker holds no labels: it calls :func:`grader.grading.collect_evidence` (the half of the
+grading boundary that runs the submission) and hands the evidence to the server, which completes
+the grade (:func:`leaderboard.jobs.store_result`). The worker keeps a warm pool of boxes per
+dataset (and one for ``ops.py`` jobs) between jobs. Every failure becomes evidence with its
+reason; nothing here touches the database.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from grader.assignment import Assignment
+from grader.grading.evidence import Evidence
+from grader.grading.kinds import spec_kind
+from grader.grading.status import GradeStatus, SubmissionKind
+from grader.grading.submission import collect_evidence
 from grader.sandbox.gpu import GpuDevice
-from leaderboard.protocol import CheckRecord, JobResult
-from leaderboard.status import GradeStatus, JobKind
 from leaderboard.uploads import write_files
 
 if TYPE_CHECKING:
@@ -38,100 +38,58 @@ class GradingConfig:
     """Where the test images are (``GRADER_DATA_DIR`` when None); labels are not needed."""
     pre_fork: bool = True
     """Keep a warm pool of boxes between jobs instead of a fresh box per job."""
-    allow_test_jobs: bool = False
-    """Run ``selftest`` jobs (a delayed predictions scoring used to test crash recovery)."""
     gpu: GpuDevice | None = None
     """The one GPU this worker's boxes may use (a ``--queue gpu`` worker)."""
 
 
 @dataclass
 class SubmissionGrader:
-    """Grades jobs one after another, keeping its warm boxes between them."""
+    """Runs jobs one after another, keeping its warm boxes between them."""
 
     config: GradingConfig
     _boxes: dict[str, BoxPool] = field(default_factory=dict)
 
     def grade(
-        self, kind: JobKind, files: dict[str, bytes], spec: Assignment, payload: dict[str, Any]
-    ) -> JobResult:
-        """Grade one job's files; every failure becomes a result with its reason."""
-        started = time.perf_counter()
+        self,
+        kind: SubmissionKind,
+        files: dict[str, bytes],
+        spec: Assignment,
+        payload: dict[str, Any] | None = None,
+    ) -> Evidence:
+        """Run one job's files as ``kind``; every failure becomes evidence with its reason."""
+        if kind is not spec_kind(spec):
+            message = f"a {kind} job for assignment {spec.name!r}, which takes {spec_kind(spec)}"
+            return Evidence(kind, GradeStatus.ERROR, message)
         try:
             with tempfile.TemporaryDirectory(prefix="grader-job-") as tmp:
                 folder = write_files(files, Path(tmp) / "submission")
-                if kind is JobKind.MODEL:
-                    result = grade_model_submission(folder, spec, self.config, self._box(spec))
-                elif kind is JobKind.SELFTEST and self.config.allow_test_jobs:
-                    result = _selftest(folder, spec, payload, self.config)
-                else:
-                    message = f"unknown job kind {kind.value!r}; this worker cannot run it"
-                    result = JobResult(GradeStatus.ERROR, message)
+                return collect_evidence(
+                    folder, spec, boxes=self._box(spec), data_dir=self.config.data_dir
+                )
         except Exception as exc:  # noqa: BLE001 - a grader crash is this job's error, not the worker's
             log.exception("grading failed")
-            result = JobResult(GradeStatus.ERROR, f"grading failed: {type(exc).__name__}: {exc}")
-        if not result.wall_s:
-            result = replace(result, wall_s=round(time.perf_counter() - started, 3))
-        return result
+            return Evidence(kind, GradeStatus.ERROR, f"grading failed: {type(exc).__name__}: {exc}")
 
     def _box(self, spec: Assignment) -> BoxPool | None:
-        """The warm pool for ``spec``'s test images (its box starts on the first job)."""
-        if not self.config.pre_fork or spec.model is None:
+        """The warm pool for ``spec``'s kind and test images (its box starts on the first job)."""
+        if not self.config.pre_fork or not spec_kind(spec).needs_box:
             return None
-        if spec.dataset not in self._boxes:
-            from grader.models.pipeline import model_pool
+        name = spec.dataset if spec.model is not None else "ops"
+        if name not in self._boxes:
+            if spec.model is not None:
+                from grader.models.pipeline import model_pool
 
-            self._boxes[spec.dataset] = model_pool(
-                spec, data_dir=self.config.data_dir, gpu=self.config.gpu
-            )
-        return self._boxes[spec.dataset]
+                self._boxes[name] = model_pool(
+                    spec, data_dir=self.config.data_dir, gpu=self.config.gpu
+                )
+            else:
+                from grader.sandbox.pool import BoxPool
+
+                self._boxes[name] = BoxPool(size=1)
+        return self._boxes[name]
 
     def close(self) -> None:
         """Stop the warm boxes."""
         for box in self._boxes.values():
             box.close()
         self._boxes.clear()
-
-
-def grade_model_submission(
-    folder: Path, spec: Assignment, config: GradingConfig, box: BoxPool | None = None
-) -> JobResult:
-    """Grade a model submission with the model-grading pipeline: predicted labels, parameters,
-    FLOPs, every check and every flag (nothing dropped), the experiment's outcome too."""
-    from grader.models.pipeline import grade_model
-
-    grade = grade_model(folder, spec, data_dir=config.data_dir, pool=box)
-    checks = tuple(CheckRecord(c.name, bool(c.passed), c.message) for c in grade.checks)
-    failed = [f"{c.name}: {c.message}" for c in checks if not c.passed]
-    flags = list(grade.flags)
-    if grade.experiment is not None:
-        flags.append(grade.experiment.summary)
-    common = {
-        "total_params": grade.total_params,
-        "flops": grade.flops,
-        "weights_sha256": grade.parameter_digest or grade.weights_sha256,
-        "verified": grade.verified,
-        "flags": tuple(flags),
-        "checks": checks,
-        "wall_s": float(grade.wall_s or 0.0),
-    }
-    if grade.status == "invalid":
-        message = "; ".join(dict.fromkeys(p for p in (grade.message, *failed) if p))
-        return JobResult(GradeStatus.INVALID, message, **common)
-    if grade.status != "ok" or grade.logits is None:
-        message = grade.message or "the model check returned no logits"
-        return JobResult(GradeStatus.ERROR, message, **common)
-    labels = np.asarray(grade.logits).argmax(axis=1).astype(np.int64)
-    return JobResult(GradeStatus.OK, "; ".join(failed), labels=labels, **common)
-
-
-def _selftest(folder: Path, spec: Assignment, payload: dict[str, Any], config: GradingConfig):
-    """Sleep, then read the predictions file's labels (tests of crash recovery)."""
-    from leaderboard.scoring import SubmissionError, read_labels
-
-    time.sleep(float(payload.get("seconds", 0)))
-    try:
-        labels = read_labels((folder / "predictions.csv").read_bytes(), spec,
-                             data_dir=config.data_dir)  # fmt: skip
-    except SubmissionError as exc:
-        return JobResult(GradeStatus.INVALID, "; ".join(exc.errors))
-    return JobResult(GradeStatus.OK, labels=labels)

@@ -8,6 +8,7 @@ import functools
 from flask import (
     Blueprint,
     Response,
+    abort,
     current_app,
     flash,
     redirect,
@@ -32,6 +33,7 @@ from leaderboard.grades import GradesFileError, export_grades, import_flags, res
 from leaderboard.jobs import requeue_waiting
 from leaderboard.models import Event, Job, Override, Submission, utcnow
 from leaderboard.rules import entrant_of, is_revealed, manually_revealed
+from leaderboard.scoring import store_grade, stored_evidence, stored_grade
 from leaderboard.standings import real_names_shown
 from leaderboard.status import Role
 from leaderboard.web import assignment_or_404, bearer_identity, course, signed_in
@@ -89,7 +91,11 @@ def overview() -> str:
     spec = assignment.spec
     submissions = db.scalars(
         select(Submission)
-        .options(joinedload(Submission.score), joinedload(Submission.student))
+        .options(
+            joinedload(Submission.score),
+            joinedload(Submission.student),
+            joinedload(Submission.grade),
+        )
         .where(Submission.assignment == spec.name)
         .order_by(Submission.id.desc())
         .limit(500)
@@ -109,6 +115,7 @@ def overview() -> str:
         course=course(),
         assignment=assignment,
         submissions=submissions,
+        held=[s for s in submissions if s.grade is not None and s.grade.held],
         entrant_flags={s.id: flags.get(entrant_of(s).key, []) for s in submissions},
         flags=flags,
         jobs=jobs,
@@ -228,4 +235,35 @@ def upload_flags() -> Response:
         return back
     db.commit()
     flash(f"Imported {stored} flag(s).")
+    return back
+
+
+@bp.post("/submissions/<int:submission_id>/accept")
+@instructor_required
+def accept_review(submission_id: int) -> Response:
+    """Accept a grade held for review: the points it earned count from now on."""
+    db = get_session()
+    submission = db.get(Submission, submission_id)
+    if submission is None:
+        abort(404)
+    back = redirect(url_for("student.status", submission_id=submission_id))
+    grade = stored_grade(submission)
+    if grade is None or not grade.held:
+        flash(f"Submission {submission_id} is not held for review.")
+        return back
+    identity = signed_in()
+    accepted = grade.accepted(by=f"instructor (token {identity.token_id})")
+    begin_write(db)
+    store_grade(db, submission, accepted, stored_evidence(submission))
+    db.add(
+        Event(
+            kind="review",
+            student_id=submission.student_id,
+            assignment=submission.assignment,
+            message=f"submission {submission_id}: held grade accepted, {accepted.points:g} points",
+        )
+    )
+    bump_board_version(db)
+    db.commit()
+    flash(f"Submission {submission_id}: grade accepted ({accepted.points:g} points).")
     return back

@@ -21,7 +21,6 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
@@ -29,11 +28,16 @@ from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from grader.assignment import Assignment
+from grader.grading.complete import complete_grade
+from grader.grading.evidence import Evidence
+from grader.grading.grade import Grade
+from grader.grading.status import GradeStatus, SubmissionKind
+from grader.predictions.solution import SolutionError
 from leaderboard.db import bump_board_version
 from leaderboard.models import Job, Submission, utcnow
-from leaderboard.protocol import Claim, JobResult
-from leaderboard.scoring import score_model_labels, score_row
-from leaderboard.status import GradeStatus, JobQueue, JobStatus, SubmissionStatus, outcome
+from leaderboard.protocol import Claim
+from leaderboard.scoring import answer_key, error_grade, store_grade
+from leaderboard.status import JobQueue, JobStatus, SubmissionStatus, transition
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
@@ -202,23 +206,27 @@ def store_result(
     job_id: int,
     attempt: int,
     key: str,
-    result: JobResult,
+    evidence: Evidence,
     *,
     spec_of: Callable[[str], Assignment | None],
     data_dir: Path | None = None,
 ) -> Stored:
-    """Score and store the result of one attempt, once; the returned value says what happened.
+    """Complete and store the grade of one attempt's evidence, once; the returned value says
+    what happened.
 
-    ``spec_of(name)`` gives the assignment the server scores against (never the worker's).
+    ``spec_of(name)`` gives the assignment the server grades against (never the worker's); the
+    grade is completed here, against the server's answer key
+    (:func:`grader.grading.complete_grade`).
     """
     with Session(engine) as session:
         job = session.get(Job, job_id)
         refusal = _check_attempt(job, attempt, key)
         if refusal is not None:
             return refusal
+        kind = job.kind
         assignment = session.get(Submission, job.submission_id).assignment
-    result, scored = _scored(result, spec_of(assignment), data_dir)
-    states = outcome(result.status)
+    grade = _completed(evidence, kind, spec_of(assignment), data_dir)
+    states = transition(grade.status)
     with _write_session(engine) as session:
         guarded = session.execute(
             update(Job)
@@ -231,7 +239,7 @@ def store_result(
             .values(
                 status=states.job,
                 finished_at=utcnow(),
-                error=result.message if result.status is GradeStatus.ERROR else "",
+                error=grade.message if grade.status is GradeStatus.ERROR else "",
             )
         )
         if guarded.rowcount != 1:  # another post for this attempt won the race
@@ -240,44 +248,26 @@ def store_result(
         job = session.get(Job, job_id)
         submission = session.get(Submission, job.submission_id)
         submission.status = states.submission
-        submission.message = result.message
-        if scored is not None:
-            session.add(
-                score_row(
-                    submission.id,
-                    scored,
-                    total_params=result.total_params,
-                    flops=result.flops,
-                    weights_sha256=result.weights_sha256,
-                    verified=result.verified,
-                    flags=list(result.flags),
-                    checks=[
-                        {"name": c.name, "passed": c.passed, "message": c.message}
-                        for c in result.checks
-                    ],
-                )
-            )
+        submission.message = grade.message
+        store_grade(session, submission, grade, evidence)
+        if grade.graded:
             bump_board_version(session)
         session.commit()
     return Stored.STORED
 
 
-def _scored(result: JobResult, spec: Assignment | None, data_dir: Path | None):
-    """The result (an error when it cannot be scored) and its score, if it has one."""
-    if result.status is not GradeStatus.OK:
-        return result, None
+def _completed(
+    evidence: Evidence, kind: SubmissionKind, spec: Assignment | None, data_dir: Path | None
+) -> Grade:
+    """The grade of a worker's evidence (an error grade when it cannot be completed)."""
     if spec is None:
-        return _as_error(result, "the assignment is no longer served; ask the instructor"), None
-    if result.labels is None:
-        return _as_error(result, "the worker sent no predicted labels"), None
+        return error_grade(kind, "the assignment is no longer served; ask the instructor")
+    if evidence.kind is not kind:
+        return error_grade(kind, f"the worker sent {evidence.kind} evidence for a {kind} job")
     try:
-        return result, score_model_labels(result.labels, spec, data_dir=data_dir)
-    except ValueError as exc:
-        return _as_error(result, f"the result cannot be scored: {exc}"), None
-
-
-def _as_error(result: JobResult, message: str) -> JobResult:
-    return replace(result, status=GradeStatus.ERROR, message=message, labels=None)
+        return complete_grade(evidence, spec, answer_key(spec, data_dir))
+    except SolutionError as exc:
+        return error_grade(kind, f"the server cannot load the answer key: {exc}")
 
 
 def requeue_waiting(session: Session) -> list[tuple[int, JobQueue]]:

@@ -1,5 +1,5 @@
-"""SQLAlchemy models: students and teams, tokens, submissions and their files, scores, jobs,
-per-student overrides, rate-limit counters, events and settings.
+"""SQLAlchemy models: students and teams, tokens, submissions and their files, grades and the
+scores the boards rank, jobs, per-student overrides, rate-limit counters, events and settings.
 
 Timestamps are naive UTC datetimes (SQLite has no time zones; PostgreSQL columns are plain
 ``timestamp``), always written through :func:`utcnow`. Status columns hold the Enums of
@@ -28,9 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from leaderboard.status import JobKind, JobQueue, JobStatus, Role, SubmissionKind, SubmissionStatus
+from grader.grading.status import GradeStatus, SubmissionKind
+from leaderboard.status import JobQueue, JobStatus, Role, SubmissionStatus
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 """Bumped whenever a table changes; a database made by another version is refused clearly."""
 
 
@@ -127,6 +128,7 @@ class Submission(Base):
     student: Mapped[Student] = relationship(back_populates="submissions")
     team: Mapped[Team | None] = relationship()
     score: Mapped[Score | None] = relationship(back_populates="submission", uselist=False)
+    grade: Mapped[GradeRecord | None] = relationship(back_populates="submission", uselist=False)
     job: Mapped[Job | None] = relationship(back_populates="submission", uselist=False)
     files: Mapped[list[SubmissionFile]] = relationship(
         back_populates="submission", order_by="SubmissionFile.name"
@@ -149,8 +151,35 @@ class SubmissionFile(Base):
     submission: Mapped[Submission] = relationship(back_populates="files")
 
 
+class GradeRecord(Base):
+    """The :class:`grader.grading.grade.Grade` of one submission, as the grader made it: every
+    page, the API and the exports render this record; nothing recomputes its points or flags.
+    At most one row per submission (a rescore replaces it)."""
+
+    __tablename__ = "grades"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    status: Mapped[GradeStatus] = mapped_column(_enum(GradeStatus))
+    points: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """The grade's points (0 while held for review; None when not graded)."""
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Held for an instructor's review: no points until accepted."""
+    version: Mapped[int] = mapped_column(Integer)
+    """:data:`grader.grading.grade.GRADE_VERSION` of ``record``."""
+    record: Mapped[dict] = mapped_column(JSON, deferred=True)
+    """``Grade.to_record(labels=False)``: the predicted labels are in the score's row."""
+    evidence: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
+    """What the worker posted (:class:`grader.grading.evidence.Evidence`, versioned): an
+    instructor's rescore completes it again against the current spec and answer key."""
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    submission: Mapped[Submission] = relationship(back_populates="grade")
+
+
 class Score(Base):
-    """The grade of one submission; at most one row per submission."""
+    """The numbers the boards rank one graded submission by, copied from its grade (which is
+    the record of truth); at most one row per submission. An ``ops.py`` has no score row."""
 
     __tablename__ = "scores"
 
@@ -169,10 +198,6 @@ class Score(Base):
     weights_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     verified: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     """Whether a model's numbers come from the grader's verified evaluation (None: not known)."""
-    flags: Mapped[list] = mapped_column(JSON, default=list)
-    """Flags the model grading raised (public model, weights-count mismatch, ...)."""
-    checks: Mapped[list] = mapped_column(JSON, default=list)
-    details: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     submission: Mapped[Submission] = relationship(back_populates="score")
@@ -190,7 +215,7 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
-    kind: Mapped[JobKind] = mapped_column(_enum(JobKind))
+    kind: Mapped[SubmissionKind] = mapped_column(_enum(SubmissionKind))
     queue: Mapped[JobQueue] = mapped_column(_enum(JobQueue), default=JobQueue.CPU)
     status: Mapped[JobStatus] = mapped_column(
         _enum(JobStatus), default=JobStatus.QUEUED, index=True

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 import requests
 
 from grader.assignment import SpecError, parse_assignment
+from grader.grading.evidence import Evidence
+from grader.grading.status import GradeStatus
 from leaderboard.broker import TASK_NAME, celery_app
 from leaderboard.grading import GradingConfig, SubmissionGrader
 from leaderboard.jobs import LEASE_S
-from leaderboard.protocol import Claim, JobResult, ProtocolError
-from leaderboard.status import GradeStatus, JobQueue
+from leaderboard.protocol import Claim, WorkerMessageError
+from leaderboard.status import JobQueue
 from leaderboard.uploads import UploadError, unzip_stored
 from leaderboard.worker import worker_name
 
@@ -107,9 +109,9 @@ class ServerClient:
         response = self._call("POST", f"/jobs/{claim.job_id}/heartbeat", json=_attempt(claim))
         return response.status_code == 200
 
-    def post_result(self, claim: Claim, result: JobResult) -> str:
-        """Post the result; the server's word for what became of it (stored, duplicate, ...)."""
-        body = {**_attempt(claim), "result": result.to_json()}
+    def post_result(self, claim: Claim, evidence: Evidence) -> str:
+        """Post the evidence; the server's word for what became of it (stored, duplicate, ...)."""
+        body = {**_attempt(claim), "evidence": evidence.to_record()}
         response = self._call("POST", f"/jobs/{claim.job_id}/result", json=body)
         return response.json().get("outcome", f"HTTP {response.status_code}")
 
@@ -149,8 +151,9 @@ def run_remote_job(
         try:
             files = client.files(claim)
             spec = parse_assignment(claim.spec)
-        except (UploadError, SpecError, ProtocolError, WorkerApiError) as exc:
-            result = JobResult(GradeStatus.ERROR, f"the worker could not start the job: {exc}")
+        except (UploadError, SpecError, WorkerMessageError, WorkerApiError) as exc:
+            message = f"the worker could not start the job: {exc}"
+            result = Evidence(claim.kind, GradeStatus.ERROR, message)
         else:
             result = grader.grade(claim.kind, files, spec, claim.payload)
     finally:
@@ -172,7 +175,7 @@ def visibility_timeout(course: dict, config: RemoteConfig) -> float:
 def start_line(course: dict, config: RemoteConfig, visibility_s: float) -> str:
     """What the worker prints when it starts: who it is, its queues and assignments."""
     queues = {q.value for q in config.queues}
-    models = [a for a in course.get("assignments", []) if a.get("kind") == "model"]
+    models = [a for a in course.get("assignments", []) if a.get("kind") in ("model", "ops")]
     served = [a["assignment"] for a in models if a.get("queue") in queues]
     others = [f"{a['assignment']} ({a['queue']})" for a in models if a.get("queue") not in queues]
     gpu = f", GPU {config.grading.gpu.index}" if config.grading.gpu is not None else ""

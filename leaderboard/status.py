@@ -1,14 +1,17 @@
-"""Every status and kind the service stores, as Enums, and the one mapping between them.
+"""Where the service's things stand, as Enums, and the one mapping from a grade to them.
 
-The grader reports a grade as ``ok``, ``invalid`` (the submission is at fault) or ``error`` (the
-grader failed). :func:`outcome` maps that to what a submission and its job become; "graded" is the
-one word for a scored submission, whether it was a predictions file or a model.
+A grade's own words (:class:`grader.grading.status.GradeStatus`: ``ok``, ``invalid``, ``error``)
+and the kind of a submission or job (:class:`grader.grading.status.SubmissionKind`) are the
+grader's; :func:`transition` maps a grade to what a submission and its job become. "graded" is
+the one word for a graded submission, whatever its kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+from grader.grading.status import GradeStatus
 
 
 class Role(str, Enum):
@@ -18,13 +21,6 @@ class Role(str, Enum):
     INSTRUCTOR = "instructor"
     WORKER = "worker"
     """A grading worker on any machine: fetches submissions and posts results."""
-
-
-class SubmissionKind(str, Enum):
-    """What was uploaded."""
-
-    PREDICTIONS = "predictions"
-    MODEL = "model"
 
 
 class SubmissionStatus(str, Enum):
@@ -58,14 +54,6 @@ class JobStatus(str, Enum):
         return self in (JobStatus.DONE, JobStatus.FAILED)
 
 
-class JobKind(str, Enum):
-    """What a job runs."""
-
-    MODEL = "model"
-    SELFTEST = "selftest"
-    """A delayed predictions scoring, for testing crash recovery (run only when allowed)."""
-
-
 class JobQueue(str, Enum):
     """The queue a job waits on: any worker, or a worker with a GPU."""
 
@@ -73,29 +61,21 @@ class JobQueue(str, Enum):
     GPU = "gpu"
 
 
-class GradeStatus(str, Enum):
-    """The grader's own verdict on one submission (as ``grader check`` reports it)."""
-
-    OK = "ok"
-    INVALID = "invalid"
-    ERROR = "error"
-
-
 @dataclass(frozen=True)
-class Outcome:
+class Transition:
     """What a grade does to the submission and its job."""
 
     submission: SubmissionStatus
     job: JobStatus
 
 
-OUTCOMES: dict[GradeStatus, Outcome] = {
-    GradeStatus.OK: Outcome(SubmissionStatus.GRADED, JobStatus.DONE),
-    GradeStatus.INVALID: Outcome(SubmissionStatus.INVALID, JobStatus.DONE),
-    GradeStatus.ERROR: Outcome(SubmissionStatus.FAILED, JobStatus.FAILED),
+TRANSITIONS: dict[GradeStatus, Transition] = {
+    GradeStatus.OK: Transition(SubmissionStatus.GRADED, JobStatus.DONE),
+    GradeStatus.INVALID: Transition(SubmissionStatus.INVALID, JobStatus.DONE),
+    GradeStatus.ERROR: Transition(SubmissionStatus.FAILED, JobStatus.FAILED),
 }
 
 
-def outcome(status: GradeStatus | str) -> Outcome:
+def transition(status: GradeStatus) -> Transition:
     """The submission and job statuses of a grade with ``status``."""
-    return OUTCOMES[GradeStatus(status)]
+    return TRANSITIONS[GradeStatus(status)]

@@ -1,15 +1,27 @@
-"""Accepting a submission: the deadline and the daily limit of its entrant, then score a
-predictions file at once or store a model's files and queue a grading job."""
+"""Accepting a submission: the deadline and the daily limit of its entrant, then grade a
+predictions file at once, or store a model's or an ``ops.py``'s files and queue a grading job.
+
+Both go through the grading boundary: a predictions file is graded here by
+:func:`grader.grading.grade_submission`, a queued job by a worker and the server
+(:func:`leaderboard.jobs.store_result`); the kind of file an assignment takes is the boundary's
+one dispatch (:func:`grader.grading.kind_problem`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from grader.assignment import assignment_table
+from grader.grading.complete import PROBLEM_SEPARATOR
+from grader.grading.grade import Grade
+from grader.grading.kinds import kind_problem, spec_kind
+from grader.grading.points import ShownPoints, shown_points
+from grader.grading.status import GradeStatus, SubmissionKind
+from grader.grading.submission import grade_submission
+from grader.predictions.solution import SolutionError
 from leaderboard.course import CourseAssignment
 from leaderboard.db import begin_write, bump_board_version
 from leaderboard.models import Event, Job, Submission, utcnow
@@ -20,20 +32,20 @@ from leaderboard.rules import (
     next_reset,
     used_today,
 )
-from leaderboard.scoring import Scored, SubmissionError, score_predictions, score_row
-from leaderboard.status import JobKind, JobStatus, SubmissionKind, SubmissionStatus
+from leaderboard.scoring import answer_key, store_grade
+from leaderboard.status import JobStatus, SubmissionStatus
 from leaderboard.uploads import (
     Upload,
     UploadError,
     display_name,
     files_digest,
-    model_files,
+    gather_files,
     store_files,
 )
 
 
 @dataclass
-class Outcome:
+class UploadOutcome:
     """What happened to an upload, in the shape the API answers."""
 
     status: str
@@ -42,12 +54,14 @@ class Outcome:
     assignment: str
     submission_id: int | None = None
     scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    points: ShownPoints | None = None
+    """A graded upload's points as the student may see them."""
     errors: list[str] = field(default_factory=list)
     late: bool = False
     reset_at: str | None = None
     remaining_today: int | None = None
     job_id: int | None = None
-    """The grading job of a queued model (for the broker, after the commit)."""
+    """The grading job of a queued submission (for the broker, after the commit)."""
 
     def to_json(self) -> dict:
         """The API's JSON body."""
@@ -56,6 +70,8 @@ class Outcome:
             body["submission_id"] = self.submission_id
         if self.scores:
             body["scores"] = self.scores
+        if self.points is not None:
+            body["points"] = self.points.to_json()
         if self.errors:
             body["errors"] = self.errors
         if self.late:
@@ -75,7 +91,7 @@ def submit(
     uploads: list[Upload],
     data_dir=None,
     now: dt.datetime | None = None,
-) -> Outcome:
+) -> UploadOutcome:
     """Apply the rules to an upload and score or queue it; the caller commits.
 
     Validation and scoring run before the write transaction starts, so the database's write
@@ -89,7 +105,7 @@ def submit(
     deadline = deadline_for(session, spec, student_id)
     late = deadline is not None and now > deadline
     if late and spec.late_policy == "refuse":
-        return Outcome(
+        return UploadOutcome(
             "refused",
             403,
             spec.name,
@@ -100,33 +116,32 @@ def submit(
     limit = daily_limit_for(session, spec, student_id)
     if used_today(session, spec, entrant, now) >= limit:
         return _limited(spec.name, limit, now)
-    is_predictions = len(uploads) == 1 and uploads[0].name.lower().endswith(".csv")
-    if spec.model is None and not is_predictions:
-        return _invalid(
-            spec.name,
-            [f"this assignment takes one predictions .csv file (columns "
-             f"{spec.id_column},{spec.label_column})"],
-        )  # fmt: skip
-    if spec.model is not None and is_predictions:
-        return _invalid(
-            spec.name,
-            ["this assignment takes a model: a .zip holding model.py and a weights file "
-             "(.pt or .safetensors), or those files uploaded together"],
-        )  # fmt: skip
-    scored: Scored | None = None
+    kind = spec_kind(spec)
     files: dict[str, bytes] = {}
     errors: list[str] = []
-    try:
-        if is_predictions:
-            name = display_name(uploads[0].name)
-            scored = score_predictions(uploads[0].content, spec, name=name, data_dir=data_dir)
-            files = {"predictions.csv": uploads[0].content}
-        else:
-            files = model_files(uploads, limit=spec.max_file_bytes * 4)
-    except SubmissionError as exc:
-        errors = exc.errors
-    except UploadError as exc:
-        errors = [str(exc)]
+    grade: Grade | None = None
+    names = [display_name(u.name) for u in uploads]
+    zipped = any(n.lower().endswith(".zip") for n in names)
+    problem = None if zipped and kind.needs_box else kind_problem(spec, names)
+    if problem is None and kind.needs_box:  # the files of a model or an ops.py, checked
+        try:
+            files = gather_files(uploads, limit=spec.max_file_bytes * 4)
+            problem = kind_problem(spec, files)
+        except UploadError as exc:
+            problem = str(exc)
+    if problem is not None:
+        errors = [problem]
+    elif kind is SubmissionKind.PREDICTIONS:
+        (name,), content = names, uploads[0].content
+        files = {"predictions.csv": content}
+        try:
+            grade = grade_submission({name: content}, spec, answer_key=answer_key(spec, data_dir))
+        except SolutionError as exc:  # the server's set-up, not the student's file
+            return UploadOutcome("error", 500, spec.name, errors=[
+                f"the server cannot grade this assignment yet ({exc}); tell the instructor"
+            ])  # fmt: skip
+        if grade.status is not GradeStatus.OK:
+            errors = [p for p in grade.message.split(PROBLEM_SEPARATOR) if p]
     begin_write(session)
     if errors:
         session.add(
@@ -141,42 +156,44 @@ def submit(
     used = used_today(session, spec, entrant, now)
     if used >= limit:  # a parallel upload took the last slot
         return _limited(spec.name, limit, now)
+    graded = grade is not None
     submission = Submission(
         student_id=student_id,
         team_id=entrant.team_id,
         assignment=spec.name,
-        kind=SubmissionKind.PREDICTIONS if scored is not None else SubmissionKind.MODEL,
-        status=SubmissionStatus.GRADED if scored is not None else SubmissionStatus.QUEUED,
+        kind=kind,
+        status=SubmissionStatus.GRADED if graded else SubmissionStatus.QUEUED,
+        message=grade.message if graded else "",
         original_name=", ".join(display_name(u.name) for u in uploads)[:255],
-        sha256=(
-            hashlib.sha256(uploads[0].content).hexdigest()
-            if scored is not None
-            else files_digest(files)
-        ),
+        sha256=grade.predictions_sha256 if graded else files_digest(files),
         created_at=now,
         late=late,
     )
     session.add(submission)
     session.flush()
     store_files(session, submission.id, files)
-    outcome = Outcome(
-        "graded" if scored is not None else "queued",
-        200 if scored is not None else 202,
+    outcome = UploadOutcome(
+        "graded" if graded else "queued",
+        200 if graded else 202,
         spec.name,
         submission_id=submission.id,
         late=late,
         remaining_today=limit - used - 1,
     )
-    if scored is not None:
-        session.add(score_row(submission.id, scored))
+    if graded:
+        store_grade(session, submission, grade)
         bump_board_version(session)
         outcome.scores = {
-            "public": {"accuracy": scored.public_accuracy, "macro_f1": scored.public_macro_f1}
+            "public": {
+                "accuracy": grade.public_accuracy,
+                "macro_f1": grade.scores["public"].get("macro_f1"),
+            }
         }
+        outcome.points = shown_points(grade, spec, spec.student_splits)
     else:
         job = Job(
             submission_id=submission.id,
-            kind=JobKind.MODEL,
+            kind=kind,
             queue=assignment.queue,
             status=JobStatus.QUEUED,
             payload={"assignment": spec.name, "spec": assignment_table(spec)},
@@ -187,13 +204,13 @@ def submit(
     return outcome
 
 
-def _invalid(assignment: str, errors: list[str]) -> Outcome:
-    return Outcome("invalid", 422, assignment, errors=errors)
+def _invalid(assignment: str, errors: list[str]) -> UploadOutcome:
+    return UploadOutcome("invalid", 422, assignment, errors=errors)
 
 
-def _limited(assignment: str, limit: int, now: dt.datetime) -> Outcome:
+def _limited(assignment: str, limit: int, now: dt.datetime) -> UploadOutcome:
     reset = next_reset(now).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Outcome(
+    return UploadOutcome(
         "limited",
         429,
         assignment,

@@ -27,7 +27,6 @@ from grader.grading.intake import (
     IntakeError,
     IntakeLimits,
     archive_members,
-    is_notebook,
     is_weights_file,
     open_archive,
     read_member,
@@ -65,8 +64,9 @@ def limits_for(limit: int) -> IntakeLimits:
                                max_archive_bytes=limit)  # fmt: skip
 
 
-def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
-    """The files of a model submission by safe base name; :class:`UploadError` says why not."""
+def gather_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
+    """Every uploaded file (and every member of an uploaded .zip) by safe base name, within
+    the count and size limits; :class:`UploadError` says why not."""
     files: dict[str, bytes] = {}
     for upload in uploads:
         if upload.name.lower().endswith(".zip"):
@@ -79,13 +79,6 @@ def model_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
             if name in files:
                 raise UploadError(f"{name} was uploaded twice; keep one")
             files[name] = upload.content
-    if MODEL_FILE not in files and not any(is_notebook(n) for n in files):
-        raise UploadError(
-            f"no {MODEL_FILE} among the files ({', '.join(sorted(files)) or 'none'}); "
-            f"include {MODEL_FILE} defining the model class, or your notebook ({NOTEBOOK_SUFFIX})"
-        )
-    if not any(is_weights_file(n) for n in files):
-        raise UploadError(f"no weights file ({', '.join(WEIGHT_SUFFIXES)}) among the files")
     if len(files) > MAX_MODEL_FILES:
         raise UploadError(f"{len(files)} files uploaded; at most {MAX_MODEL_FILES} are allowed")
     total = sum(len(c) for c in files.values())

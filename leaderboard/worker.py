@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from grader.assignment import SpecError, parse_assignment
+from grader.grading.evidence import Evidence
+from grader.grading.status import GradeStatus
 from leaderboard.db import make_engine, session_scope
 from leaderboard.grading import GradingConfig, SubmissionGrader
 from leaderboard.jobs import claim_next, heartbeat, store_result
 from leaderboard.models import Job
-from leaderboard.protocol import Claim, JobResult
-from leaderboard.status import GradeStatus, JobQueue
+from leaderboard.protocol import Claim
+from leaderboard.status import JobQueue
 from leaderboard.uploads import load_files
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,8 @@ def spec_of_claim(claim: Claim):
 
 def run_claim(
     engine: Engine, claim: Claim, grader: SubmissionGrader, config: WorkerConfig
-) -> JobResult:
-    """Grade the claimed job with a heartbeat running; store the result; return it."""
+) -> Evidence:
+    """Run the claimed job with a heartbeat running; store its grade; return the evidence."""
     stop = threading.Event()
 
     def beat() -> None:
@@ -79,7 +81,8 @@ def run_claim(
         try:
             spec = spec_of_claim(claim)
         except SpecError as exc:
-            result = JobResult(GradeStatus.ERROR, f"the job's assignment spec is broken: {exc}")
+            message = f"the job's assignment spec is broken: {exc}"
+            result = Evidence(claim.kind, GradeStatus.ERROR, message)
         else:
             result = grader.grade(claim.kind, files, spec, claim.payload)
     finally:

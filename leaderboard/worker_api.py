@@ -17,7 +17,7 @@ from leaderboard.jobs import (
     store_result,
 )
 from leaderboard.models import Job
-from leaderboard.protocol import Claim, JobResult, ProtocolError, attempt_fields
+from leaderboard.protocol import Claim, WorkerMessageError, attempt_fields, result_fields
 from leaderboard.status import Role
 from leaderboard.uploads import load_files, zip_files
 from leaderboard.web import bearer_identity, course, json_error
@@ -70,7 +70,7 @@ def claim(job_id: int) -> Response:
 def _attempt() -> tuple[int, str] | Response:
     try:
         return attempt_fields(request.get_json(silent=True))
-    except ProtocolError as exc:
+    except WorkerMessageError as exc:
         return json_error(422, str(exc))
 
 
@@ -102,20 +102,18 @@ def beat(job_id: int) -> Response:
 
 @bp.post("/jobs/<int:job_id>/result")
 def result(job_id: int) -> Response:
-    """Store the attempt's result once: 200 stored or duplicate, 409 stale, 403 forged."""
-    body = request.get_json(silent=True)
-    fields = _attempt()
-    if isinstance(fields, Response):
-        return fields
+    """Complete and store the attempt's grade once from the worker's evidence: 200 stored or
+    duplicate, 409 stale, 403 forged, 422 for a body off the protocol."""
     try:
-        parsed = JobResult.from_json((body or {}).get("result"))
-    except ProtocolError as exc:
+        attempt, key, evidence = result_fields(request.get_data(cache=False))
+    except WorkerMessageError as exc:
         return json_error(422, str(exc))
     outcome = store_result(
         get_engine(),
         job_id,
-        *fields,
-        parsed,
+        attempt,
+        key,
+        evidence,
         spec_of=course().spec,
         data_dir=current_app.config["DATA_DIR"],
     )

@@ -1,12 +1,22 @@
-"""The batch's content-addressed cache: one JSON record per (assignment identity, files) key."""
+"""The batch's content-addressed cache: one grade record per (assignment identity, files) key."""
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.batch.results import StudentResult
+from grader.grading.grade import Grade, GradeRecordError
+from grader.grading.status import GradeStatus
+
+
+@dataclass
+class Cached:
+    """A grade as the cache keeps it, with the plots its grading wrote."""
+
+    grade: Grade
+    experiment_plots: list[str] = field(default_factory=list)
 
 
 def existing_keys(cache_dir: Path) -> frozenset[str]:
@@ -16,28 +26,23 @@ def existing_keys(cache_dir: Path) -> frozenset[str]:
     return frozenset(p.stem for p in cache_dir.glob("*.json"))
 
 
-def read_cache(cache_dir: Path, key: str, student: str) -> StudentResult | None:
-    """The cached result of ``key`` renamed to ``student``, or None (absent, unreadable, or
-    written by another version of the grader)."""
+def read_cache(cache_dir: Path, key: str) -> Cached | None:
+    """The cached grade of ``key``, or None (absent, unreadable, or written by another version
+    of the grader)."""
     path = cache_dir / f"{key}.json"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    record["student"] = student
-    try:
-        return StudentResult.from_record(record)
-    except (TypeError, KeyError, ValueError):
+        return Cached(Grade.from_record(record["grade"]), list(record["experiment_plots"]))
+    except (OSError, ValueError, KeyError, TypeError, GradeRecordError):
         return None
 
 
-def write_cache(cache_dir: Path, key: str, result: StudentResult) -> None:
-    """Store ``result`` under ``key`` (errors are not stored: they may be transient)."""
-    if result.status == "error":
+def write_cache(cache_dir: Path, key: str, cached: Cached) -> None:
+    """Store ``cached`` under ``key`` (errors are not stored: they may be transient)."""
+    if cached.grade.status is GradeStatus.ERROR:
         return  # a timeout or a missing grader: try again next run
-    record = result.to_record()
-    del record["cached"]
+    record = {"grade": cached.grade.to_record(), "experiment_plots": cached.experiment_plots}
     path = cache_dir / f"{key}.json"
     tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(record), encoding="utf-8")
+    tmp.write_text(json.dumps(record, allow_nan=False), encoding="utf-8")
     tmp.replace(path)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from grader.batch.results import StudentResult
+from grader.grading.status import GradeStatus
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,19 @@ def summarize_cohort(
     ``candidates`` masks the answer key's rows that may be shown as hardest (those with a
     thumbnail); None allows all.
     """
-    graded = [r for r in results if r.status == "ok" and r.confusion.get("all")]
+    graded = [r for r in results if r.status is GradeStatus.OK and r.grade.confusion.get("all")]
     summed = None
     if graded:
-        summed = np.sum([np.asarray(r.confusion["all"], dtype=np.int64) for r in graded], axis=0)
+        summed = np.sum(
+            [np.asarray(r.grade.confusion["all"], dtype=np.int64) for r in graded], axis=0
+        )
     truth = answer_key["label"].to_numpy(np.int64)
     ids = answer_key["id"].to_numpy(np.int64)
-    rows = [r.labels for r in graded if r.labels is not None and len(r.labels) == len(truth)]
+    rows = [
+        r.grade.labels.astype(np.int64)
+        for r in graded
+        if r.grade.labels is not None and len(r.grade.labels) == len(truth)
+    ]
     images: list[HardImage] = []
     if rows:
         predicted = np.stack(rows)

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from grader.batch.results import Kind
 from grader.grading.intake import (
     MODEL_FILE,
     OS_LEFTOVERS,
@@ -50,6 +49,7 @@ from grader.grading.intake import (
     stage_files,
     unpack_archive,
 )
+from grader.grading.status import SubmissionKind as Kind
 from grader.roster import Submitter
 from grader.sandbox.staging import SKIPPED_DIRS
 

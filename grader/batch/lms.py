@@ -69,7 +69,7 @@ def grade_item(
                 f"no column titled {chosen!r} in the roster's gradebook ({listed}): Canvas will "
                 "create a new column; pass --lms-title (or --lms-column-id) to update one"
             )
-    item = GradeItem(name=spec.name, title=chosen, max_points=spec.total_points,
+    item = GradeItem(name=spec.name, title=chosen, max_points=spec.max_points,
                      lms_id=column_id or "")  # fmt: skip
     return item, notes
 

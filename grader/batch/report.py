@@ -16,6 +16,8 @@ from grader.batch.cohort import summarize_cohort
 from grader.batch.html import environment
 from grader.batch.results import BatchResult, StudentResult
 from grader.batch.thumbnails import Thumbnails
+from grader.grading.grade import PointSource
+from grader.grading.status import GradeStatus, SubmissionKind
 from grader.metrics.robustness import MEMORISER_RULE
 from grader.predictions.flags import COPY_FLAG_PREFIXES
 
@@ -67,10 +69,11 @@ def _context(
     thumbnails: Thumbnails | None,
 ) -> dict[str, object]:
     results = batch.results
-    graded = [r for r in results if r.status == "ok" and r.points is not None]
+    graded = [_rubric_points(r) for r in results if r.grade.graded]
+    graded = [points for points in graded if points is not None]
     levels = sorted(spec.rubric, key=lambda level: level.min_accuracy)
     rubric = [
-        _Level(level.min_accuracy, level.points, sum(r.points == level.points for r in graded))
+        _Level(level.min_accuracy, level.points, sum(p == level.points for p in graded))
         for level in levels
     ]
     cohort = None
@@ -98,21 +101,27 @@ def _context(
     ]
     return {
         "rubric": rubric,
-        "below_rubric": sum(r.points == 0 for r in graded),
+        "below_rubric": sum(p == 0 for p in graded),
         "images_line": _images_line(batch),
         "flagged": [r for r in results if r.flags],
         "cohort": cohort or summarize_cohort([], pd.DataFrame({"id": [], "label": []}), ()),
         "hardest": hardest,
         "thumbnail_scope": _thumbnail_scope(thumbnails, batch),
         "thumbnails_note": thumbnails.note if thumbnails is not None else "",
-        "with_metrics": [r for r in results if r.metrics is not None],
+        "with_metrics": [r for r in results if r.grade.metrics is not None],
         "memoriser_rule": MEMORISER_RULE,
         "other_flags": [(s, f) for s, f in other_flags if f],
         "experiments": [r for r in results if r.experiment_plots],
         "ignored": [r for r in results if r.ignored],
-        "models": any(r.kind == "model" for r in results),
+        "models": any(r.kind is SubmissionKind.MODEL for r in results),
         "pages": pages,
     }
+
+
+def _rubric_points(r: StudentResult) -> float | None:
+    """The points the accuracy rubric gave (the other lines are checklist, sparsity, ops)."""
+    lines = [line for line in r.grade.point_lines if line.source is PointSource.RUBRIC]
+    return lines[0].earned if lines else None
 
 
 def _images_line(batch: BatchResult) -> str:
@@ -121,7 +130,11 @@ def _images_line(batch: BatchResult) -> str:
         f"The answer key has {images.get('all', 0):,} test images "
         f"({images.get('public', 0):,} public, {images.get('private', 0):,} private)."
     )
-    evaluated = {r.counts.get("all") for r in batch.results if r.kind == "model" and r.counts}
+    evaluated = {
+        r.grade.counts.get("all")
+        for r in batch.results
+        if r.kind is SubmissionKind.MODEL and r.grade.counts
+    }
     evaluated.discard(None)
     if evaluated:
         sizes = " / ".join(f"{n:,}" for n in sorted(evaluated))
@@ -142,8 +155,8 @@ def _thumbnail_scope(thumbnails: Thumbnails | None, batch: BatchResult) -> str:
 
 
 def _graded_accuracy(r: StudentResult, spec: Assignment) -> float | None:
-    return {"public": r.public_accuracy, "private": r.private_accuracy}.get(
-        spec.grade_split, r.all_accuracy
+    return {"public": r.grade.public_accuracy, "private": r.grade.private_accuracy}.get(
+        spec.grade_split, r.grade.all_accuracy
     )
 
 
@@ -188,14 +201,18 @@ def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str
     from matplotlib.ticker import PercentFormatter
 
     # Rows with an accuracy (a model graded only by an experiment has none).
-    ok = [r for r in batch.results if r.status == "ok" and r.all_accuracy is not None]
+    ok = [
+        r for r in batch.results if r.status is GradeStatus.OK and r.grade.all_accuracy is not None
+    ]
     plots: dict[str, str] = {}
     if not ok:
         return plots
     graded = [_graded_accuracy(r, spec) for r in ok]
     plots["histogram"] = _save(score_histogram(graded, spec), out_dir / "score_histogram.png")
 
-    per_class = np.array([[r.per_class[c] for c in spec.class_names] for r in ok if r.per_class])
+    per_class = np.array(
+        [[r.grade.per_class[c] for c in spec.class_names] for r in ok if r.grade.per_class]
+    )
     if len(per_class):
         fig, ax = plt.subplots(figsize=(7, 3.4))
         ax.boxplot(per_class)
@@ -207,8 +224,8 @@ def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str
         ax.tick_params(axis="x", rotation=45)
         plots["per_class"] = _save(fig, out_dir / "per_class_accuracy.png")
 
-    models = [r for r in ok if r.kind == "model" and r.total_params]
-    if len({r.total_params for r in models}) > 1:  # one stack of dots says nothing
+    models = [r for r in ok if r.kind is SubmissionKind.MODEL and r.grade.total_params]
+    if len({r.grade.total_params for r in models}) > 1:  # one stack of dots says nothing
         plots["params"] = _params_plot(models, out_dir / "params_vs_accuracy.png")
     return plots
 
@@ -218,8 +235,8 @@ def _params_plot(models: list[StudentResult], path: Path) -> str:
     from matplotlib.ticker import PercentFormatter
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    x = [r.total_params for r in models]
-    y = [r.all_accuracy for r in models]
+    x = [r.grade.total_params for r in models]
+    y = [r.grade.all_accuracy for r in models]
     ax.scatter(x, y, color="#4c72b0", zorder=3)
     ax.set_xscale("log")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))

@@ -1,29 +1,27 @@
-"""The records of a batch: one :class:`StudentResult` per student, the :class:`BatchResult`, its
-:class:`Provenance`, and the files other tools read: ``grades.csv`` and ``results.json``."""
+"""The records of a batch: one :class:`StudentResult` per student (who, which files, and their
+:class:`~grader.grading.grade.Grade`), the :class:`BatchResult`, and the files other tools read:
+``grades.csv`` and ``results.json``."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from grader.exports import formula_safe
-from grader.metrics.robustness import Metrics
+from grader.grading.grade import GRADE_VERSION, Grade, Provenance
+from grader.grading.status import GradeStatus, SubmissionKind
 from grader.predictions.flags import join_flags
+from grader.records import to_data
 
 if TYPE_CHECKING:
     from grader.predictions.flags import CopyCluster
     from grader.roster import RosterMatch
 
-Status = Literal["ok", "invalid", "error"]
-Kind = Literal["predictions", "model", "ops", "none"]
 METRIC_COLUMNS = (
     "ece",
     "corruption_accuracy",
@@ -38,91 +36,28 @@ GRADES_COLUMNS = (
     "public_accuracy",
     "private_accuracy",
     "points",
+    "max_points",
     "flags",
     "message",
     "kind",
     "lms_id",
     "late",
     "verified",
+    "held_for_review",
     *METRIC_COLUMNS,
     *PROVENANCE_COLUMNS,
 )
-RESULTS_FORMAT = 1
-"""Version of the results.json layout."""
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One pass/fail check of a model submission, with its reason (and the points it earned,
-    for a checklist item)."""
-
-    name: str
-    passed: bool
-    message: str
-    points: float | None = None
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One row of a model's layer table."""
-
-    name: str
-    type: str
-    output_shape: tuple[int, ...]
-    params: int
-    depth: int = 1
-
-    @classmethod
-    def from_mapping(cls, row: Any) -> Layer:
-        """From the layer records of the model grader (mappings or objects with these names)."""
-
-        def get(key: str, default: Any = None) -> Any:
-            return row.get(key, default) if isinstance(row, dict) else getattr(row, key, default)
-
-        return cls(
-            name=str(get("name", "") or ""),
-            type=str(get("type", "")),
-            output_shape=tuple(int(d) for d in (get("output_shape", ()) or ())),
-            params=int(get("params", 0) or 0),
-            depth=int(get("depth", 1) if get("depth", 1) is not None else 1),
-        )
+RESULTS_FORMAT = 2
+"""Version of the results.json layout (each result carries its versioned grade record)."""
 
 
 @dataclass
 class StudentResult:
-    """The outcome for one student (a folder, or an LMS download's files)."""
+    """One student of a class folder (or an LMS download): who, which files, and the
+    :class:`~grader.grading.grade.Grade` of their submission."""
 
     student: str
-    status: Status
-    kind: Kind
-    message: str = ""
-    public_accuracy: float | None = None
-    private_accuracy: float | None = None
-    all_accuracy: float | None = None
-    points: float | None = None
-    per_class: dict[str, float] | None = None
-    """Per-class accuracy on the whole test set."""
-    total_params: int | None = None
-    flops: int | None = None
-    predictions_sha256: str | None = None
-    weights_sha256: str | None = None
-    flags: list[str] = field(default_factory=list)
-    cached: bool = False
-    """Taken from the cache of an earlier run."""
-    labels: np.ndarray | None = field(default=None, repr=False)
-    """Predicted label per test image in id order (near-identical check, pages, cohort)."""
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Split -> metric -> value, as :class:`grader.predictions.scoring.Score` has them."""
-    counts: dict[str, int] = field(default_factory=dict)
-    """Split -> number of test images scored."""
-    confusion: dict[str, list[list[int]]] = field(default_factory=dict)
-    """Split -> confusion matrix (rows true class, columns predicted)."""
-    metrics: Metrics | None = None
-    """Calibration, robustness, consistency (models; predictions with probabilities)."""
-    checks: list[CheckResult] = field(default_factory=list)
-    layers: list[Layer] = field(default_factory=list)
-    verified: bool | None = None
-    """Whether a model's numbers come from the grader's own evaluation of its graph."""
+    grade: Grade
     files: list[str] = field(default_factory=list)
     """The submission's files that were graded."""
     ignored: list[str] = field(default_factory=list)
@@ -131,8 +66,47 @@ class StudentResult:
     """The LMS's id of the student (Canvas user id, Moodle participant id)."""
     late: bool = False
     """The LMS marked the submission late (Canvas ``LATE``)."""
+    cached: bool = False
+    """The grade was taken from the cache of an earlier run."""
     experiment_plots: list[str] = field(default_factory=list)
     """Plots of an experiment run with the submission, relative to the output folder."""
+    class_flags: list[str] = field(default_factory=list)
+    """Flags that come from the whole class (copies, perfect scores) or the LMS (late)."""
+
+    @property
+    def status(self) -> GradeStatus:
+        """How grading ended."""
+        return self.grade.status
+
+    @property
+    def kind(self) -> SubmissionKind:
+        """What was graded."""
+        return self.grade.kind
+
+    @property
+    def message(self) -> str:
+        """The grade's message."""
+        return self.grade.message
+
+    @property
+    def points(self) -> float | None:
+        """The grade's points (None when not graded)."""
+        return self.grade.points
+
+    @property
+    def flags(self) -> list[str]:
+        """The grade's own flags, then those of the class."""
+        return [*self.grade.flags, *self.class_flags]
+
+    @property
+    def public_accuracy(self) -> float | None:
+        """Accuracy on the public split (for the LMS exports' rows)."""
+        return self.grade.public_accuracy
+
+    @property
+    def private_accuracy(self) -> float | None:
+        """Accuracy on the private split (for the LMS exports' rows)."""
+        return self.grade.private_accuracy
 
     @property
     def page_name(self) -> str:
@@ -141,80 +115,24 @@ class StudentResult:
 
         return f"{safe_name(self.student)}.html"
 
-    def to_record(self) -> dict[str, Any]:
-        """Everything, JSON-ready (the cache's format; labels as base64 uint8)."""
-        record = dataclasses.asdict(dataclasses.replace(self, labels=None, metrics=None))
-        record["metrics"] = None if self.metrics is None else self.metrics.to_json()
-        if self.labels is not None:
-            record["labels"] = base64.b64encode(self.labels.astype(np.uint8).tobytes()).decode()
-        return record
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> StudentResult:
-        """The inverse of :meth:`to_record`; TypeError/KeyError/ValueError for a foreign one."""
-        values = dict(record)
-        labels = values.pop("labels", None)
-        metrics = values.pop("metrics", None)
-        values["checks"] = [CheckResult(**c) for c in values.get("checks", [])]
-        values["layers"] = [Layer.from_mapping(layer) for layer in values.get("layers", [])]
-        result = cls(**values)
-        if metrics is not None:
-            result.metrics = Metrics.from_json(metrics)
-        if labels is not None:
-            raw = base64.b64decode(labels)
-            result.labels = np.frombuffer(raw, dtype=np.uint8).astype(np.int64)
-        return result
-
     def to_json(self) -> dict[str, Any]:
-        """The public record of results.json: no predicted labels, no internal digests."""
-        out: dict[str, Any] = {
+        """The public record of results.json: who, the files, and every field of the grade
+        (:data:`grader.grading.grade.GRADE_VERSION`), without the predicted labels and the log;
+        ``flags`` holds the class's flags too."""
+        grade = to_data(dataclasses.replace(self.grade, labels=None, log=""))
+        del grade["labels"], grade["log"]
+        return {
             "student": self.student,
-            "status": self.status,
-            "kind": self.kind,
-            "message": self.message,
+            **grade,
+            "grade_version": GRADE_VERSION,
+            "flags": self.flags,
             "lms_id": self.lms_id,
             "late": self.late,
-            "points": self.points,
-            "scores": self.scores,
-            "counts": self.counts,
-            "flags": list(self.flags),
             "files": list(self.files),
             "ignored": list(self.ignored),
             "cached": self.cached,
+            "experiment_plots": list(self.experiment_plots),
         }
-        if self.kind == "model":
-            out |= {
-                "total_params": self.total_params,
-                "flops": self.flops,
-                "verified": self.verified,
-                "checks": [dataclasses.asdict(c) for c in self.checks],
-                "experiment_plots": list(self.experiment_plots),
-            }
-        if self.metrics is not None or self.kind == "model":
-            out["metrics"] = None if self.metrics is None else self.metrics.to_json()
-        return out
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What a grading run depended on, recorded in the report, grades.csv and results.json."""
-
-    assignment: str
-    spec_sha256: str
-    answer_key_sha256: str
-    """sha256 of the answer key's ids and labels (little-endian int64, ids first)."""
-    grader_version: str
-    graded_at: str
-    """UTC time the run started, ISO 8601."""
-
-    @classmethod
-    def now(cls, *, assignment: str, spec_sha256: str, answer_key_sha256: str) -> Provenance:
-        """Provenance of a run starting now, with this grader's version."""
-        from grader.version import grader_version
-
-        started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        version = grader_version()
-        return cls(assignment, spec_sha256, answer_key_sha256, version, started.isoformat())
 
 
 @dataclass
@@ -243,9 +161,9 @@ class BatchResult:
     @property
     def counts(self) -> dict[str, int]:
         """Number of rows per status."""
-        out = {"ok": 0, "invalid": 0, "error": 0}
+        out = {status.value: 0 for status in GradeStatus}
         for r in self.results:
-            out[r.status] += 1
+            out[r.status.value] += 1
         return out
 
 
@@ -259,20 +177,23 @@ def write_grades(
     stamp = {} if provenance is None else {c: getattr(provenance, c) for c in PROVENANCE_COLUMNS}
     rows = []
     for r in results:
-        metrics = r.metrics.columns() if r.metrics is not None else {}
+        grade = r.grade
+        metrics = grade.metrics.columns() if grade.metrics is not None else {}
         rows.append(
             {
                 "student": r.student,
-                "status": r.status,
-                "public_accuracy": _round(r.public_accuracy),
-                "private_accuracy": _round(r.private_accuracy),
+                "status": r.status.value,
+                "public_accuracy": _round(grade.public_accuracy),
+                "private_accuracy": _round(grade.private_accuracy),
                 "points": r.points,
+                "max_points": grade.max_points,
                 "flags": join_flags(r.flags),
                 "message": r.message,
-                "kind": r.kind,
+                "kind": r.kind.value,
                 "lms_id": r.lms_id,
                 "late": r.late,
-                "verified": r.verified,
+                "verified": grade.verified,
+                "held_for_review": grade.held,
                 **{c: metrics.get(c) for c in METRIC_COLUMNS},
                 **stamp,
             }

@@ -91,6 +91,7 @@ def check(
     """
     from grader.assignment import SpecError, load_assignment
     from grader.batch.run import BatchError, grade_folder
+    from grader.grading.status import SubmissionKind
     from grader.predictions.solution import SolutionError
     from grader.roster import RosterError, read_roster_file
 
@@ -119,13 +120,16 @@ def check(
         f"{len(batch.results)} submissions: {counts['ok']} graded, {counts['invalid']} invalid, "
         f"{counts['error']} errors, {flagged} flagged ({cached}{batch.elapsed_s:.1f} s)"
     )
-    models = [r for r in batch.results if r.kind == "model" and r.status == "ok"]
+    models = [r for r in batch.results if r.kind is SubmissionKind.MODEL and r.grade.graded]
     if models:
-        verified = sum(bool(r.verified) for r in models)
+        verified = sum(bool(r.grade.verified) for r in models)
         others = len(models) - verified
         rest = f"; {others} graded UNVERIFIED (flagged)" if others else ""
         click.echo(f"models: {verified} of {len(models)} graded models verified from their "
                    f"captured graph{rest}")  # fmt: skip
+    held = [r.student for r in batch.results if r.grade.held]
+    if held:
+        click.echo(f"held for review (0 points until accepted): {', '.join(held)}")
     click.echo(f"grades:  {batch.grades_csv}")
     click.echo(f"results: {batch.results_json}")
     click.echo(f"report:  {batch.report_html}")

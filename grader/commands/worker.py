@@ -1,4 +1,5 @@
-"""``grader worker``: grade queued model submissions, beside the server or on any machine."""
+"""``grader worker``: grade queued models and ``ops.py`` files, beside the server or on any
+machine."""
 
 from __future__ import annotations
 
@@ -48,10 +49,9 @@ from grader.commands.options import retired_option
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), default=None, help="Data [GRADER_DATA_DIR]."
 )
-@click.option("--allow-test-jobs", is_flag=True, hidden=True)
 def worker(
     server, token, broker, queues, gpu_index, visibility_timeout, database, lease_s, poll_s,
-    once, max_jobs, pre_fork, data_dir, allow_test_jobs,
+    once, max_jobs, pre_fork, data_dir,
 ) -> None:  # fmt: skip
     """Grade queued jobs until stopped (Ctrl-C).
 
@@ -73,9 +73,7 @@ def worker(
             gpu = find_gpu(gpu_index)
         except GpuUnavailable as exc:
             raise click.ClickException(f"cannot serve the gpu queue: {exc}") from None
-    grading = GradingConfig(
-        data_dir=data_dir, pre_fork=pre_fork, allow_test_jobs=allow_test_jobs, gpu=gpu
-    )
+    grading = GradingConfig(data_dir=data_dir, pre_fork=pre_fork, gpu=gpu)
     if server is None:
         if token or broker:
             raise click.UsageError("--token and --broker need --server (the remote worker)")

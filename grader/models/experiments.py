@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grader.grading.status import GradeStatus
 from grader.models.inside.artifact import TENSORS_FILE, TRAIN_GRAPH_FILE
 from grader.models.records import TRAINING_RECORD, TrainArgs, TrainingRecord
 from grader.models.result import ExperimentOutcome
@@ -94,7 +95,7 @@ def bn_landscape(
     except ProtocolError as exc:
         why = ended_message(job, limits, exc, "training the captured graph")
         return ExperimentOutcome("bn_landscape", f"BN experiment: {why}")
-    if record.status != "ok":
+    if record.status is not GradeStatus.OK:
         return ExperimentOutcome("bn_landscape", f"BN experiment: {record.message}")
     reference = reference_curves(dataset, str(data_dir) if data_dir else None, schedule)
     mine, theirs = band_width(record.curves), band_width(reference)

@@ -324,7 +324,7 @@ def _evaluate(
         return ModelResult(
             GradeStatus.INVALID, ended_message(job, limits, exc, "evaluating the captured graph")
         )
-    if record.status == "invalid" or record.graph is None:
+    if record.status is not GradeStatus.OK or record.graph is None:
         return ModelResult(
             GradeStatus.INVALID, record.message or "the graph could not be run", verified=True
         )
@@ -488,7 +488,7 @@ def _unverified(
         return ModelResult(GradeStatus.ERROR, f"the sandbox failed: {job.error}", log=log)
     try:
         unverified = read_record(job.out / UNVERIFIED_REPORT, UnverifiedReport)
-        if unverified.status == "invalid":
+        if unverified.status is not GradeStatus.OK:
             return ModelResult(GradeStatus.INVALID, unverified.message, log=job.log)
         result.logits = read_array(
             job.out / LOGITS_FILE, shape=(len(worker.images), model.num_classes)

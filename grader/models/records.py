@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from grader.grading.status import GradeStatus
+
 CAPTURE_REPORT = "capture.json"
 EVALUATION_RECORD = "evaluation.json"
 TRAINING_RECORD = "training.json"
@@ -114,7 +116,7 @@ class WeightsCheck:
 class EvaluationRecord:
     """The verified evaluation's result."""
 
-    status: Literal["ok", "invalid"]
+    status: GradeStatus
     message: str = ""
     graph: GraphSummary | None = None
     flops: int | None = None
@@ -137,7 +139,7 @@ class EvaluationRecord:
 class UnverifiedReport:
     """What the student's process reported while computing logits of an unexportable model."""
 
-    status: Literal["ok", "invalid"]
+    status: GradeStatus
     message: str = ""
 
 
@@ -155,7 +157,7 @@ class TrainArgs:
 class TrainingRecord:
     """Loss curves of the training-mode graph, one per learning rate."""
 
-    status: Literal["ok", "invalid"]
+    status: GradeStatus
     message: str = ""
     lrs: list[float] = field(default_factory=list)
     curves: list[list[float]] = field(default_factory=list)

@@ -1,30 +1,21 @@
-"""The one result type of model grading, shared by sanity, check and the leaderboard worker."""
+"""The one result type of model grading: what the boxes find about a model, before any label.
+
+:class:`ModelResult` travels from a worker to the server field by field
+(:class:`grader.grading.evidence.Evidence`): a field added here reaches the server's grade with no
+protocol change.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from grader.grading.status import GradeStatus
 from grader.models.graph import Layer
 from grader.records import to_data
-
-
-class GradeStatus(str, enum.Enum):
-    """How grading one submission ended."""
-
-    OK = "ok"
-    """Graded: every check passed and the logits were scored."""
-    INVALID = "invalid"
-    """The submission is at fault; the message says what to change."""
-    ERROR = "error"
-    """The grader itself failed (a box that would not start); worth trying again."""
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -90,16 +81,14 @@ class ModelResult:
 
     weight_density: float | None = None
     """Non-zero share of the convolution and linear weights (sparsity)."""
+    needs_review: bool = False
+    """Graded, but held at 0 points and flagged until an instructor accepts it (the message
+    says why)."""
 
     @property
     def failed_checks(self) -> list[Check]:
         """The required checks that did not pass (checklist items only cost their points)."""
         return [c for c in self.checks if not c.passed and c.points is None]
-
-    @property
-    def structure_points(self) -> float:
-        """Points the checklist and the sparsity levels give, on top of the accuracy rubric."""
-        return sum(c.points for c in self.checks if c.points is not None)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict without the logits (the ``grader sanity --json`` contract)."""

@@ -1,11 +1,11 @@
-"""``grader sanity``: a student's check of a model before uploading it, through the one pipeline.
+"""``grader sanity``: a student's check of a model before uploading it, through the boundary.
 
 The model file (``model.py`` or a notebook), the Python modules and packages under its folder
 (``helpers.py``, ``utils/nn.py``) and the optional weights are copied into a submission folder
-and graded by :func:`grader.models.pipeline.grade_model` on a random probe batch (no data set
-needed): the layer table, parameters, FLOPs, output shape and the assignment's rules. Where
-bubblewrap is missing (a student's laptop) the same stages run unconfined, and the report says
-so.
+and graded by :func:`grader.grading.grade_submission` on a random probe batch (no data set
+needed): the layer table, parameters, FLOPs, output shape, the assignment's rules and the points
+its checklist and sparsity levels give. Where bubblewrap is missing (a student's laptop) the same
+stages run unconfined, and the report says so.
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from typing import Any
 
 from grader.assignment import Assignment, ModelSpec, SpecError, load_assignment
 from grader.data import get_dataset
+from grader.grading.grade import Grade, not_graded
 from grader.grading.intake import IntakeLimits
+from grader.grading.status import GradeStatus, SubmissionKind
+from grader.grading.text import render_text
 from grader.models.files import MODEL_FILE, WEIGHT_SUFFIXES, is_notebook, is_weights_file
-from grader.models.result import GradeStatus, ModelResult
+from grader.records import to_data
 
 LEFT_BEHIND = frozenset({"__pycache__", "node_modules", "site-packages", "data", "wandb"})
 """Folders under model.py's folder that are never copied (with every hidden folder and virtual
@@ -36,10 +39,12 @@ def sanity_check(
     assignment: Assignment | None = None,
     sandbox: bool | None = None,
     progress: Callable[[str], None] | None = None,
-) -> ModelResult:
+) -> Grade:
     """Check ``model_path`` (a model.py or a notebook, + optional weights) against
-    ``assignment`` (default: a generic CIFAR-10 model). ``sandbox=None`` uses the sandbox
-    where bubblewrap is present; ``progress`` is called as each phase starts."""
+    ``assignment`` (default: a generic CIFAR-10 model) through
+    :func:`grader.grading.grade_submission` on a probe batch: every check and the points the
+    checks earn (the accuracy is scored after upload). ``sandbox=None`` uses the sandbox where
+    bubblewrap is present; ``progress`` is called as each phase starts."""
     model_path, weights = Path(model_path), Path(weights) if weights else None
     for path in (model_path, weights):
         if path is not None and not path.is_file():
@@ -47,7 +52,7 @@ def sanity_check(
     if weights is not None and not is_weights_file(weights):
         raise ValueError(f"{weights}: weights must be a {', '.join(WEIGHT_SUFFIXES)} file")
     spec = _sanity_spec(assignment)
-    from grader.models.pipeline import grade_model  # after the cheap checks: it imports torch
+    from grader.grading.submission import grade_submission  # after the cheap checks
     from grader.sandbox.jail import bubblewrap_available
 
     use_box = bubblewrap_available() if sandbox is None else sandbox
@@ -65,8 +70,8 @@ def sanity_check(
         shutil.copy2(model_path, folder / (model_path.name if notebook else MODEL_FILE))
         if weights is not None:
             shutil.copy2(weights, folder / weights.name)
-        return grade_model(folder, spec, require_weights=False, with_images=False,
-                           sandbox=use_box, progress=progress)  # fmt: skip
+        return grade_submission(folder, spec, with_images=False, sandbox=use_box,
+                                progress=progress)  # fmt: skip
 
 
 def python_files(root: Path, limits: IntakeLimits | None = None) -> list[Path]:
@@ -106,65 +111,28 @@ def run_sanity(
     assignment: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """The JSON report (with a ``text`` rendering) and whether every check passed.
+    """The JSON report (with a ``text`` rendering) and whether every required check passed.
 
     Every failure, a bad path or spec included, becomes the report's message: never a traceback.
     """
     try:
         spec = load_assignment(assignment) if assignment else None
-        result = sanity_check(model_path, weights=weights, assignment=spec, progress=progress)
+        grade = sanity_check(model_path, weights=weights, assignment=spec, progress=progress)
     except (SpecError, OSError, ValueError) as exc:
-        result = ModelResult(GradeStatus.INVALID, str(exc), sandboxed=False)
-        report = result.to_json()
-        report["ran"] = False
-        report["text"] = render_text(result, ran=False, names=(model_path, weights))
-        return report, False
-    report = result.to_json()
-    report["ran"] = True
-    report["text"] = render_text(result, names=(model_path, weights))
-    return report, result.status is GradeStatus.OK
+        grade = not_graded(SubmissionKind.MODEL, str(exc), sandboxed=False)
+        return sanity_report(grade, ran=False, names=(model_path, weights)), False
+    report = sanity_report(grade, ran=True, names=(model_path, weights))
+    return report, grade.status is GradeStatus.OK
 
 
-def render_text(
-    result: ModelResult, *, ran: bool = True, names: tuple[Path, Path | None] | None = None
-) -> str:
-    """The report a student reads: the layer table, totals, each check and the verdict."""
-    lines = []
-    if names is not None and ran:
-        model, weights = names
-        loaded = f" with weights {weights.name}" if weights else " with its initial weights"
-        lines.append(f"checked {model.name}{loaded}")
-        lines.append("")
-    if result.layers:
-        lines.append(
-            f"{'layer':<32} {'type':<18} {'output shape':<16} {'params':>10} {'FLOPs':>12}"
-        )
-        for layer in result.layers:
-            shape = "x".join(map(str, layer.output_shape)) or "-"
-            lines.append(
-                f"{layer.name[:32]:<32} {layer.type[:18]:<18} {shape:<16} {layer.params:>10,} "
-                f"{layer.flops:>12,}"
-            )
-        lines.append("")
-    if result.total_params is not None:
-        lines.append(f"total parameters: {result.total_params:,}")
-    if result.unused:
-        lines.append(f"unused (not counted): {', '.join(result.unused)}")
-    if result.flops is not None:
-        lines.append(f"FLOPs per image:  {result.flops:,}")
-    if result.output_shape is not None:
-        lines.append(f"output shape:     {tuple(result.output_shape)} on a probe batch")
-    if ran and result.verified:
-        lines.append("verified: every number above comes from running the captured graph")
-    if ran and not result.sandboxed:
-        lines.append("note: bubblewrap not found, so the model ran unconfined on this machine")
-    lines.append("")
-    for note in result.notes:
-        lines.append(f"[NOTE] {note}")
-    for check in result.checks:
-        lines.append(f"[{'PASS' if check.passed else 'FAIL'}] {check.name}: {check.message}")
-    for flag in result.flags:
-        lines.append(f"[FLAG] {flag}")
-    verdict = "OK" if result.status is GradeStatus.OK else "NOT OK"
-    lines.append(f"\n{verdict}: {result.message}")
-    return "\n".join(lines)
+def sanity_report(
+    grade: Grade, *, ran: bool, names: tuple[Path, Path | None] | None = None
+) -> dict[str, Any]:
+    """``grader sanity --json``: the grade's fields (no labels, no log), ``points`` and
+    ``point_lines`` included, whether it ran, and the text a student reads."""
+    report = to_data(dataclasses.replace(grade, labels=None, log=""))
+    report.pop("labels")
+    report["earned"] = grade.earned
+    report["ran"] = ran
+    report["text"] = render_text(grade, ran=ran, names=names)
+    return report

@@ -25,14 +25,18 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from grader.assignment import Assignment, OpCheck, OpsSpec
+from grader.grading.status import GradeStatus
 from grader.ops.inside import MAX_MESSAGE, OPS_FILE
 from grader.ops.packing import PackingError, pack_inputs, unpack_outputs
 from grader.ops.references import OpReference, get_reference
+
+if TYPE_CHECKING:
+    from grader.sandbox.pool import BoxPool
 
 OPS_TASK = "grader.ops.inside:ops_task"
 PROBE_STEP = 1e-6
@@ -42,8 +46,6 @@ GRADCHECK_ATOL, GRADCHECK_RTOL = 1e-5, 1e-3
 MAX_SOURCE_BYTES = 1_000_000
 MAX_OUTPUT_VALUES = 10_000_000
 """The most numbers the box's packed outputs may hold (the reference shapes need far fewer)."""
-
-OpsStatus = Literal["ok", "invalid", "error"]
 
 
 @dataclass
@@ -81,7 +83,7 @@ class OpRow:
 class OpsGrade:
     """The outcome of checking one ``ops.py``."""
 
-    status: OpsStatus
+    status: GradeStatus
     """``ok``: the ops ran and were compared (each row says pass or fail); ``invalid``: the
     submission could not be run; ``error``: the grader failed."""
     message: str
@@ -110,7 +112,7 @@ class OpsGrade:
 class BoxOutput:
     """What came back from running the ops task: a status, and arrays that prove nothing yet."""
 
-    status: str
+    status: GradeStatus
     message: str
     errors: dict[str, str]
     arrays: dict[str, np.ndarray]
@@ -303,10 +305,11 @@ def grade_rows(
 
 def run_ops_task(
     folder: Path, args: dict[str, Any], inputs: dict[str, np.ndarray], spec: OpsSpec, *,
-    sandbox: bool,
+    sandbox: bool, pool: BoxPool | None = None,
 ) -> BoxOutput:  # fmt: skip
-    """The ONE place the ops task meets the sandbox: run it on ``folder`` in a box (or, with
-    ``sandbox=False``, in an unconfined forked process of this user) and bring back arrays."""
+    """The ONE place the ops task meets the sandbox: run it on ``folder`` in a box (one of
+    ``pool``'s warm boxes when given; or, with ``sandbox=False``, in an unconfined forked
+    process of this user) and bring back arrays."""
     from grader.sandbox.protocol import Limits
     from grader.sandbox.tasks import run_task
 
@@ -319,14 +322,14 @@ def run_ops_task(
     job_args = {**args, "module": spec.file, "inputs": layout, "outputs": expected_outputs(args)}
     job = {"task": OPS_TASK, "args": job_args, "limits": limits, "inputs": packed}
     if sandbox:
-        result = run_task(folder, **job)
+        result = run_task(folder, pool=pool, **job)
     else:
         from grader.sandbox.local import LocalWorker
 
         with LocalWorker() as worker:
             result = run_task(folder, worker=worker, **job)
     output = BoxOutput(result.status, result.message, _errors(result.result), {}, result.wall_s)
-    if result.status == "ok":
+    if result.status is GradeStatus.OK:
         try:
             output.arrays = unpack_outputs(
                 result.arrays.get("values"),
@@ -335,7 +338,8 @@ def run_ops_task(
                 max_values=MAX_OUTPUT_VALUES,
             )
         except PackingError as exc:
-            output.status, output.message = "invalid", f"the outputs are unusable: {exc}"
+            output.status = GradeStatus.INVALID
+            output.message = f"the outputs are unusable: {exc}"
     return output
 
 
@@ -371,7 +375,9 @@ def read_source(folder: Path, file_name: str) -> str | None:
         return fh.read(MAX_SOURCE_BYTES).decode("utf-8", errors="replace")
 
 
-def grade_ops_folder(folder: Path, spec: Assignment, *, sandbox: bool = True) -> OpsGrade:
+def grade_ops_folder(
+    folder: Path, spec: Assignment, *, sandbox: bool = True, pool: BoxPool | None = None
+) -> OpsGrade:
     """Check the ``ops.py`` in ``folder`` against ``spec``'s ``[ops]`` table.
 
     ``sandbox=False`` runs the student's code unconfined (a student's own machine only). Raises
@@ -379,7 +385,7 @@ def grade_ops_folder(folder: Path, spec: Assignment, *, sandbox: bool = True) ->
     """
     ops = spec.ops
     if ops is None:
-        return OpsGrade("error", f"assignment {spec.name!r} has no [ops] table")
+        return OpsGrade(GradeStatus.ERROR, f"assignment {spec.name!r} has no [ops] table")
     folder = Path(folder)
     rng = np.random.default_rng(ops.seed)
     prepared: dict[str, tuple[OpCheck, OpReference, list[CasePrep]]] = {}
@@ -397,26 +403,29 @@ def grade_ops_folder(folder: Path, spec: Assignment, *, sandbox: bool = True) ->
     args = {"file": ops.file, "ops": entries}
     source = read_source(folder, ops.file)
     if source is None:
-        rows = grade_rows(ops, prepared, BoxOutput("invalid", "", {}, {}), None)
-        return OpsGrade("invalid", f"{folder}: no {ops.file}", rows, sandboxed=sandbox)
-    output = run_ops_task(folder, args, inputs, ops, sandbox=sandbox)
+        rows = grade_rows(ops, prepared, BoxOutput(GradeStatus.INVALID, "", {}, {}), None)
+        return OpsGrade(GradeStatus.INVALID, f"no {ops.file} in the submission", rows,
+                        sandboxed=sandbox)  # fmt: skip
+    output = run_ops_task(folder, args, inputs, ops, sandbox=sandbox, pool=pool)
     rows = grade_rows(ops, prepared, output, source)
-    if output.status != "ok":
-        status: OpsStatus = "error" if output.status == "error" else "invalid"
+    if output.status is not GradeStatus.OK:
+        status = output.status
         message = output.message or f"the check ended with status {output.status}"
         for row in rows:
             row.message = f"{message}; {row.message}" if row.message else message
         return OpsGrade(status, message[:MAX_MESSAGE], rows, sandbox, round(output.wall_s, 3))
     passed = sum(row.passed for row in rows)
     message = f"{passed} of {len(rows)} ops pass"
-    return OpsGrade("ok", message, rows, sandbox, round(output.wall_s, 3))
+    return OpsGrade(GradeStatus.OK, message, rows, sandbox, round(output.wall_s, 3))
 
 
-def sanity_check_ops(ops_path: Path, spec: Assignment, *, sandbox: bool | None = None) -> OpsGrade:
-    """The student's local check of ``ops_path`` (and its sibling .py files).
+def sanity_check_ops(ops_path: Path, spec: Assignment, *, sandbox: bool | None = None):
+    """The student's local check of ``ops_path`` (and its sibling .py files), as a
+    :class:`grader.grading.grade.Grade` with each op's points.
 
     ``sandbox=None`` uses the sandbox when bubblewrap is present and runs in-process otherwise.
     """
+    from grader.grading.submission import grade_submission
     from grader.sandbox.jail import bubblewrap_available
 
     ops_path = Path(ops_path)
@@ -431,42 +440,22 @@ def sanity_check_ops(ops_path: Path, spec: Assignment, *, sandbox: bool | None =
             if sibling != ops_path and sibling.name != file_name:
                 shutil.copy2(sibling, work / sibling.name)
         shutil.copy2(ops_path, work / file_name)
-        return grade_ops_folder(work, spec, sandbox=use_box)
-
-
-def render_ops_text(grade: OpsGrade) -> str:
-    """The report as text: one line per op with its largest errors and points."""
-
-    def num(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2e}"
-
-    lines = [f"{'op':<22} {'reference':<22} {'forward':>9} {'backward':>9} {'gradcheck':>9} "
-             f"{'points':>9}"]  # fmt: skip
-    for row in grade.rows:
-        lines.append(
-            f"{row.name:<22} {row.reference:<22} {num(row.forward_error):>9} "
-            f"{num(row.backward_error):>9} {num(row.gradcheck_error):>9} "
-            f"{row.earned:>4g}/{row.points:<4g}"
-        )
-    lines.append("")
-    for row in grade.rows:
-        lines.append(f"[{'PASS' if row.passed else 'FAIL'}] {row.name}: {row.message}")
-    if grade.sandboxed is False:
-        lines.append("note: bubblewrap not found, so ops.py ran in-process (not sandboxed)")
-    lines.append(f"\n{grade.points:g} of {grade.max_points:g} points: {grade.message}")
-    return "\n".join(lines)
+        return grade_submission(work, spec, sandbox=use_box)
 
 
 def run_ops_sanity(*, ops_path: Path, assignment: str) -> tuple[dict[str, Any], bool]:
     """``grader sanity ops.py``: the JSON report (with a ``text`` rendering), all ops passed?"""
     from grader.assignment import SpecError, load_assignment
+    from grader.grading.grade import not_graded
+    from grader.grading.status import SubmissionKind
+    from grader.models.sanity import sanity_report
 
     try:
         spec = load_assignment(assignment)
         grade = sanity_check_ops(ops_path, spec)
     except (SpecError, OSError, ValueError) as exc:
-        grade = OpsGrade("invalid", str(exc), sandboxed=False)
-    report = grade.to_json()
-    report["text"] = render_ops_text(grade)
-    passed = grade.status == "ok" and bool(grade.rows) and all(r.passed for r in grade.rows)
+        grade = not_graded(SubmissionKind.OPS, str(exc), sandboxed=False)
+    passed = grade.status is GradeStatus.OK and bool(grade.checks)
+    passed = passed and all(c.passed for c in grade.checks)
+    report = sanity_report(grade, ran=True, names=(Path(ops_path), None))
     return json.loads(json.dumps(report, allow_nan=False)), passed

@@ -32,6 +32,7 @@ class Score:
     points: float
     """Rubric points for the accuracy on ``grade_split``."""
     max_points: float
+    """The rubric's top tier."""
     grade_split: str
     class_names: tuple[str, ...] = field(default=())
 
@@ -151,7 +152,7 @@ def _score_arrays(
         confusion={split: matrix_lists[i] for i, split in enumerate(names)},
         counts={split: int(totals[i]) for i, split in enumerate(names)},
         points=spec.points_for(splits[spec.grade_split]["accuracy"]),
-        max_points=spec.max_points,
+        max_points=spec.rubric_points,
         grade_split=spec.grade_split,
         class_names=spec.class_names,
     )

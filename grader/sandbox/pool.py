@@ -133,6 +133,7 @@ class BoxWorker:
             raise SandboxUnavailable()
         if self.running:
             return
+        self.close()  # a box that stopped: its process and folder go before the new one starts
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-box-")
         root = Path(self._tmp.name)
         inputs, jobs = root / "in", root / "jobs"

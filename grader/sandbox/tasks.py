@@ -13,17 +13,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from grader.grading.intake import IntakeError
+from grader.grading.status import GradeStatus
 from grader.sandbox.inside.tasks import INPUTS_DIR, REPORT_NAME
 from grader.sandbox.pool import BoxPool, BoxWorker, JobResult
 from grader.sandbox.protocol import Limits, ProtocolError, read_array, read_record
 from grader.sandbox.staging import stage_submission
 
-TaskStatus = Literal["ok", "invalid", "error", "timeout", "killed"]
 ARRAY_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 
 
@@ -31,7 +31,7 @@ ARRAY_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 class TaskReport:
     """``report.json`` of a trusted task (written in the student's process: untrusted)."""
 
-    status: Literal["ok", "invalid", "error"]
+    status: GradeStatus
     message: str = ""
     result: dict[str, Any] = field(default_factory=dict)
     arrays: list[str] = field(default_factory=list)
@@ -41,12 +41,17 @@ class TaskReport:
 class TaskResult:
     """What came back from one task."""
 
-    status: TaskStatus
+    status: GradeStatus
+    """``invalid`` too when the task ran out of time or was killed (the message says which)."""
     message: str
     result: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     wall_s: float = 0.0
     log: str = ""
+    timed_out: bool = False
+    """The task was stopped at the wall-clock limit before it reported."""
+    killed: bool = False
+    """The task's process was killed by a signal (a limit, or a crash) before it reported."""
     """The start and end of the task's stdout and stderr, for instructors."""
 
 
@@ -69,7 +74,7 @@ def run_task(
         try:
             stage_submission(Path(folder), work / "submission")
         except (IntakeError, OSError) as exc:
-            return TaskResult("invalid", str(exc))
+            return TaskResult(GradeStatus.INVALID, str(exc))
         (work / "submission" / INPUTS_DIR).mkdir(exist_ok=True)
         for name, array in (inputs or {}).items():
             if not name.isidentifier():
@@ -97,16 +102,23 @@ def run_task(
 def read_task_result(job: JobResult, limits: Limits) -> TaskResult:
     """Turn a finished job of the generic protocol into a :class:`TaskResult`."""
     if job.error:
-        return TaskResult("error", job.error, log=job.log)
+        return TaskResult(GradeStatus.ERROR, job.error, log=job.log)
     try:
         report = read_record(job.out / REPORT_NAME, TaskReport)
     except ProtocolError as exc:
-        status: TaskStatus = "timeout" if job.timed_out else "killed" if job.killed else "invalid"
-        return TaskResult(status, ended_message(job, limits, exc), log=job.log)
+        return TaskResult(
+            GradeStatus.INVALID,
+            ended_message(job, limits, exc),
+            log=job.log,
+            timed_out=job.timed_out,
+            killed=job.killed and not job.timed_out,
+        )
     arrays: dict[str, np.ndarray] = {}
-    for name in report.arrays if report.status == "ok" else []:
+    for name in report.arrays if report.status is GradeStatus.OK else []:
         if not name.isidentifier():
-            return TaskResult("invalid", f"output array {name[:40]!r} has a bad name", log=job.log)
+            return TaskResult(
+                GradeStatus.INVALID, f"output array {name[:40]!r} has a bad name", log=job.log
+            )
         try:
             arrays[name] = read_array(
                 job.out / f"{name}.npy",
@@ -114,7 +126,7 @@ def read_task_result(job: JobResult, limits: Limits) -> TaskResult:
                 max_bytes=limits.output_mb * 1024 * 1024,
             )
         except ProtocolError as exc:
-            return TaskResult("invalid", f"output array {name}: {exc}", log=job.log)
+            return TaskResult(GradeStatus.INVALID, f"output array {name}: {exc}", log=job.log)
     return TaskResult(
         report.status, report.message, dict(report.result), arrays, job.wall_s, job.log
     )

@@ -16,11 +16,11 @@ from grader.exports import (
     GradeItem,
     GradeRow,
     MissingGrade,
-    RowStatus,
     export_problems,
     neutralise,
     write_export,
 )
+from grader.grading.status import GradeStatus
 from grader.roster import Person, RosterError, read_roster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,11 +35,11 @@ PEOPLE = [
            section="+x"),
 ]  # fmt: skip
 ROWS = [
-    GradeRow(PEOPLE[0], RowStatus.OK, points=9, public_accuracy=0.91, private_accuracy=0.9,
+    GradeRow(PEOPLE[0], GradeStatus.OK, points=9, public_accuracy=0.91, private_accuracy=0.9,
              flags=("near-identical predictions: shares 400 wrong answers with bob",)),
-    GradeRow(PEOPLE[1], RowStatus.INVALID, message="-1 rows missing"),
-    GradeRow(PEOPLE[2], RowStatus.MISSING),
-    GradeRow(PEOPLE[3], RowStatus.ERROR, message="\tthe sandbox timed out"),
+    GradeRow(PEOPLE[1], GradeStatus.INVALID, message="-1 rows missing"),
+    GradeRow(PEOPLE[2], None),
+    GradeRow(PEOPLE[3], GradeStatus.ERROR, message="\tthe sandbox timed out"),
 ]  # fmt: skip
 
 
@@ -89,9 +89,9 @@ def test_moodle_writes_the_identity_columns_every_student_has():
     assert list(frame.columns) == ["ID number", "Email address", "Username", "Lab 1"]
     assert list(frame["Email address"]) == ["a@uni.edu", "b@uni.edu", "c@uni.edu", "d@uni.edu"]
     assert list(frame["Username"])[-1] == "'-dan"
-    no_email = [GradeRow(Person("eve", sis_id="S9"), RowStatus.OK, points=4)]
+    no_email = [GradeRow(Person("eve", sis_id="S9"), GradeStatus.OK, points=4)]
     assert list(_read(write_export(no_email, ITEM, "moodle")).columns) == ["ID number", "Lab 1"]
-    some = [*no_email, GradeRow(Person("fay", email="f@uni.edu"), RowStatus.OK, points=2)]
+    some = [*no_email, GradeRow(Person("fay", email="f@uni.edu"), GradeStatus.OK, points=2)]
     frame = _read(write_export(some, ITEM, "moodle"))  # no column every row has
     assert list(frame.columns) == ["ID number", "Lab 1"] and list(frame["ID number"]) == ["S9"]
     (problem,) = export_problems(some, "moodle")

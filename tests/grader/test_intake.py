@@ -61,7 +61,7 @@ def test_canvas_flat_files_are_grouped_by_student(tmp_path, truth, spec, data_di
     assert set(rows) == set(expected)
     for student, accuracy in expected.items():
         assert rows[student].status == "ok", rows[student].message
-        assert abs(rows[student].all_accuracy - accuracy) < 0.02
+        assert abs(rows[student].grade.all_accuracy - accuracy) < 0.02
     assert rows["smithjane"].lms_id == "1201" and rows["smithjane"].ignored == ["notes.txt"]
     assert rows["doejohn"].late and "submitted late" in rows["doejohn"].flags[-1]
     assert rows["doejohn"].files == ["predictions.csv"]  # Canvas's "-1" dropped
@@ -98,7 +98,7 @@ def test_moodle_folders_and_a_zip_of_them(tmp_path, truth, spec, data_dir):
         assert set(rows) == {"Ada Lovelace", "Alan Turing"}, root
         assert rows["Ada Lovelace"].lms_id == "40" and rows["Ada Lovelace"].status == "ok"
         assert rows["Ada Lovelace"].ignored == ["onlinetext.html"]
-        assert abs(rows["Alan Turing"].all_accuracy - 0.7) < 0.02
+        assert abs(rows["Alan Turing"].grade.all_accuracy - 0.7) < 0.02
 
 
 def test_results_json_holds_one_object_per_student(tmp_path, truth, spec, data_dir):
@@ -145,7 +145,7 @@ def test_links_devices_fifos_and_hard_links_are_invalid_rows_never_read(
     for student, text in expected.items():
         row = rows[student]
         assert row.status == "invalid" and text in row.message, (student, row.message)
-        assert row.all_accuracy is None and row.predictions_sha256 is None
+        assert row.grade.all_accuracy is None and row.grade.predictions_sha256 is None
     assert rows["honest"].status == "ok"
     grades = pd.read_csv(batch.grades_csv)
     assert (grades.set_index("student").loc[list(expected), "status"] == "invalid").all()

@@ -122,10 +122,12 @@ def test_grader_check_grades_models_in_boxes_and_marks_them_verified(tmp_path, d
     batch = grade_folder(SUBMISSIONS / "simplenn", spec=load_assignment("simplenn"),
                          data_dir=data_dir, out_dir=tmp_path, progress=False)  # fmt: skip
     rows = {r.student: r for r in batch.results}
-    assert rows["ada"].status == "ok" and rows["ada"].verified
-    assert rows["ada"].all_accuracy > 0.2  # one epoch on the 5,085 subset images: above chance
-    metrics = rows["ada"].metrics
+    assert rows["ada"].status == "ok" and rows["ada"].grade.verified
+    assert (
+        rows["ada"].grade.all_accuracy > 0.2
+    )  # one epoch on the 5,085 subset images: above chance
+    metrics = rows["ada"].grade.metrics
     assert metrics is not None and metrics.mean_corruption_accuracy is not None
     assert metrics.flip_consistency is not None and metrics.likely_memoriser is False
-    assert rows["cruz"].status == "invalid" and rows["cruz"].verified
+    assert rows["cruz"].status == "invalid" and rows["cruz"].grade.verified
     assert any("params_exact" in flag for flag in rows["cruz"].flags)

@@ -21,6 +21,7 @@ from grader.cli import main
 from grader.data import load_dataset
 from grader.metrics import VARIANT_NAMES, variant_subset
 from grader.models import pipeline
+from grader.models.graph import Layer
 from grader.models.result import Check, ExperimentOutcome, GradeStatus, ModelResult
 from grader.predictions.solution import answer_key_digest, load_solution
 
@@ -126,7 +127,7 @@ def test_report_states_the_images_and_the_provenance(batch, data_dir):
 def test_the_class_confusions_and_hardest_images(batch, class_folder, truth):
     _, written = class_folder
     graded = [r for r in batch.results if r.status == "ok"]
-    summed = np.sum([np.asarray(r.confusion["all"]) for r in graded], axis=0)
+    summed = np.sum([np.asarray(r.grade.confusion["all"]) for r in graded], axis=0)
     off = summed.copy()
     np.fill_diagonal(off, 0)
     t, p = np.unravel_index(off.argmax(), off.shape)
@@ -196,11 +197,7 @@ def FakeGrade(  # noqa: N802 (a stand-in for the pipeline's result, built like o
     )  # fmt: skip
 
 
-LAYERS = [
-    {"name": "", "type": "Net", "output_shape": [1, 10], "params": 82030, "depth": 0},
-    {"name": "conv1", "type": "Conv2d", "output_shape": [1, 8, 28, 28], "params": 608, "depth": 1},
-    {"name": "fc3", "type": "Linear", "output_shape": [1, 10], "params": 850, "depth": 1},
-]
+LAYERS = [Layer("conv1", "Conv2d", [8, 28, 28], 608), Layer("fc3", "Linear", [10], 850)]
 
 
 @pytest.fixture(scope="module")
@@ -256,19 +253,23 @@ def model_batch(tmp_path_factory, data_dir):
 def test_model_metrics_reach_grades_results_and_the_report(model_batch):
     by = rows(model_batch)
     ada, memo = by["ada"], by["memo"]
-    assert ada.metrics.corruption_accuracy is not None and not ada.metrics.likely_memoriser
-    assert memo.metrics.likely_memoriser and memo.metrics.memoriser_reason in memo.flags
-    assert by["bo"].metrics.ece is not None and by["bo"].metrics.flip_consistency is None
+    assert (
+        ada.grade.metrics.corruption_accuracy is not None and not ada.grade.metrics.likely_memoriser
+    )
+    assert memo.grade.metrics.likely_memoriser and memo.grade.metrics.memoriser_reason in memo.flags
+    assert (
+        by["bo"].grade.metrics.ece is not None and by["bo"].grade.metrics.flip_consistency is None
+    )
     grades = pd.read_csv(model_batch.grades_csv).set_index("student")
-    assert grades.loc["ada", "ece"] == pytest.approx(round(ada.metrics.ece, 4))
+    assert grades.loc["ada", "ece"] == pytest.approx(round(ada.grade.metrics.ece, 4))
     assert grades.loc["ada", "flip_consistency"] == pytest.approx(
-        round(ada.metrics.flip_consistency, 4)
+        round(ada.grade.metrics.flip_consistency, 4)
     )
     assert bool(grades.loc["memo", "likely_memoriser"]) is True
     assert grades.loc["ada", "verified"] == True  # noqa: E712 (a CSV cell)
     data = {r["student"]: r for r in json.loads(model_batch.results_json.read_text())["results"]}
     assert data["ada"]["metrics"]["corruption_accuracy"]["jpeg"] == list(
-        ada.metrics.corruption_accuracy["jpeg"]
+        ada.grade.metrics.corruption_accuracy["jpeg"]
     )
     assert data["ada"]["checks"] == [
         {
@@ -290,7 +291,7 @@ def test_model_metrics_reach_grades_results_and_the_report(model_batch):
 def test_no_parameters_plot_when_every_model_has_the_same_count(model_batch, tmp_path):
     from grader.batch.report import write_report
 
-    same = [r for r in model_batch.results if r.total_params in (82030, None)]
+    same = [r for r in model_batch.results if r.grade.total_params in (82030, None)]
     batch = type(model_batch)(**{**model_batch.__dict__, "results": same,
                                  "report_html": tmp_path / "report.html"})  # fmt: skip
     write_report(batch, spec=load_assignment("simplenn"), out_dir=tmp_path)

@@ -157,7 +157,7 @@ def outcome(battery, name: str) -> TaskResult:
 
 def test_fork_bomb_is_stopped_by_the_wall_clock(battery):
     out = outcome(battery, "fork_bomb")
-    assert out.status == "timeout"
+    assert out.status == "invalid" and out.timed_out
     assert "wall-clock limit of 6 s" in out.message
 
 
@@ -169,20 +169,20 @@ def test_memory_hog_gets_memory_error(battery):
 
 def test_cpu_loop_is_killed_at_the_cpu_limit(battery):
     out = outcome(battery, "cpu_loop")
-    assert out.status == "killed"
+    assert out.status == "invalid" and out.killed
     assert "CPU limit 2 s" in out.message
 
 
 def test_sleeping_forever_times_out(battery):
     out = outcome(battery, "sleep")
-    assert out.status == "timeout"
+    assert out.status == "invalid" and out.timed_out
     assert out.wall_s < SHORT.wall_s + 10
 
 
 @pytest.mark.parametrize("name", ["big_file_out", "big_file_tmp"])
 def test_five_gigabyte_write_is_refused(battery, name):
     out = outcome(battery, name)
-    assert out.status in ("invalid", "killed")
+    assert out.status == "invalid"
     assert out.arrays == {}
     message = out.message + out.log
     assert "File too large" in message or "No space left" in message or "SIGXFSZ" in message
@@ -253,7 +253,7 @@ def test_os_exit_is_reported(battery):
 
 def test_segfault_is_reported(battery):
     out = outcome(battery, "segfault")
-    assert out.status == "killed"
+    assert out.status == "invalid" and out.killed
     assert "SIGSEGV" in out.message
 
 

@@ -14,11 +14,14 @@ import pandas as pd
 import pytest
 
 from grader.assignment import load_assignment
-from grader.batch.results import CheckResult, Layer
+from grader.batch.results import StudentResult
 from grader.batch.run import grade_folder
 from grader.batch.student_page import render_student_page
 from grader.batch.thumbnails import load_thumbnails
 from grader.data import load_dataset
+from grader.grading import Grade, GradeStatus, SubmissionKind
+from grader.models.graph import Layer
+from grader.models.result import Check
 from grader.predictions.solution import load_solution, split_ids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,12 +65,16 @@ def test_the_page_shows_only_the_public_split(graded, spec, answer_key, data_dir
     mia = by["mia"]
     html = render_student_page(mia, spec=spec, answer_key=answer_key,
                                thumbnails=load_thumbnails(spec, data_dir))  # fmt: skip
-    assert f'public split accuracy</span><span class="big">{100 * mia.public_accuracy:.1f}%' in html
+    public = f"{100 * mia.public_accuracy:.1f}%"
+    assert f'public split accuracy</span><span class="big">{public}' in html
     assert "private split accuracy" not in html and "whole test set" not in html
     heatmap = html.split("Confusion matrix")[1].split("</table>")[0]
     cells = [int(c.replace(",", "")) for c in re.findall(r'">([\d,]+)</td>', heatmap)]
     assert len(cells) == 100 and sum(cells) == 5000  # the public images only
-    assert "Not shown yet: the private split" in html and "points" not in html
+    assert "Not shown yet: the private split" in html
+    # the points hang on the private split: the tiers are shown, not what she reached
+    assert "hidden / 10" in html and f"{mia.points:g} / 10" not in html
+    assert "shown when the private split is revealed" in html and "next tier" not in html
     assert "On the public split (5,000 images)" in html
     # the gallery holds only public images she got wrong, with their true and predicted class
     truth = answer_key["label"].to_numpy()
@@ -106,6 +113,7 @@ def test_a_revealed_private_split_shows_everything_and_the_points(graded, spec, 
                                visible_splits=("public", "private"))  # fmt: skip
     assert f"{100 * mia.private_accuracy:.1f}%" in html
     assert f"{mia.points:g} / 10" in html and "whole test set (10,000 images)" in html
+    assert "next tier at" in html or mia.points == 10
     assert "Not shown yet" not in html
     # no thumbnails given: the page says how many wrong answers there are
     assert "none of them is among the test images the grader has pictures of" in html
@@ -120,29 +128,27 @@ def test_an_invalid_file_gets_a_list_of_what_to_fix(graded, spec):
 
 def test_a_model_page_has_every_check_and_the_layer_table(graded, spec):
     _, by, _ = graded
-    model = by["mia"].__class__(
-        "zoe",
-        "invalid",
-        "model",
+    grade = Grade(
+        GradeStatus.INVALID,
+        SubmissionKind.MODEL,
         message="failed check(s): params_exact",
         total_params=62958,
         checks=[
-            CheckResult("forward", True, "output shape (2, 10) for input (2, 3, 32, 32)"),
-            CheckResult("params_exact", False, "62,958 parameters; exactly 82,030 required"),
+            Check("forward", True, "output shape (2, 10) for input (2, 3, 32, 32)"),
+            Check("params_exact", False, "62,958 parameters; exactly 82,030 required"),
         ],
         layers=[
-            Layer("", "Net", (1, 10), 62958, depth=0),
-            Layer("conv1", "Conv2d", (1, 8, 28, 28), 608),
-            Layer("conv2", "Conv2d", (1, 16, 10, 10), 3216),
+            Layer("conv1", "Conv2d", [8, 28, 28], 608, 470_400),
+            Layer("conv2", "Conv2d", [16, 10, 10], 3216, 320_000),
         ],
         verified=False,
     )
-    html = render_student_page(model, spec=load_assignment("simplenn"))
+    html = render_student_page(StudentResult("zoe", grade), spec=load_assignment("simplenn"))
     assert '<td class="fail">FAIL</td><td>62,958 parameters; exactly 82,030 required</td>' in html
     assert '<td class="pass">pass</td>' in html
-    assert "<td>Conv2d</td>" in html and "1x16x10x10" in html and "3,216" in html
+    assert "<td>Conv2d</td>" in html and "16x10x10" in html and "3,216" in html
+    assert "320,000" in html  # FLOPs per layer
     assert "unverified" in html and "62,958" in html
-    assert "(model)" not in html and "<td>Net</td>" not in html  # the total is shown above
 
 
 def test_pages_render_in_chromium_at_desktop_and_phone_width(graded):

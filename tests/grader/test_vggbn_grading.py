@@ -98,7 +98,7 @@ def test_grader_check_runs_the_experiment_for_every_vgg_bn_folder(tmp_path, data
     )  # fmt: skip
     rows = {r.student: r for r in batch.results}
     assert rows["eve"].status == "ok", rows["eve"].message
-    assert "BN loss band" in rows["eve"].message and rows["eve"].verified
+    assert "BN loss band" in rows["eve"].message and rows["eve"].grade.verified
     assert (tmp_path / "experiments" / "eve" / "vggbn_loss_band.png").stat().st_size > 0
     assert rows["finn"].status == "invalid"
     assert any("stage3.3" in flag for flag in rows["finn"].flags)

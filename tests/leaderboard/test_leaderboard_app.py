@@ -185,8 +185,14 @@ def test_upload_form_works_without_javascript_and_updates_board(actions, make_pr
             "file": (io.BytesIO(make_predictions(4000)), "predictions.csv"),
         },
     )
-    assert response.status_code == 200
-    assert "Graded: public accuracy" in response.get_data(as_text=True)
+    # POST/redirect/GET: the upload answers with the submission's page, signed in as Bob
+    assert response.status_code == 303 and "/submissions/" in response.headers["Location"]
+    page = actions.client.get(response.headers["Location"])
+    html = page.get_data(as_text=True)
+    assert "Feedback for Bob" in html and "public split accuracy" in html
+    assert "graded: hidden / 10 points" in html  # the flash: points hang on the private split
+    assert "'unsafe-inline'" in page.headers["Content-Security-Policy"]  # its own styles
+    assert "script-src 'none'" in page.headers["Content-Security-Policy"]
     board = actions.client.get(BOARD).get_data(as_text=True)
     assert "Bob" in board and "<script" not in board
     wrong = actions.client.post("/submit", data={"token": "x", "file": (io.BytesIO(b"a"), "p.csv")})
@@ -212,7 +218,7 @@ def test_forms_require_csrf_token(make_app, make_predictions):
             "file": (io.BytesIO(make_predictions()), "p.csv"),
         },
     )
-    assert response.status_code == 200
+    assert response.status_code == 303
 
 
 def test_upload_over_the_cap_is_413(make_app):

@@ -138,4 +138,4 @@ def test_an_old_database_is_refused_with_what_to_do(tmp_path):
         conn.execute("CREATE TABLE settings (key VARCHAR(80) PRIMARY KEY, value TEXT)")
         conn.execute("INSERT INTO settings VALUES ('secret_key', 'x')")
     result = CliRunner().invoke(main, ["init-db", "--database", f"sqlite:///{path}"])
-    assert result.exit_code == 1 and "schema 1, this version needs schema 2" in result.output
+    assert result.exit_code == 1 and "schema 1, this version needs schema 3" in result.output

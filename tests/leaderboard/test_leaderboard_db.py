@@ -6,21 +6,22 @@ import threading
 import time
 
 import pytest
-from lb_jobs import queue_selftest_jobs
+from lb_jobs import model_evidence, queue_jobs
 from lb_support import Submitter, enrol
 from sqlalchemy import func, select
 
 from grader.assignment import load_assignment
+from grader.data import load_dataset
+from grader.grading import GradeStatus, SubmissionKind
 from leaderboard.db import make_engine, session_scope
-from leaderboard.grading import GradingConfig, SubmissionGrader
+from leaderboard.grading import GradingConfig
 from leaderboard.jobs import MAX_ATTEMPTS, Stored, claim_job, claim_next, store_result
-from leaderboard.models import Job, Score, Submission
-from leaderboard.protocol import JobResult
-from leaderboard.status import GradeStatus, JobKind, JobQueue, JobStatus, SubmissionStatus
-from leaderboard.uploads import load_files
+from leaderboard.models import GradeRecord, Job, Score, Submission
+from leaderboard.status import JobQueue, JobStatus, SubmissionStatus
 from leaderboard.worker import WorkerConfig, process_one
 
-SPEC = load_assignment("cifar10")
+SPEC = load_assignment("simplenn")
+MODEL = {"model.py": b"import torch\n", "model.pt": b"weights"}
 
 
 @pytest.fixture
@@ -30,11 +31,9 @@ def engine(database_url):
     engine.dispose()
 
 
-def _grade(engine, claim, allow=True) -> JobResult:
-    with session_scope(engine) as session:
-        files = load_files(session, session.get(Job, claim.job_id).submission_id)
-    grader = SubmissionGrader(GradingConfig(allow_test_jobs=allow, pre_fork=False))
-    return grader.grade(claim.kind, files, SPEC, claim.payload)
+@pytest.fixture(scope="module")
+def image_labels(data_dir):
+    return load_dataset("cifar10", "test", data_dir).labels
 
 
 def test_roster_submit_and_board(database_url, make_app, make_predictions):
@@ -49,8 +48,8 @@ def test_roster_submit_and_board(database_url, make_app, make_predictions):
     app.extensions["leaderboard_engine"].dispose()
 
 
-def test_claims_are_exclusive_under_concurrency(engine, make_predictions):
-    job_ids = queue_selftest_jobs(engine, make_predictions(), count=12)
+def test_claims_are_exclusive_under_concurrency(engine):
+    job_ids = queue_jobs(engine, MODEL, count=12)
     claimed: list[int] = []
     lock = threading.Lock()
 
@@ -70,17 +69,16 @@ def test_claims_are_exclusive_under_concurrency(engine, make_predictions):
         assert {j.status for j in jobs} == {JobStatus.RUNNING} and {j.attempts for j in jobs} == {1}
 
 
-def test_a_result_is_stored_once_per_attempt(engine, make_predictions):
-    (job_id,) = queue_selftest_jobs(engine, make_predictions(10))
+def test_a_result_is_stored_once_per_attempt(engine, image_labels):
+    (job_id,) = queue_jobs(engine, MODEL)
     stale = claim_next(engine, "stale", lease_s=0.2)
     time.sleep(0.4)
     fresh = claim_next(engine, "fresh", lease_s=60)  # the lease expired: a new attempt
     assert (stale.job_id, fresh.job_id, stale.attempt, fresh.attempt) == (job_id, job_id, 1, 2)
-    result = _grade(engine, fresh)
-    assert result.status is GradeStatus.OK and len(result.labels) == 10_000
+    evidence = model_evidence(image_labels, wrong=10)
 
     def store(claim, key=None):
-        return store_result(engine, job_id, claim.attempt, key or claim.key, result,
+        return store_result(engine, job_id, claim.attempt, key or claim.key, evidence,
                             spec_of=lambda _name: SPEC)  # fmt: skip
 
     assert store(stale) is Stored.STALE  # an older attempt is refused
@@ -89,30 +87,33 @@ def test_a_result_is_stored_once_per_attempt(engine, make_predictions):
     assert store(fresh) is Stored.DUPLICATE  # idempotent: a repeated post changes nothing
     with session_scope(engine) as session:
         assert session.scalar(select(func.count(Score.id))) == 1
+        assert session.scalar(select(func.count(GradeRecord.id))) == 1
         job = session.get(Job, job_id)
         assert (job.status, job.attempts, job.lease_owner) == (JobStatus.DONE, 2, "fresh")
         submission = session.get(Submission, job.submission_id)
         assert submission.status is SubmissionStatus.GRADED
-        assert submission.score.public_accuracy > 0.99
+        assert submission.score.public_accuracy > 0.98
+        assert submission.grade.points == submission.score.points == 10  # the top tier
 
 
-def test_worker_processes_queue_and_fails_unknown_kinds(engine, make_predictions):
-    ids = queue_selftest_jobs(engine, make_predictions(2500), count=2)
+def test_worker_processes_queue_and_fails_a_job_of_the_wrong_kind(engine):
+    wrong = queue_jobs(engine, {"ops.py": b"x = 1\n"}, kind=SubmissionKind.OPS)
+    no_weights = queue_jobs(engine, {"model.py": b"import torch\n"})
     config = WorkerConfig(database_url="unused", grading=GradingConfig(pre_fork=False))
-    assert process_one(engine, config) is True  # test jobs not allowed here: fails with a reason
-    config.grading.allow_test_jobs = True
+    assert process_one(engine, config) is True
     assert process_one(engine, config) is True
     assert process_one(engine, config) is False
     with session_scope(engine) as session:
-        first, second = (session.get(Job, i) for i in ids)
-        assert first.status is JobStatus.FAILED and "cannot run" in first.error
+        first, second = session.get(Job, wrong[0]), session.get(Job, no_weights[0])
+        assert first.status is JobStatus.FAILED and "which takes model" in first.error
         assert first.submission.status is SubmissionStatus.FAILED
-        assert second.status is JobStatus.DONE
-        assert 0.7 < second.submission.score.public_accuracy < 0.8
+        assert second.status is JobStatus.DONE  # graded: the submission is at fault
+        assert second.submission.status is SubmissionStatus.INVALID
+        assert "no weights file" in second.submission.message
 
 
-def test_job_given_up_after_repeated_worker_deaths(engine, make_predictions):
-    (job_id,) = queue_selftest_jobs(engine, make_predictions())
+def test_job_given_up_after_repeated_worker_deaths(engine):
+    (job_id,) = queue_jobs(engine, MODEL)
     for attempt in range(MAX_ATTEMPTS):
         assert claim_next(engine, f"dying-{attempt}", lease_s=0.05).job_id == job_id
         time.sleep(0.1)
@@ -124,34 +125,35 @@ def test_job_given_up_after_repeated_worker_deaths(engine, make_predictions):
         assert "ask the instructor" in job.submission.message
 
 
-def test_a_broker_redelivery_takes_the_job_over(engine, make_predictions):
-    (job_id,) = queue_selftest_jobs(engine, make_predictions(5))
+def test_a_broker_redelivery_takes_the_job_over(engine, image_labels):
+    (job_id,) = queue_jobs(engine, MODEL)
     first = claim_job(engine, job_id, "w1", 60)
     second = claim_job(engine, job_id, "w2", 60)  # redelivered while "running": a new attempt
     assert (first.attempt, second.attempt) == (1, 2) and first.key != second.key
-    result = _grade(engine, second)
-    spec_of = {"cifar10": SPEC}.get
-    assert store_result(engine, job_id, 1, first.key, result, spec_of=spec_of) is Stored.STALE
-    assert store_result(engine, job_id, 2, second.key, result, spec_of=spec_of) is Stored.STORED
+    evidence = model_evidence(image_labels)
+    spec_of = {"simplenn": SPEC}.get
+    assert store_result(engine, job_id, 1, first.key, evidence, spec_of=spec_of) is Stored.STALE
+    assert store_result(engine, job_id, 2, second.key, evidence, spec_of=spec_of) is Stored.STORED
     assert claim_job(engine, job_id, "w3", 60).value == "finished"
 
 
-def test_invalid_result_costs_no_quota(engine):
-    (job_id,) = queue_selftest_jobs(engine, b"Id,Category\n0,cat\n")
+def test_evidence_of_the_wrong_kind_is_a_grader_error(engine, image_labels):
+    (job_id,) = queue_jobs(engine, MODEL)
     claim = claim_next(engine, "w", lease_s=60)
-    result = _grade(engine, claim)
-    assert result.status is GradeStatus.INVALID and "missing" in result.message
-    assert store_result(engine, job_id, 1, claim.key, result, spec_of=lambda _n: SPEC).value == (
+    evidence = model_evidence(image_labels)
+    evidence.kind = SubmissionKind.OPS
+    assert store_result(engine, job_id, 1, claim.key, evidence, spec_of=lambda _n: SPEC).value == (
         "stored"
     )
     with session_scope(engine) as session:
-        assert session.get(Job, job_id).submission.status is SubmissionStatus.INVALID
+        submission = session.get(Job, job_id).submission
+        assert submission.status is SubmissionStatus.FAILED and submission.score is None
+        assert submission.grade.status is GradeStatus.ERROR
 
 
-def test_queues_keep_gpu_jobs_for_gpu_workers(engine, make_predictions):
-    (cpu_job,) = queue_selftest_jobs(engine, make_predictions(), queue=JobQueue.CPU)
-    (gpu_job,) = queue_selftest_jobs(engine, make_predictions(), queue=JobQueue.GPU)
+def test_queues_keep_gpu_jobs_for_gpu_workers(engine):
+    (cpu_job,) = queue_jobs(engine, MODEL, queue=JobQueue.CPU)
+    (gpu_job,) = queue_jobs(engine, MODEL, queue=JobQueue.GPU)
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.GPU]).job_id == gpu_job
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.GPU]) is None
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.CPU]).job_id == cpu_job
-    assert JobKind.SELFTEST.value == "selftest"

@@ -103,9 +103,9 @@ def test_plain_export_and_instructor_view_carry_live_flags(make_app, make_predic
 
 def test_model_flags_from_grading_reach_the_export(make_app, make_predictions):
     from grader.assignment import load_assignment
+    from grader.grading import Evidence, GradeStatus, SubmissionKind
+    from grader.models.result import Check, ModelResult
     from leaderboard.jobs import claim_next, store_result
-    from leaderboard.protocol import CheckRecord, JobResult
-    from leaderboard.status import GradeStatus
 
     simplenn = load_assignment("simplenn")
     app = make_app(**{f: getattr(simplenn, f) for f in ("name", "model", "solution", "rubric")})
@@ -119,13 +119,18 @@ def test_model_flags_from_grading_reach_the_export(make_app, make_predictions):
     assert actions.api("alice", buffer.getvalue(), name="m.zip").status_code == 202
     engine = app.extensions["leaderboard_engine"]
     claim = claim_next(engine, "w", 60)
-    result = JobResult(
-        GradeStatus.OK,
-        labels=np.zeros(1017, dtype=np.int64),
-        total_params=82030,
-        weights_sha256="a" * 64,
-        flags=("unmodified public model: reference simplenn", "parameter count differs"),
-        checks=(CheckRecord("params_exact", True, "82,030"),),
+    result = Evidence(
+        SubmissionKind.MODEL,
+        model=ModelResult(
+            GradeStatus.OK,
+            "all checks passed",
+            True,
+            logits=np.eye(10, dtype=np.float32)[np.zeros(1017, dtype=np.int64)],
+            total_params=82030,
+            weights_sha256="a" * 64,
+            flags=["unmodified public model: reference simplenn", "parameter count differs"],
+            checks=[Check("params_exact", True, "82,030")],
+        ),
     )
     spec = app.config["COURSE"].first.spec
     assert store_result(engine, claim.job_id, claim.attempt, claim.key, result,

@@ -58,9 +58,13 @@ def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predi
             page.goto(base + "/submit")
             page.fill("#token", people.students["alice"])
             page.set_input_files("#file", str(predictions))
-            page.click("#submit")
-            page.wait_for_selector("#outcome")
-            assert "Graded: public accuracy" in page.inner_text("#outcome")
+            page.click("#submit")  # POST, then redirected to the submission's page (GET)
+            page.wait_for_selector("#point-lines")
+            assert "/submissions/" in page.url and "graded" in page.inner_text(".flash")
+            feedback = page.inner_text("body")
+            assert "public split accuracy" in feedback and "hidden / 10" in feedback
+            page.screenshot(path=str(artifacts / "leaderboard-submission.png"), full_page=True)
+            page.reload()  # a reload is a GET of the page: nothing is submitted again
             # Another gunicorn worker may serve its cached board for up to BOARD_CACHE_S (1 s).
             for _ in range(20):
                 page.goto(base + "/assignments/cifar10/")
@@ -72,9 +76,7 @@ def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predi
             page.goto(base + "/")
             index = page.inner_text("#assignments")
             page.screenshot(path=str(artifacts / "leaderboard-course.png"), full_page=True)
-            page.goto(base + "/me")  # not signed in: the sign-in page
-            page.fill("#token", people.students["alice"])
-            page.click("#sign-in")
+            page.goto(base + "/me")  # signed in by the upload's token
             history = page.inner_text("main")
             page.screenshot(path=str(artifacts / "leaderboard-history.png"), full_page=True)
         finally:
@@ -85,3 +87,4 @@ def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predi
     assert (artifacts / "leaderboard-board.png").stat().st_size > 1000
     assert "CIFAR-10 image classification" in index and "Alice" in index  # the leader
     assert "Submissions of Alice" in history and "graded" in history
+    assert history.count("hidden / 10") == 1  # one submission, its points after the reveal

@@ -20,7 +20,7 @@ from lb_support import free_port, live_server
 
 PERIOD_S = 1.0
 SLOW_CLIENTS = 4
-LINES = 8
+LINES = 12
 
 
 def drip(port: int, closed: dict[int, int], number: int) -> None:

@@ -4,6 +4,7 @@ forged and replayed posts refused, and a strict parser for what a worker sends."
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 
 import numpy as np
@@ -11,11 +12,13 @@ import pytest
 from lb_support import enrol
 from sqlalchemy import func, select
 
+from grader.grading import Evidence, EvidenceError, GradeStatus, SubmissionKind
+from grader.models.result import Check, ModelResult
 from leaderboard.auth import create_token
 from leaderboard.db import session_scope
-from leaderboard.models import Score
-from leaderboard.protocol import JobResult, ProtocolError
-from leaderboard.status import GradeStatus, Role
+from leaderboard.models import GradeRecord, Score, Submission
+from leaderboard.scoring import stored_grade
+from leaderboard.status import Role
 
 
 @pytest.fixture
@@ -66,14 +69,17 @@ def test_worker_api_stores_one_result_and_refuses_stale_and_forged_posts(model_a
     assert stale_files.status_code == 409
 
     n_test = 1017  # the model is scored on the data set's own test images
-    labels_out = [int(v) for v in np.zeros(n_test, dtype=int)]
-    result = {"status": "ok", "labels": labels_out, "total_params": 82030, "flops": 10,
-              "flags": ["unmodified public model: simplenn"],
-              "checks": [{"name": "params", "passed": True, "message": "82,030"}]}  # fmt: skip
+    evidence = Evidence(SubmissionKind.MODEL, model=ModelResult(
+        GradeStatus.OK, "all checks passed", verified=True,
+        logits=np.eye(10, dtype=np.float32)[np.zeros(n_test, dtype=int)], total_params=82030,
+        flops=10, flags=["unmodified public model: simplenn"],
+        checks=[Check("params", True, "82,030")],
+    ))  # fmt: skip
 
     def post(attempt: int, key: str):
         return client.post("/api/v1/worker/jobs/1/result", headers=auth,
-                           json={"attempt": attempt, "key": key, "result": result})  # fmt: skip
+                           json={"attempt": attempt, "key": key,
+                                 "evidence": evidence.to_record()})  # fmt: skip
 
     replayed = post(1, one["key"])
     assert replayed.status_code == 409 and replayed.get_json()["outcome"] == "stale"
@@ -85,14 +91,19 @@ def test_worker_api_stores_one_result_and_refuses_stale_and_forged_posts(model_a
     assert client.post("/api/v1/worker/jobs/1/claim", headers=auth).status_code == 409
     with session_scope(model_app.extensions["leaderboard_engine"]) as session:
         assert session.scalar(select(func.count(Score.id))) == 1
+        assert session.scalar(select(func.count(GradeRecord.id))) == 1
         score = session.scalar(select(Score))
-        assert score.flags == ["unmodified public model: simplenn"] and score.total_params == 82030
+        grade = stored_grade(session.get(Submission, score.submission_id))
+        assert grade.flags == ["unmodified public model: simplenn"] and score.total_params == 82030
+        assert grade.points == score.points == 0  # about 10%: below every tier of the rubric
     status = client.get("/api/v1/submissions/1", headers=student).get_json()
     assert status["status"] == "graded" and status["checks"][0]["name"] == "params"
     assert 0.0 < status["scores"]["public"]["accuracy"] < 0.2  # all "airplane": about 10%
+    assert status["points"]["max_points"] == 10 and status["points"]["hidden"] is True
+    assert "flags" not in status  # the grade's flags are for the instructor
 
 
-def test_a_result_that_cannot_be_scored_is_a_grader_error(model_app):
+def _claimed(model_app):
     people = enrol(model_app)
     _queued_model(model_app, people)
     with session_scope(model_app.extensions["leaderboard_engine"]) as session:
@@ -100,40 +111,68 @@ def test_a_result_that_cannot_be_scored_is_a_grader_error(model_app):
     client = model_app.test_client()
     auth = {"Authorization": f"Bearer {worker}"}
     claim = client.post("/api/v1/worker/jobs/1/claim", headers=auth).get_json()
-    body = {"attempt": 1, "key": claim["key"], "result": {"status": "ok", "labels": [1, 2, 3]}}
+    return people, client, auth, claim
+
+
+def test_evidence_that_cannot_be_graded_is_a_grader_error(model_app):
+    people, client, auth, claim = _claimed(model_app)
+    short = Evidence(SubmissionKind.MODEL, model=ModelResult(
+        GradeStatus.OK, "", True, np.zeros((3, 10), dtype=np.float32)))  # fmt: skip
+    body = {"attempt": 1, "key": claim["key"], "evidence": short.to_record()}
     assert client.post("/api/v1/worker/jobs/1/result", headers=auth, json=body).status_code == 200
     status = client.get(
         "/api/v1/submissions/1", headers={"Authorization": f"Bearer {people.students['alice']}"}
     ).get_json()
-    assert status["status"] == "failed" and "3 predicted labels for 1017" in status["message"]
-    broken = {"attempt": 1, "key": claim["key"], "result": {"status": "great"}}
-    response = client.post("/api/v1/worker/jobs/1/result", headers=auth, json=broken)
-    assert response.status_code == 422 and "result.status" in response.get_json()["errors"][0]
+    assert status["status"] == "failed" and "evaluated on 3 test images" in status["message"]
+
+
+def test_a_post_off_the_protocol_is_refused_with_the_field_named(model_app):
+    _people, client, auth, claim = _claimed(model_app)
+    broken = Evidence(SubmissionKind.MODEL).to_record()
+    broken["evidence"]["status"] = "great"
+    body = {"attempt": 1, "key": claim["key"], "evidence": broken}
+    response = client.post("/api/v1/worker/jobs/1/result", headers=auth, json=body)
+    assert response.status_code == 422 and "evidence: status" in response.get_json()["errors"][0]
+    deep = b'{"attempt": 1, "key": "k", "evidence": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    response = client.post("/api/v1/worker/jobs/1/result", headers=auth, data=deep,
+                           content_type="application/json")  # fmt: skip
+    assert response.status_code == 422 and "nests deeper" in response.get_json()["errors"][0]
+
+
+def _model_record(**changes) -> dict:
+    result = ModelResult(GradeStatus.OK, "ok", True, np.zeros((2, 10), dtype=np.float32))
+    record = Evidence(SubmissionKind.MODEL, model=result).to_record()
+    record["evidence"]["model"].update(changes)
+    return record
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("record", "message"),
     [
-        ({"status": "ok", "score": 1.0}, "unknown field(s) score"),
-        ({"message": "x"}, "missing field(s) status"),
-        ({"status": "ok", "labels": [0, -1]}, "class indices"),
-        ({"status": "ok", "labels": [0, True]}, "class indices"),
-        ({"status": "ok", "flags": ["x"] * 500}, "at most 200"),
-        ({"status": "ok", "message": "x" * 30_000}, "longer than"),
-        ({"status": "ok", "checks": [{"name": "a"}]}, "missing field(s) passed"),
-        ({"status": "ok", "weights_sha256": "abc"}, "64 lowercase hex"),
-        ({"status": "ok", "total_params": -5}, "non-negative integer"),
-        ([1, 2], "must be a JSON object"),
+        (_model_record(score=1.0), "unknown key(s) 'score'"),
+        (_model_record(total_params="many"), "total_params must be an integer"),
+        (_model_record(flags=["x"] * 100_001), "more than 100,000 items"),
+        (_model_record(message="x" * 300_000), "longer than 200,000"),
+        (_model_record(checks=[{"name": "a"}]), "missing required key(s) 'passed'"),
+        (_model_record(logits={"dtype": "object", "shape": [1], "base64": ""}), "dtype"),
+        (_model_record(logits={"dtype": "float32", "shape": [2, 10], "base64": "AAAA"}),
+         "bytes for shape"),
+        ({"format": "grader.evidence", "version": 99, "evidence": {}}, "version 99"),
+        ([1, 2], "expected a table"),
     ],
-)
-def test_results_are_parsed_strictly(data, message):
-    with pytest.raises(ProtocolError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        JobResult.from_json(data)
+)  # fmt: skip
+def test_evidence_is_parsed_strictly(record, message):
+    with pytest.raises(EvidenceError, match=re.escape(message)):
+        Evidence.from_record(record)
 
 
-def test_a_result_round_trips():
-    result = JobResult(
-        GradeStatus.OK, "fine", labels=np.array([1, 2, 3]), total_params=7, flags=("f",)
-    )
-    back = JobResult.from_json(result.to_json())
-    assert back == result and list(back.labels) == [1, 2, 3]
+def test_evidence_round_trips_every_field_of_the_model_result():
+    result = ModelResult(
+        GradeStatus.OK, "fine", True, np.arange(20, dtype=np.float32).reshape(2, 10),
+        {"flip": np.ones((1, 10), dtype=np.float32)}, total_params=7, flags=["f"],
+        checks=[Check("c", False, "why", 0.0)], needs_review=True,
+    )  # fmt: skip
+    back = Evidence.from_json_bytes(Evidence(SubmissionKind.MODEL, model=result).to_json_bytes())
+    assert back.model.needs_review and back.model.checks == result.checks
+    np.testing.assert_array_equal(back.model.logits, result.logits)
+    np.testing.assert_array_equal(back.model.variant_logits["flip"], result.variant_logits["flip"])

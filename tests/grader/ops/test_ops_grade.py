@@ -219,7 +219,7 @@ def test_grader_check_grades_a_class_of_ops_folders(tmp_path):
     batch = grade_folder(root, spec=spec, out_dir=tmp_path / "out", progress=False)
     rows = {r.student: r for r in batch.results}
     assert rows["alex"].status == "ok" and rows["alex"].points == spec.ops.max_points == 20
-    blake = {c.name: c for c in rows["blake"].checks}
+    blake = {c.name: c for c in rows["blake"].grade.checks}
     assert not blake["Sigmoid"].passed and not blake["Divide"].passed and blake["Sum"].passed
     assert rows["blake"].points == blake["Sum"].points == 1
     assert rows["casey"].status == "invalid" and "no ops.py" in rows["casey"].message
