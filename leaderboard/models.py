@@ -144,7 +144,8 @@ class SubmissionFile(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
-    """A server-checked base name (never a path)."""
+    """A server-checked relative name (``model.py``, ``utils/nn.py``): no ``..``, no absolute
+    path, safe characters in every part."""
     content: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
 

@@ -23,6 +23,8 @@ from grader.grading.intake import (
     ARCHIVE_SUFFIXES,
     MODEL_FILE,
     NOTEBOOK_SUFFIX,
+    OS_LEFTOVERS,
+    SKIPPED_DIRS,
     WEIGHT_SUFFIXES,
     IntakeError,
     IntakeLimits,
@@ -32,11 +34,14 @@ from grader.grading.intake import (
     read_member,
     stage_files,
 )
+from grader.models.files import model_root
 from leaderboard.models import SubmissionFile
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 MODEL_SUFFIXES = {".py", NOTEBOOK_SUFFIX, *WEIGHT_SUFFIXES, ".json", ".txt", ".md"}
 MAX_MODEL_FILES = 20
+MAX_NAME = 120
+"""Longest stored file name (a relative path: ``utils/nn.py``)."""
 UPLOAD_LIMITS = IntakeLimits(max_files=MAX_MODEL_FILES, max_archive_members=1_000)
 """What one upload may hold; the byte limits come from the assignment (see :func:`limits_for`)."""
 
@@ -65,8 +70,13 @@ def limits_for(limit: int) -> IntakeLimits:
 
 
 def gather_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
-    """Every uploaded file (and every member of an uploaded .zip) by safe base name, within
-    the count and size limits; :class:`UploadError` says why not."""
+    """Every uploaded file (and every member of an uploaded .zip, with its folders: a helper
+    package ``utils/nn.py`` stays where model.py imports it from) by checked relative name,
+    within the count and size limits; :class:`UploadError` says why not.
+
+    The names are rooted where the submission starts: the folder of its ``model.py`` (or
+    notebook) when a zip holds one in a folder (files outside that folder are left out), else
+    the one folder every file shares (``hw2/ops.py`` is ``ops.py``)."""
     files: dict[str, bytes] = {}
     for upload in uploads:
         if upload.name.lower().endswith(".zip"):
@@ -75,16 +85,33 @@ def gather_files(uploads: list[Upload], *, limit: int) -> dict[str, bytes]:
                     raise UploadError(f"{name} was uploaded twice; keep one")
                 files[name] = content
         else:
-            name = checked_name(upload.name, where="upload")
+            name = checked_name(PurePosixPath(upload.name.replace("\\", "/")).name,
+                                where="upload")  # fmt: skip
             if name in files:
                 raise UploadError(f"{name} was uploaded twice; keep one")
             files[name] = upload.content
+    files = rooted(files)
     if len(files) > MAX_MODEL_FILES:
         raise UploadError(f"{len(files)} files uploaded; at most {MAX_MODEL_FILES} are allowed")
     total = sum(len(c) for c in files.values())
     if total > limit:
         raise UploadError(f"the files hold {total:,} bytes, over the limit of {limit:,}")
     return files
+
+
+def rooted(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``files`` renamed relative to where the submission starts (see :func:`gather_files`)."""
+    root = model_root(files)
+    if root is None:
+        parents = {PurePosixPath(name).parent for name in files}
+        root = parents.pop() if len(parents) == 1 else PurePosixPath(".")
+    if root == PurePosixPath("."):
+        return files
+    return {
+        PurePosixPath(name).relative_to(root).as_posix(): content
+        for name, content in files.items()
+        if root in PurePosixPath(name).parents
+    }
 
 
 def unzip(upload: Upload, *, limit: int) -> dict[str, bytes]:
@@ -113,7 +140,9 @@ def unzip(upload: Upload, *, limit: int) -> dict[str, bytes]:
                     f"{where}: holds another archive ({display_name(base)}); nested archives "
                     f"are not accepted: put {MODEL_FILE} and the weights in one .zip"
                 )
-            name = checked_name(base, where=where)
+            if OS_LEFTOVERS & set(member.path.parts) or SKIPPED_DIRS & set(member.path.parts):
+                continue
+            name = checked_name(member.path.as_posix(), where=where)
             if name in files:
                 raise UploadError(f"{where}: holds two files named {name}; keep one")
             try:
@@ -126,14 +155,31 @@ def unzip(upload: Upload, *, limit: int) -> dict[str, bytes]:
 
 
 def checked_name(name: str, *, where: str) -> str:
-    """``name``'s base name if it is safe and has an allowed suffix; else :class:`UploadError`."""
-    base = PurePosixPath(name.replace("\\", "/")).name
-    if not SAFE_NAME.fullmatch(base) or Path(base).suffix.lower() not in MODEL_SUFFIXES:
+    """``name`` (a relative path inside an upload) if every folder and the file name are safe
+    and the file has an allowed suffix; else :class:`UploadError`."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if not parts or len(parts) - 1 > UPLOAD_LIMITS.max_depth or len(name) > MAX_NAME:
         raise UploadError(
-            f"{where}: file name {display_name(name)!r} is not allowed; use letters, digits, "
-            f"'_', '-' or '.' and one of the suffixes {', '.join(sorted(MODEL_SUFFIXES))}"
+            f"{where}: {display_name(name)!r} is nested too deeply or named too long; keep the "
+            f"folders of the submission to {UPLOAD_LIMITS.max_depth} levels"
         )
-    return base
+    *folders, base = parts
+    bad = [p for p in folders if not SAFE_NAME.fullmatch(p)]
+    if bad or not SAFE_NAME.fullmatch(base) or Path(base).suffix.lower() not in MODEL_SUFFIXES:
+        raise UploadError(
+            f"{where}: file name {name[:100]!r} is not allowed; use letters, digits, '_', '-' "
+            f"or '.' in file and folder names, and one of the suffixes "
+            f"{', '.join(sorted(MODEL_SUFFIXES))}"
+        )
+    return "/".join(parts)
+
+
+def stored_name_problem(name: str) -> str | None:
+    """Why a stored or received file name is not one :func:`checked_name` gives, or None."""
+    parts = name.split("/")
+    if len(name) > MAX_NAME or not all(SAFE_NAME.fullmatch(p) for p in parts):
+        return f"file name {name[:100]!r} is not a checked relative name"
+    return None
 
 
 def files_digest(files: dict[str, bytes]) -> str:
@@ -168,10 +214,12 @@ def load_files(session: Session, submission_id: int) -> dict[str, bytes]:
 
 
 def write_files(files: dict[str, bytes], folder: Path) -> Path:
-    """Stage ``files`` (checked base names only) into the new folder ``folder``; return it."""
+    """Stage ``files`` (checked relative names only) into the new folder ``folder``; return
+    it."""
     for name in files:
-        if not SAFE_NAME.fullmatch(name):
-            raise UploadError(f"stored file name {name!r} is not a plain base name")
+        problem = stored_name_problem(name)
+        if problem is not None:
+            raise UploadError(f"stored {problem}")
     total = sum(len(content) for content in files.values())
     limits = limits_for(max(total, 1))
     try:
@@ -201,8 +249,8 @@ def unzip_stored(content: bytes, *, limit: int) -> dict[str, bytes]:
     with archive:
         budget = limit
         for info in archive.infolist():
-            if not SAFE_NAME.fullmatch(info.filename):
-                raise UploadError(f"the server sent a file named {info.filename!r}")
+            if stored_name_problem(info.filename) is not None:
+                raise UploadError(f"the server sent a file named {info.filename[:100]!r}")
             try:
                 data = read_member(archive, info, max_bytes=budget)
             except IntakeError as exc:

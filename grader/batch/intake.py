@@ -35,13 +35,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from grader.grading.intake import (
-    MODEL_FILE,
     OS_LEFTOVERS,
     PREDICTIONS_FILE,
+    SKIPPED_DIRS,
     IntakeError,
     IntakeLimits,
     describe_type,
-    is_notebook,
     is_weights_file,
     plain_file_problem,
     read_plain_file,
@@ -50,8 +49,8 @@ from grader.grading.intake import (
     unpack_archive,
 )
 from grader.grading.status import SubmissionKind as Kind
+from grader.models.files import model_root
 from grader.roster import Submitter
-from grader.sandbox.staging import SKIPPED_DIRS
 
 Layout = Literal["folder", "canvas", "moodle", "gradescope"]
 CANVAS_FILE = re.compile(
@@ -398,7 +397,7 @@ def select_submission(
         by_base.setdefault(PurePosixPath(name).name.lower(), []).append(name)
     csvs = [n for n in files if n.lower().endswith(".csv")]
     predictions = by_base.get(PREDICTIONS_FILE) or (csvs if len(csvs) == 1 else [])
-    folder = _model_folder(list(files))
+    folder = model_root(list(files))
     under = [
         n for n in files
         if folder is not None and _is_under(PurePosixPath(n), folder)
@@ -411,19 +410,6 @@ def select_submission(
     if len(predictions) == 1:
         return _selection("predictions", predictions, files)
     return _selection("none", [], files)
-
-
-def _model_folder(names: list[str]) -> PurePosixPath | None:
-    """The folder of the submission's model: its shallowest ``model.py`` (else notebooks), if
-    no other lies as shallow in another folder."""
-    paths = [PurePosixPath(n) for n in names if not SKIPPED_DIRS & set(PurePosixPath(n).parts)]
-    for wanted in (lambda p: p.name.lower() == MODEL_FILE, lambda p: is_notebook(p)):
-        found = [p for p in paths if wanted(p)]
-        if found:
-            depth = min(len(p.parts) for p in found)
-            folders = {p.parent for p in found if len(p.parts) == depth}
-            return folders.pop() if len(folders) == 1 else None
-    return None
 
 
 def _is_under(path: PurePosixPath, folder: PurePosixPath) -> bool:
@@ -454,7 +440,7 @@ def stage(
     the staging folder, its sub-folders kept). Raises :class:`IntakeError` naming the file."""
     if target.exists():
         shutil.rmtree(target)
-    base = _model_folder(list(selection.used)) if selection.kind == "model" else None
+    base = model_root(list(selection.used)) if selection.kind == "model" else None
     sources: dict[str, Path] = {}
     for name in selection.used:
         relative = (

@@ -47,6 +47,8 @@ repositories give them (``.th``: pytorch_resnet_cifar10, ``.pth.tar``: the Image
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")
 OS_LEFTOVERS = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
 """Names operating systems add to folders and archives; never a student's work."""
+SKIPPED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
+"""Folders of a submission that are never staged: caches and version control."""
 CHUNK = 1 << 20
 
 

@@ -8,12 +8,14 @@ with it. The suffixes are the intake policy's (:mod:`grader.grading.intake`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from grader.grading.intake import (
     MODEL_FILE,
     NOTEBOOK_SUFFIX,
+    SKIPPED_DIRS,
     WEIGHT_SUFFIXES,
     is_notebook,
     is_weights_file,
@@ -35,6 +37,20 @@ class ModelFiles:
     def is_notebook(self) -> bool:
         """Whether the model code is a notebook, built into ``model.py`` before grading."""
         return is_notebook(self.model)
+
+
+def model_root(names: Iterable[str]) -> PurePosixPath | None:
+    """The folder of a submission's model among the relative file ``names``: the folder of its
+    shallowest ``model.py`` (else notebook), if no other lies as shallow in another folder. The
+    model is graded from there: every file under it travels with it."""
+    paths = [PurePosixPath(n) for n in names if not SKIPPED_DIRS & set(PurePosixPath(n).parts)]
+    for wanted in (lambda p: p.name.lower() == MODEL_FILE, lambda p: is_notebook(p)):
+        found = [p for p in paths if wanted(p)]
+        if found:
+            depth = min(len(p.parts) for p in found)
+            folders = {p.parent for p in found if len(p.parts) == depth}
+            return folders.pop() if len(folders) == 1 else None
+    return None
 
 
 def find_model_files(folder: Path) -> ModelFiles:

@@ -10,9 +10,13 @@ import os
 import stat
 from pathlib import Path
 
-from grader.grading.intake import IntakeError, IntakeLimits, StagedFile, copy_plain_file
-
-SKIPPED_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", ".git"})
+from grader.grading.intake import (
+    SKIPPED_DIRS,
+    IntakeError,
+    IntakeLimits,
+    StagedFile,
+    copy_plain_file,
+)
 
 
 def stage_submission(

@@ -19,7 +19,7 @@ from grader.grading.intake import (
     stage_files,
     unpack_archive,
 )
-from leaderboard.uploads import Upload, UploadError, model_files
+from leaderboard.uploads import Upload, UploadError, gather_files
 
 
 def listing_zip(entries: int, *, claimed: int | None = None) -> bytes:
@@ -105,12 +105,12 @@ def test_real_zips_pass_and_broken_ones_say_so(tmp_path):
 def test_the_server_refuses_the_same_archives_with_the_same_policy():
     million = Upload("model.zip", listing_zip(1_000_000))
     with pytest.raises(UploadError, match="lists 1,000,000 entries"):
-        model_files([million], limit=8_000_000)
+        gather_files([million], limit=8_000_000)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("sub/model.py", "x = 1\n")
         archive.writestr("sub/model.pt", b"w")
-    files = model_files([Upload("m.zip", buffer.getvalue())], limit=1000)
+    files = gather_files([Upload("m.zip", buffer.getvalue())], limit=1000)
     assert files == {"model.py": b"x = 1\n", "model.pt": b"w"}
 
 
