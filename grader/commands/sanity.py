@@ -34,7 +34,7 @@ def sanity(model: Path, weights: Path | None, assignment: str | None, as_json: b
     Exits 0 when every check passes, 1 otherwise.
     """
     if _is_ops(model, assignment):
-        from grader.ops.grade import run_ops_sanity
+        from grader.ops.sanity import run_ops_sanity
 
         if assignment is None:
             raise click.UsageError("an ops.py is checked against an assignment: --assignment NAME")

@@ -255,14 +255,17 @@ class BoxWorker:
     # --- internals -------------------------------------------------------------------------------
 
     def _read_answers(self, stream: Any) -> None:
-        for line in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
-            self._answers.put(line)
+        # close() may close the pipe under this thread: that ends the stream too
+        with contextlib.suppress(ValueError, OSError):
+            for line in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
+                self._answers.put(line)
         self._answers.put(None)  # end of stream: the box is gone
 
     def _read_log(self, stream: Any) -> None:
-        for chunk in iter(lambda: stream.read1(65536), b""):
-            self._log += chunk
-            del self._log[:-MAX_LOG_BYTES]
+        with contextlib.suppress(ValueError, OSError):
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                self._log += chunk
+                del self._log[:-MAX_LOG_BYTES]
 
     def _answer(self, timeout: float) -> bytes | None:
         try:

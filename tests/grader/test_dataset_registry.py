@@ -111,6 +111,6 @@ def test_a_class_folder_is_graded_on_the_registered_dataset(fashion, tmp_path):
     rows = {r.student: r for r in batch.results}
     assert rows["ada"].status == "ok" and rows["ada"].points == 10
     assert rows["bob"].status == "ok" and rows["bob"].points == 5
-    assert abs(rows["bob"].all_accuracy - 0.6) < 0.1
-    assert set(rows["ada"].per_class) == set(FASHION_CLASSES)
+    assert abs(rows["bob"].grade.all_accuracy - 0.6) < 0.1
+    assert set(rows["ada"].grade.per_class) == set(FASHION_CLASSES)
     assert batch.images["all"] == TEST_IMAGES

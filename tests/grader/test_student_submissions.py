@@ -84,38 +84,39 @@ def graded(tmp_path_factory, data_dir):
 
 def test_a_course_skeleton_with_helper_packages_is_verified(graded):
     amy = graded["amy"]
-    assert amy.status == "ok" and amy.verified, amy.message
-    assert amy.total_params == PJ2_PARAMS
+    assert amy.status == "ok" and amy.grade.verified, amy.message
+    assert amy.grade.total_params == PJ2_PARAMS
     assert {"model.py", "utils/nn.py", "models/blocks.py", "model.pt"} <= set(amy.files)
 
 
 def test_a_copied_public_model_is_refused_by_its_fingerprint(graded):
     ben = graded["ben"]
-    assert ben.status == "invalid" and ben.verified
-    assert ben.total_params == LENET_PARAMS
+    assert ben.status == "invalid" and ben.grade.verified
+    assert ben.grade.total_params == LENET_PARAMS
     assert "the architecture is exactly pytorch-cifar LeNet" in ben.message
-    weights = next(c for c in ben.checks if c.name == "weights")
+    weights = next(c for c in ben.grade.checks if c.name == "weights")
     assert weights.passed and "its 'net' entry" in weights.message
     assert "removed the prefix 'module.'" in weights.message
 
 
 def test_a_notebook_is_graded(graded):
     cai = graded["cai"]
-    assert cai.status == "ok" and cai.verified, cai.message
-    assert cai.total_params == NOTEBOOK_PARAMS
+    assert cai.status == "ok" and cai.grade.verified, cai.message
+    assert cai.grade.total_params == NOTEBOOK_PARAMS
     assert "HW1.ipynb" in cai.files
 
 
 def test_probabilities_are_flagged_and_calibrated_as_probabilities(graded, data_dir):
     dan = graded["dan"]
-    assert dan.status == "ok" and dan.verified and dan.total_params == SOFTMAX_PARAMS
+    assert dan.status == "ok" and dan.grade.verified and dan.grade.total_params == SOFTMAX_PARAMS
     assert any("the model's outputs are probabilities" in flag for flag in dan.flags)
     images = load_dataset("cifar10", "test", data_dir).images
     with torch.inference_mode():
         x = torch.from_numpy(np.array(images)).float() / 255
         outputs = build(SOFTMAX_NET).eval()(x).numpy()
     # the mean top probability of the outputs themselves, not of a softmax over them
-    assert dan.metrics.calibration.mean_confidence == pytest.approx(outputs.max(1).mean(), 1e-4)
+    calibration = dan.grade.metrics.calibration
+    assert calibration.mean_confidence == pytest.approx(outputs.max(1).mean(), 1e-4)
 
 
 def test_mistakes_a_static_look_sees_are_refused_before_any_box(graded):
@@ -124,7 +125,7 @@ def test_mistakes_a_static_look_sees_are_refused_before_any_box(graded):
     assert graded["fay"].status == "invalid"
     line = TRAINING_AT_IMPORT.splitlines().index("for step in range(100000):") + 1
     assert f"model.py line {line} trains a model when model.py is imported" in graded["fay"].message
-    assert not graded["fay"].verified and graded["eve"].total_params is None
+    assert not graded["fay"].grade.verified and graded["eve"].grade.total_params is None
 
 
 def test_sanity_prints_its_phases_and_answers_a_mistake_at_once(tmp_path):
