@@ -112,6 +112,12 @@ class TrainConfig:
     limit_train: int | None = setting(
         None, "Train on the first N training images only.", minimum=2, default_text="all"
     )
+    validation: int = setting(
+        0,
+        "Hold out the last N training images as a validation set; its accuracy after every "
+        "epoch is the run's curve (0: no curve).",
+        minimum=0,
+    )
     data_dir: str | None = setting(
         None, "Data folder.", default_text="$GRADER_DATA_DIR, else ~/.cache/grader/data"
     )
