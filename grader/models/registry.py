@@ -53,11 +53,31 @@ def registered_models() -> dict[str, RegisteredModel]:
     return found
 
 
-def build_on_meta(build: Callable[[], Any]) -> Any:
-    """Build a model on the meta device (shapes only)."""
-    import torch
+_INITIALISERS = frozenset(
+    {"normal_", "uniform_", "zero_", "fill_", "copy_", "bernoulli_", "exponential_", "random_",
+     "log_normal_", "cauchy_", "geometric_", "orthogonal_", "trunc_normal_"}
+)  # fmt: skip
+"""In-place tensor methods that only fill values: meaningless on the meta device."""
 
-    with torch.device("meta"):
+
+def build_on_meta(build: Callable[[], Any]) -> Any:
+    """Build a model on the meta device (shapes only), skipping its weight initialisation (on
+    meta tensors it would only import and run torch's reference kernels: ~1 s per process)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class _NoFill(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if (
+                getattr(func, "__name__", "") in _INITIALISERS
+                and args
+                and isinstance(args[0], torch.Tensor)
+                and args[0].is_meta
+            ):
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), _NoFill():
         return build()
 
 
