@@ -48,6 +48,7 @@ from grader.predictions.flags import CopyCluster, copy_clusters, student_flags
 from grader.predictions.read import SubmissionError
 from grader.predictions.scoring import Score, score, score_labels
 from grader.predictions.solution import answer_key_digest, load_solution, split_ids
+from grader.sandbox.pool import machine_cores
 from grader.sandbox.staging import IntakeError, read_plain_file
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def grade_folder(
     try:
         context.limits = limits or IntakeLimits()
         intake = collect(root, work_dir=context.intake_dir, limits=context.limits)
-        workers = max(1, jobs or min(8, len(intake.students) or 1))
+        workers = max(1, jobs or min(machine_cores(), len(intake.students) or 1))
         if spec.model is not None:
             context.boxes = _model_pool(spec, data_dir, workers)
         try:
