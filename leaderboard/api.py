@@ -212,6 +212,7 @@ def assignment_json(assignment: CourseAssignment) -> dict:
         "assignment": spec.name,
         "title": spec.title,
         "kind": "model" if spec.model is not None else "predictions",
+        "dataset": spec.dataset,
         "queue": assignment.queue.value,
         "deadline": deadline.strftime(ISO) if deadline else None,
         "late_policy": spec.late_policy,

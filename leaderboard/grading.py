@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,17 +74,32 @@ class SubmissionGrader:
             result = replace(result, wall_s=round(time.perf_counter() - started, 3))
         return result
 
+    def warm(self, datasets: Iterable[str]) -> None:
+        """Start the boxes for ``datasets`` now, in the background, and keep them started, so
+        that the first job of each finds its box warm."""
+        if not self.config.pre_fork:
+            return
+        for dataset in datasets:
+            try:
+                self._pool(dataset).warm()
+            except Exception as exc:  # noqa: BLE001 - e.g. its data is missing: the job will say
+                log.warning("boxes for %s not started: %s", dataset, exc)
+
     def _box(self, spec: Assignment) -> BoxPool | None:
-        """The warm pool for ``spec``'s test images (its box starts on the first job)."""
+        """The warm pool for ``spec``'s test images (its box starts on the first job, unless
+        :meth:`warm` started it)."""
         if not self.config.pre_fork or spec.model is None:
             return None
-        if spec.dataset not in self._boxes:
-            from grader.models.pipeline import model_pool
+        return self._pool(spec.dataset)
 
-            self._boxes[spec.dataset] = model_pool(
-                spec, data_dir=self.config.data_dir, gpu=self.config.gpu
+    def _pool(self, dataset: str) -> BoxPool:
+        if dataset not in self._boxes:
+            from grader.models.pipeline import dataset_pool
+
+            self._boxes[dataset] = dataset_pool(
+                dataset, data_dir=self.config.data_dir, gpu=self.config.gpu
             )
-        return self._boxes[spec.dataset]
+        return self._boxes[dataset]
 
     def close(self) -> None:
         """Stop the warm boxes."""

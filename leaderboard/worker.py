@@ -5,6 +5,10 @@ queued job (:func:`leaderboard.jobs.claim_next`), keeps its lease alive with a h
 grades it with :class:`leaderboard.grading.SubmissionGrader` and stores the result through the
 same :func:`leaderboard.jobs.store_result` the remote workers' API uses. A worker that dies stops
 heartbeating; its lease expires and the next claimer takes the job as a new attempt.
+
+An idle worker wakes as soon as a job is queued (:mod:`leaderboard.wakeup`), and its boxes are
+started when it starts, for the datasets of the model assignments it knows of
+(:func:`known_datasets`), so the first upload does not wait for a box to import torch.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from grader.assignment import SpecError, parse_assignment
 from leaderboard.db import make_engine, session_scope
@@ -25,8 +30,9 @@ from leaderboard.grading import GradingConfig, SubmissionGrader
 from leaderboard.jobs import claim_next, heartbeat, store_result
 from leaderboard.models import Job
 from leaderboard.protocol import Claim, JobResult
-from leaderboard.status import GradeStatus, JobQueue
+from leaderboard.status import GradeStatus, JobKind, JobQueue
 from leaderboard.uploads import load_files
+from leaderboard.wakeup import JobSignal
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,7 @@ class WorkerConfig:
     lease_s: float = 60.0
     """Seconds a claim lasts without a heartbeat; heartbeats come every third of it."""
     poll_s: float = 1.0
-    """Seconds to wait when no job is queued."""
+    """Seconds between two claims while idle; a newly queued job wakes the worker at once."""
     once: bool = False
     """Stop when the queue is empty instead of waiting for more jobs."""
     max_jobs: int | None = None
@@ -128,13 +134,51 @@ def process_one(
     return True
 
 
+def known_datasets(engine: Engine, queues: Sequence[JobQueue] = tuple(JobQueue)) -> list[str]:
+    """Datasets of the model assignments this worker will likely grade: those of the course the
+    server is told about in the environment (``GRADER_COURSE``/``GRADER_ASSIGNMENT``), and those
+    of the model jobs already in the database (newest first)."""
+    found: list[str] = []
+    try:
+        for assignment in _course_from_environment():
+            if assignment.spec.model is not None and assignment.queue in queues:
+                found.append(assignment.spec.dataset)
+    except Exception as exc:  # noqa: BLE001 - a course the worker cannot read warms nothing
+        log.warning("the course in the environment cannot be read: %s", exc)
+    with session_scope(engine) as session:
+        recent = session.scalars(
+            select(Job.payload)
+            .where(Job.kind == JobKind.MODEL, Job.queue.in_(list(queues)))
+            .order_by(Job.id.desc())
+            .limit(200)
+        )
+        for payload in recent:
+            dataset = ((payload or {}).get("spec") or {}).get("dataset")
+            if isinstance(dataset, str):
+                found.append(dataset)
+    return list(dict.fromkeys(found))
+
+
+def _course_from_environment():
+    from leaderboard.course import course_of, load_course
+
+    if os.environ.get("GRADER_COURSE"):
+        return load_course(Path(os.environ["GRADER_COURSE"])).assignments
+    if os.environ.get("GRADER_ASSIGNMENT"):
+        return course_of(os.environ["GRADER_ASSIGNMENT"].split(",")).assignments
+    return ()
+
+
 def run_worker(config: WorkerConfig, *, stop: threading.Event | None = None) -> int:
     """Process jobs until stopped (with ``once``: until the queue is empty); return the count."""
     engine = make_engine(config.database_url)
     stop = stop or threading.Event()
     grader = SubmissionGrader(config.grading)
+    signal = JobSignal(engine)
     done = 0
     try:
+        if not config.once:
+            grader.warm(known_datasets(engine, config.queues))
         while not stop.is_set():
             if config.max_jobs is not None and done >= config.max_jobs:
                 break
@@ -143,8 +187,9 @@ def run_worker(config: WorkerConfig, *, stop: threading.Event | None = None) -> 
             elif config.once:
                 break
             else:
-                stop.wait(config.poll_s)
+                signal.wait(config.poll_s, stop)
     finally:
+        signal.close()
         grader.close()
         engine.dispose()
     return done

@@ -18,7 +18,7 @@ from leaderboard.models import Job, Score, Submission
 from leaderboard.protocol import JobResult
 from leaderboard.status import GradeStatus, JobKind, JobQueue, JobStatus, SubmissionStatus
 from leaderboard.uploads import load_files
-from leaderboard.worker import WorkerConfig, process_one
+from leaderboard.worker import WorkerConfig, process_one, run_worker
 
 SPEC = load_assignment("cifar10")
 
@@ -155,3 +155,28 @@ def test_queues_keep_gpu_jobs_for_gpu_workers(engine, make_predictions):
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.GPU]) is None
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.CPU]).job_id == cpu_job
     assert JobKind.SELFTEST.value == "selftest"
+
+
+def test_idle_worker_wakes_when_a_job_is_queued(database_url, engine, make_predictions):
+    """An idle worker polling only every 60 s grades a new job within seconds: the commit that
+    queues it wakes the worker (SQLite's data version, PostgreSQL's NOTIFY)."""
+    config = WorkerConfig(
+        database_url=database_url,
+        grading=GradingConfig(pre_fork=False, allow_test_jobs=True),
+        poll_s=60.0,
+        max_jobs=1,
+    )
+    stop = threading.Event()
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(run_worker(config, stop=stop)))
+    worker.start()
+    try:
+        time.sleep(0.5)  # the worker found the queue empty and is waiting
+        (job_id,) = queue_selftest_jobs(engine, make_predictions(10))
+        worker.join(timeout=20)  # far below the 60 s poll: only the signal can explain it
+        assert done == [1], "the worker did not wake for the queued job"
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    with session_scope(engine) as session:
+        assert session.get(Job, job_id).status is JobStatus.DONE
