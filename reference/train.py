@@ -358,14 +358,15 @@ FLAT_GAIN = 0.01  # validation accuracy, as a fraction
 
 
 def flattened(curve: Sequence[dict]) -> dict:
-    """Whether the validation curve has flattened: the best accuracy of the last quarter of the
-    epochs (at least 2) is within ``FLAT_GAIN`` of the best of all epochs before it."""
+    """Whether the validation curve has flattened: the mean accuracy of the last quarter of the
+    epochs (at least 2) gained less than ``FLAT_GAIN`` over the mean of the quarter before it
+    (means, not maxima: one lucky epoch is noise on a thousand images)."""
     tail = max(2, len(curve) // 4)
-    if len(curve) <= tail:
+    if len(curve) < 2 * tail:
         return {"flat": False, "last_epochs": tail, "gain": None}
-    before = max(point["val_accuracy"] for point in curve[:-tail])
-    last = max(point["val_accuracy"] for point in curve[-tail:])
-    gain = round(last - before, 4)
+    last = [point["val_accuracy"] for point in curve[-tail:]]
+    before = [point["val_accuracy"] for point in curve[-2 * tail : -tail]]
+    gain = round(sum(last) / tail - sum(before) / tail, 4)
     return {"flat": gain < FLAT_GAIN, "last_epochs": tail, "gain": gain}
 
 
