@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from grader.assignment import Assignment
-from grader.batch.cache import existing_keys, read_cache, write_cache
+from grader.batch.cache import ResultCache
 from grader.batch.intake import (
     MODEL_FILE,
     PREDICTIONS_FILE,
@@ -103,8 +103,7 @@ def grade_folder(
         spec_sha256=spec.digest(),
         answer_key_sha256=answer_key_digest(solution),
     )
-    context.cache_dir.mkdir(parents=True, exist_ok=True)
-    context.preexisting = existing_keys(context.cache_dir)
+    context.cache = ResultCache(context.cache_dir)
     if context.intake_dir.exists():
         shutil.rmtree(context.intake_dir)
     try:
@@ -116,6 +115,7 @@ def grade_folder(
         try:
             results = _run_all(intake.students, context, workers, progress)
         finally:
+            context.cache.close()
             if context.boxes is not None:
                 context.boxes.close()
     finally:
@@ -186,8 +186,7 @@ class _Context:
     boxes: BoxPool | None = None
     """Jailed boxes for model folders (one per thread), each started on its first model."""
     lock: threading.Lock = field(default_factory=threading.Lock)
-    preexisting: frozenset[str] = frozenset()
-    """Cache keys from earlier runs: only these count as "cached"."""
+    cache: ResultCache | None = None
     limits: IntakeLimits = field(default_factory=IntakeLimits)
 
     @property
@@ -301,14 +300,14 @@ def _through_cache(
     context: _Context, key: str, student: str, grade: Callable[[], StudentResult]
 ) -> StudentResult:
     """The cached result of ``key``, or ``grade()`` stored under it."""
-    cached = read_cache(context.cache_dir, key, student)
+    cached = context.cache.get(key, student)
     if cached is not None:
-        cached.cached = key in context.preexisting  # not a twin graded earlier in this run
+        cached.cached = key in context.cache.preexisting  # not a twin graded earlier in this run
         return cached
     result = grade()
     if result.metrics is not None and result.metrics.likely_memoriser:
         result.flags.append(result.metrics.memoriser_reason)
-    write_cache(context.cache_dir, key, result)
+    context.cache.put(key, result)
     return result
 
 
