@@ -3,10 +3,11 @@ confusion matrix, the classes they confuse most, the test images they got wrong,
 for a model its checks and layer table.
 
 :func:`render_student_page` takes one :class:`~grader.batch.results.StudentResult` and returns
-one self-contained HTML page (thumbnails inline), so ``grader check`` writes it to a file and the
-leaderboard can serve the same page. Everything on it is limited to ``visible_splits``: no score,
-confusion or image of a split the student may not see yet. Copy flags are for the instructor and
-are not shown.
+one HTML page: self-contained (stylesheet and thumbnails inline) so the leaderboard can serve it
+as it is, or, for the hundreds of pages ``grader check`` writes, linking one shared stylesheet and
+one PNG file per test image under ``students/assets/`` (:class:`PageAssets`). Everything on it is
+limited to ``visible_splits``: no score, confusion or image of a split the student may not see
+yet. Copy flags are for the instructor and are not shown.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from grader.assignment import Assignment
 from grader.batch.cohort import most_confused
 from grader.batch.html import environment
 from grader.batch.results import BatchResult, Provenance, StudentResult
-from grader.batch.thumbnails import Thumbnails
+from grader.batch.thumbnails import Thumbnails, png_bytes
 from grader.predictions.solution import split_ids
 
 STATUS_WORDS = {"ok": "graded", "invalid": "not gradable", "error": "not graded (grader error)"}
 GALLERY_SIZE = 24
+ASSETS_DIR = "assets"
 PROBLEM_SEPARATOR = " | "
 """Between the problems of one message (every problem of a predictions file, of an intake)."""
 
@@ -46,11 +48,82 @@ class _ClassRow:
     images: int
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Thumb:
     image_id: int
     caption: str
     uri: str
+    """A data URI of the image, or empty when the page shows its cell of the shared sheet."""
+    position: str = ""
+
+
+class PageAssets:
+    """The files the pages of a batch share, in one folder beside them: ``style.css`` and
+    ``thumbnails.png``, one sheet holding every test image any page shows (one file, not one per
+    image: a class of 300 students shows about 500 distinct images)."""
+
+    SHEET = "thumbnails.png"
+    COLUMNS = 32
+
+    def __init__(self, folder: Path, thumbnails: Thumbnails | None) -> None:
+        from grader.batch.html import environment
+
+        self.folder, self.thumbnails = folder, thumbnails
+        folder.mkdir(parents=True, exist_ok=True)
+        css = environment().get_template("style.css.j2").render()
+        (folder / "style.css").write_text(css, encoding="utf-8")
+        self.css_href = f"{folder.name}/style.css"
+        self.sheet_href = f"{folder.name}/{self.SHEET}"
+        self._cells: dict[int, int] = {}
+        self.columns = self.rows = 1
+        """The sheet's grid, in images."""
+
+    def write_sheet(self, image_ids: Sequence[int]) -> None:
+        """Write the sheet of ``image_ids`` (the images the pages will show), row by row."""
+        images = self.thumbnails.images
+        self._cells = {int(i): k for k, i in enumerate(dict.fromkeys(int(i) for i in image_ids))}
+        self.columns = max(1, min(self.COLUMNS, len(self._cells)))
+        self.rows = max(1, -(-len(self._cells) // self.columns))
+        if not self._cells:
+            return
+        channels, height, width = images.shape[1:]
+        sheet = np.zeros((channels, self.rows * height, self.columns * width), dtype=np.uint8)
+        for image_id, k in self._cells.items():
+            row, column = divmod(k, self.columns)
+            sheet[:, row * height : (row + 1) * height, column * width : (column + 1) * width] = (
+                images[image_id]
+            )
+        (self.folder / self.SHEET).write_bytes(png_bytes(sheet))
+
+    def position(self, image_id: int) -> str:
+        """The CSS ``background-position`` of ``image_id``'s cell, in percent of the free space,
+        so the thumbnail shows at any size."""
+        row, column = divmod(self._cells[image_id], self.columns)
+        x = 100 * column / (self.columns - 1) if self.columns > 1 else 0
+        y = 100 * row / (self.rows - 1) if self.rows > 1 else 0
+        return f"{x:.4g}% {y:.4g}%"
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """What every page of a batch reads from the answer key, computed once: ids, true labels,
+    the public split and which images have thumbnails."""
+
+    ids: np.ndarray
+    truth: np.ndarray
+    public: np.ndarray
+    pictured: np.ndarray
+
+    @classmethod
+    def of(cls, spec: Assignment, answer_key: pd.DataFrame, thumbnails: Thumbnails | None):
+        ids = answer_key["id"].to_numpy(np.int64)
+        pictured = thumbnails.available(ids) if thumbnails is not None else np.zeros(len(ids), bool)
+        return cls(
+            ids=ids,
+            truth=answer_key["label"].to_numpy(np.int64),
+            public=split_ids(ids, spec.public_fraction, spec.split_seed),
+            pictured=pictured,
+        )
 
 
 def render_student_page(
@@ -63,6 +136,7 @@ def render_student_page(
     provenance: Provenance | None = None,
     link_base: str = "",
     gallery_size: int = GALLERY_SIZE,
+    answers: AnswerView | None = None,
 ) -> str:
     """The feedback page of ``result`` as HTML.
 
@@ -70,7 +144,31 @@ def render_student_page(
     the gallery of wrong images; without them the page has no gallery. ``visible_splits``
     defaults to the spec's ``student_splits``. ``link_base`` prefixes links to files beside the
     page's folder (experiment plots): ``"../"`` for ``grader check``'s ``students/`` pages.
+    ``answers`` is the answer key's :class:`AnswerView`, when the caller renders many pages.
+    The page is self-contained: stylesheet and thumbnails inline.
     """
+    if answers is None and answer_key is not None:
+        answers = AnswerView.of(spec, answer_key, thumbnails)
+    context = _page_context(
+        result, spec=spec, thumbnails=thumbnails, visible_splits=visible_splits,
+        provenance=provenance, link_base=link_base, gallery_size=gallery_size, answers=answers,
+        assets=None,
+    )  # fmt: skip
+    return environment().get_template("student.html.j2").render(**context)
+
+
+def _page_context(
+    result: StudentResult,
+    *,
+    spec: Assignment,
+    thumbnails: Thumbnails | None,
+    visible_splits: Sequence[str] | None,
+    provenance: Provenance | None,
+    link_base: str,
+    gallery_size: int,
+    answers: AnswerView | None,
+    assets: PageAssets | None,
+) -> dict[str, object]:
     visible = [s for s in (visible_splits or spec.student_splits) if s in result.scores] or []
     view = _view_split(visible)
     context: dict[str, object] = {
@@ -84,11 +182,12 @@ def render_student_page(
         "provenance": provenance,
         "link_base": link_base,
         "thumbnails_note": thumbnails.note if thumbnails is not None else "",
+        "assets": assets,
     }
     if view is not None:
         context |= _scores_context(result, spec, visible, view)
-        context |= _gallery_context(result, spec, answer_key, thumbnails, view, gallery_size)
-    return environment().get_template("student.html.j2").render(**context)
+        context |= _gallery_context(result, spec, answers, thumbnails, view, gallery_size, assets)
+    return context
 
 
 def write_student_pages(
@@ -98,22 +197,28 @@ def write_student_pages(
     answer_key: pd.DataFrame | None,
     thumbnails: Thumbnails | None,
 ) -> list[Path]:
-    """One page per student under ``batch.students_dir`` (``students/<student>.html``)."""
+    """One page per student under ``batch.students_dir`` (``students/<student>.html``), sharing
+    one stylesheet and one sheet of the thumbnails they show under ``students/assets/``."""
     if batch.students_dir is None:
         return []
     batch.students_dir.mkdir(parents=True, exist_ok=True)
+    assets = PageAssets(batch.students_dir / ASSETS_DIR, thumbnails)
+    answers = AnswerView.of(spec, answer_key, thumbnails) if answer_key is not None else None
+    pages = [
+        _page_context(result, spec=spec, thumbnails=thumbnails, visible_splits=None,
+                      provenance=batch.provenance, link_base="../", gallery_size=GALLERY_SIZE,
+                      answers=answers, assets=assets)
+        for result in batch.results
+    ]  # fmt: skip
+    if thumbnails is not None and thumbnails.images is not None:
+        assets.write_sheet([t.image_id for page in pages for t in page.get("gallery", [])])
+    template = environment().get_template("student.html.j2")
     written = []
-    for result in batch.results:
-        html = render_student_page(
-            result,
-            spec=spec,
-            answer_key=answer_key,
-            thumbnails=thumbnails,
-            provenance=batch.provenance,
-            link_base="../",
-        )
+    for result, context in zip(batch.results, pages, strict=True):
+        for thumb in context.get("gallery", []):
+            thumb.position = assets.position(thumb.image_id)
         path = batch.students_dir / result.page_name
-        path.write_text(html, encoding="utf-8")
+        path.write_text(template.render(**context), encoding="utf-8")
         written.append(path)
     return written
 
@@ -173,20 +278,21 @@ def _view_words(view: str, images: int) -> str:
 def _gallery_context(
     result: StudentResult,
     spec: Assignment,
-    answer_key: pd.DataFrame | None,
+    answers: AnswerView | None,
     thumbnails: Thumbnails | None,
     view: str,
     size: int,
+    assets: PageAssets | None,
 ) -> dict[str, object]:
     empty = {"gallery": [], "wrong_total": 0, "wrong_with_images": 0}
-    if answer_key is None or result.labels is None or len(result.labels) != len(answer_key):
+    if answers is None or result.labels is None or len(result.labels) != len(answers.ids):
         return empty
-    ids = answer_key["id"].to_numpy(np.int64)
-    truth = answer_key["label"].to_numpy(np.int64)
-    public = split_ids(ids, spec.public_fraction, spec.split_seed)
-    in_view = {"public": public, "private": ~public}.get(view, np.ones(len(ids), dtype=bool))
-    wrong = in_view & (result.labels != truth)
-    shown = wrong & (thumbnails.available(ids) if thumbnails is not None else False)
+    ids, truth = answers.ids, answers.truth
+    in_view = {"public": answers.public, "private": ~answers.public}.get(view)
+    wrong = result.labels != truth
+    if in_view is not None:
+        wrong &= in_view
+    shown = wrong & answers.pictured
     rows = np.flatnonzero(shown)
     k = len(spec.class_names)
     # the most frequent (true, predicted) pairs first, then by id
@@ -194,11 +300,13 @@ def _gallery_context(
     frequency = np.bincount(truth[wrong] * k + result.labels[wrong], minlength=k * k)
     chosen = rows[np.lexsort((ids[rows], -frequency[pair]))][:size]
     names = spec.class_names
+    if not len(chosen):
+        return {**empty, "wrong_total": int(wrong.sum())}
     gallery = [
         _Thumb(
             int(ids[i]),
             f"{names[truth[i]]} \u2192 {names[result.labels[i]]}",
-            thumbnails.data_uri(int(ids[i])),
+            "" if assets is not None else thumbnails.data_uri(int(ids[i])),
         )
         for i in chosen
     ]
