@@ -3,7 +3,8 @@
 Packages register models through the ``grader.models`` entry point: a callable returning
 ``{name: (builder, dataset)}`` (the project's ``reference`` package registers its reference
 models this way). The grader never imports such a package by name. Models are built on the
-``meta`` device: no weights, no memory, no download.
+``meta`` device without initialising their weights (no download); where layer shapes are needed,
+they move to uninitialised memory for one forward pass.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def build_on_meta(build: Callable[[], Any]) -> Any:
 def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[ReferenceLayer, ...]:
     """The leaf layers of registered model ``name`` as they run on one image, in order.
 
-    Empty when no such model is registered or it cannot run on the meta device.
+    Empty when no such model is registered or it cannot be built and run.
     """
     import torch
 
@@ -93,7 +94,9 @@ def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[Reference
     if model_entry is None:
         return ()
     try:
-        model = build_on_meta(model_entry.build).eval()
+        # uninitialised CPU memory: a forward on the meta device would import and run torch's
+        # reference kernels (seconds per process); the values are never read, only the shapes
+        model = build_on_meta(model_entry.build).eval().to_empty(device="cpu")
     except (TypeError, RuntimeError, ValueError, NotImplementedError):
         return ()
     names = {id(m): n for n, m in model.named_modules()}
@@ -110,7 +113,7 @@ def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[Reference
     hooks = [m.register_forward_hook(record) for m in leaves]
     try:
         with torch.no_grad():
-            model(torch.empty((1, *input_shape), device="meta"))
+            model(torch.zeros((1, *input_shape)))
     except (RuntimeError, TypeError, ValueError, NotImplementedError):
         return ()
     finally:
