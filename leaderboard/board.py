@@ -101,6 +101,13 @@ def index() -> Response:
     return cached_response("index.html", state, render, "text/html")
 
 
+@bp.get("/health")
+def health() -> Response:
+    """Liveness check: a plain ``ok`` from a worker that answers (load balancers, monitoring;
+    the benchmarks' floor for any page of this server)."""
+    return Response("ok\n", mimetype="text/plain")
+
+
 @bp.get("/assignments/<name>/")
 def board(name: str) -> Response:
     """The board of one assignment (cached; see :mod:`leaderboard.cache`)."""

@@ -15,12 +15,14 @@ running until it is closed, so a batch or a leaderboard worker pays the box star
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ from grader.sandbox.uids import process_uids
 if TYPE_CHECKING:
     from grader.sandbox.gpu import GpuDevice
 
+logger = logging.getLogger(__name__)
 GRACE_S = 60.0
 """How much longer than a job's wall-clock limit the host waits for the supervisor's answer."""
 STARTUP_S = 600.0
@@ -168,6 +171,7 @@ class BoxWorker:
             raise BoxError("the pool holding this box was closed")
         if self.running:
             return
+        began = time.perf_counter()
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-box-")
         root = Path(self._tmp.name)
         inputs, jobs = root / "in", root / "jobs"
@@ -210,6 +214,7 @@ class BoxWorker:
             self.close()
             raise BoxError(f"{ready.error or 'the box did not start'}\n{log}")
         self.ready = ready
+        logger.info("box started in %.1f s", time.perf_counter() - began)
 
     def run(
         self,
