@@ -132,6 +132,7 @@ def model_zip(root: Path) -> bytes:
     spec.loader.exec_module(module)
     torch.manual_seed(0)
     torch.save(module.Net().state_dict(), folder / "model.pt")
+    model_zip.flops = measure.model_flops(module.Net(), (3, 32, 32))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in folder.iterdir():
@@ -391,6 +392,13 @@ def main() -> None:
 
     print(f"gunicorn workers={args.workers}, {course.students} students; each figure with the "
           f"1-minute load when it was taken")  # fmt: skip
+    from grader.metrics import VARIANT_NAMES, variant_subset
+
+    evaluated = 1017 + len(variant_subset(1017)) * len(VARIANT_NAMES)
+    gflops = measure.gemm_gflops(1)
+    floor = measure.roofline_s(model_zip.flops, evaluated, gflops)
+    print(f"roofline of one ResNet-20 grading: {evaluated} images x {model_zip.flops / 1e6:.1f} "
+          f"MFLOP / {gflops:.0f} GFLOP/s (fp32 GEMM, 1 thread) = {floor:.2f} s")  # fmt: skip
     for name, figures in latency.items():
         rest = figures["p50"] - figures["queue"] - figures["grading"]
         print(
@@ -398,8 +406,9 @@ def main() -> None:
             f", p90 {figures['p90']:.2f} s; first job {figures['first']:.2f} s ({figures['load']})"
         )
         print(f"  of the p50: waiting in the queue {figures['queue']:.2f} s, grading (baseline) "
-              f"{figures['grading']:.2f} s, HTTP and polling {rest:.2f} s; ratio "
-              f"upload-to-score/grading {figures['p50'] / figures['grading']:.2f}")  # fmt: skip
+              f"{figures['grading']:.2f} s ({figures['grading'] / floor:.1f}x the roofline), "
+              f"HTTP and polling {rest:.2f} s; ratio upload-to-score/grading "
+              f"{figures['p50'] / figures['grading']:.2f}")  # fmt: skip
     errors = sum(1 for code, _s, _t in answers if code != 200)
     lost = len(ok_ids) - stored
     times = [t for _c, _s, t in answers]
