@@ -24,6 +24,7 @@ demo: setup
 	@echo "  file://$(CURDIR)/out/demo/simplenn/report.html"
 	@echo "  file://$(CURDIR)/out/demo/lenet-mnist/report.html"
 	@echo "Start the course board, then open http://127.0.0.1:8000/ (Ctrl-C stops it):"
+	$(if $(GRADER_DATA_DIR),@echo "  export GRADER_DATA_DIR=$(GRADER_DATA_DIR)    # the data the demo used",)
 	@echo "  uv run grader roster import out/demo/roster.csv    # prints each student's token, once"
 	@echo "  uv run grader serve --assignment cifar10 --assignment simplenn --port 8000"
 	@echo "  uv run grader worker        # in a second terminal: grades uploaded models"
