@@ -89,6 +89,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = db.load_secret_key(app.extensions["leaderboard_engine"])
+    # what the embedded worker warms its boxes for when it starts (grader worker)
+    db.note_served_models(app.extensions["leaderboard_engine"], app.config["COURSE"])
     # No pooled connection may cross a fork (gunicorn --preload builds the app before forking).
     app.extensions["leaderboard_engine"].dispose()
     if app.config["BROKER_URL"]:

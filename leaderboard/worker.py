@@ -7,12 +7,13 @@ same :func:`leaderboard.jobs.store_result` the remote workers' API uses. A worke
 heartbeating; its lease expires and the next claimer takes the job as a new attempt.
 
 An idle worker wakes as soon as a job is queued (:mod:`leaderboard.wakeup`), and its boxes are
-started when it starts, for the datasets of the model assignments it knows of
+started when it starts, for the datasets of the model assignments the server serves
 (:func:`known_datasets`), so the first upload does not wait for a box to import torch.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -20,12 +21,11 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import Engine, select
 
 from grader.assignment import SpecError, parse_assignment
-from leaderboard.db import make_engine, session_scope
+from leaderboard.db import SERVED_MODELS, make_engine, read_setting, session_scope
 from leaderboard.grading import GradingConfig, SubmissionGrader
 from leaderboard.jobs import claim_next, heartbeat, store_result
 from leaderboard.models import Job
@@ -135,17 +135,18 @@ def process_one(
 
 
 def known_datasets(engine: Engine, queues: Sequence[JobQueue] = tuple(JobQueue)) -> list[str]:
-    """Datasets of the model assignments this worker will likely grade: those of the course the
-    server is told about in the environment (``GRADER_COURSE``/``GRADER_ASSIGNMENT``), and those
-    of the model jobs already in the database (newest first)."""
+    """Datasets of the model assignments this worker will likely grade: those the server last
+    started with (it records them), and those of the model jobs already in the database."""
     found: list[str] = []
-    try:
-        for assignment in _course_from_environment():
-            if assignment.spec.model is not None and assignment.queue in queues:
-                found.append(assignment.spec.dataset)
-    except Exception as exc:  # noqa: BLE001 - a course the worker cannot read warms nothing
-        log.warning("the course in the environment cannot be read: %s", exc)
+    wanted = {q.value for q in queues}
     with session_scope(engine) as session:
+        try:
+            served = json.loads(read_setting(session, SERVED_MODELS) or "{}")
+        except ValueError:
+            served = {}
+        for queue, datasets in served.items() if isinstance(served, dict) else ():
+            if queue in wanted and isinstance(datasets, list):
+                found.extend(d for d in datasets if isinstance(d, str))
         recent = session.scalars(
             select(Job.payload)
             .where(Job.kind == JobKind.MODEL, Job.queue.in_(list(queues)))
@@ -157,16 +158,6 @@ def known_datasets(engine: Engine, queues: Sequence[JobQueue] = tuple(JobQueue))
             if isinstance(dataset, str):
                 found.append(dataset)
     return list(dict.fromkeys(found))
-
-
-def _course_from_environment():
-    from leaderboard.course import course_of, load_course
-
-    if os.environ.get("GRADER_COURSE"):
-        return load_course(Path(os.environ["GRADER_COURSE"])).assignments
-    if os.environ.get("GRADER_ASSIGNMENT"):
-        return course_of(os.environ["GRADER_ASSIGNMENT"].split(",")).assignments
-    return ()
 
 
 def run_worker(config: WorkerConfig, *, stop: threading.Event | None = None) -> int:
