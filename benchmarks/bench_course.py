@@ -195,6 +195,17 @@ class Course:
         self.processes: list[subprocess.Popen] = []
         self.base = ""
 
+    def query(self, sql: str) -> list[tuple]:
+        """The rows of one SQL query on the course's database."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.db)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
+
     def run(self, command: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(command, env=self.env, cwd=self.root, check=True,
                               capture_output=True, text=True)  # fmt: skip
@@ -256,17 +267,10 @@ def model_latency(course: Course, archive: bytes, runs: int) -> dict[str, object
         if status["status"] != "graded":
             raise SystemExit(f"the model was not graded: {status}")
         ids.append(submission)
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(course.db)
-    with engine.connect() as conn:
-        spans = conn.execute(
-            text(
-                "SELECT s.created_at, j.started_at, j.finished_at FROM jobs j JOIN submissions s "
-                f"ON s.id = j.submission_id WHERE s.id IN ({','.join(map(str, ids[1:]))})"
-            )  # fmt: skip
-        ).all()
-    engine.dispose()
+    spans = course.query(
+        "SELECT s.created_at, j.started_at, j.finished_at FROM jobs j JOIN submissions s "
+        f"ON s.id = j.submission_id WHERE s.id IN ({','.join(map(str, ids[1:]))})"
+    )
     seconds = [(pd.Timestamp(b) - pd.Timestamp(a)).total_seconds() for a, b, _ in spans]
     grading = [(pd.Timestamp(c) - pd.Timestamp(b)).total_seconds() for _, b, c in spans]
     return {
@@ -363,17 +367,10 @@ def main() -> None:
         concurrent_s = time.perf_counter() - began
         upload_load = measure.load_now()
         ok_ids = [s for code, s, _ in answers if code == 200 and s is not None]
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(course.db)
-        with engine.connect() as conn:
-            stored = conn.execute(
-                text(
-                    "SELECT COUNT(*) FROM submissions s JOIN scores c ON c.submission_id = s.id "
-                    f"WHERE s.id IN ({','.join(map(str, ok_ids)) or '0'})"
-                )  # fmt: skip
-            ).scalar_one()
-        engine.dispose()
+        ((stored,),) = course.query(
+            "SELECT COUNT(*) FROM submissions s JOIN scores c ON c.submission_id = s.id "
+            f"WHERE s.id IN ({','.join(map(str, ok_ids)) or '0'})"
+        )
 
         # 3. the two boards under wrk, against the hello route of the same server
         for path in ("/assignments/cifar10/", "/assignments/cifar10-b/"):
