@@ -95,15 +95,21 @@ def load_baselines(
 
 
 def _scores(path: Path, spec: Assignment, data_dir: Path | None) -> tuple[float, float]:
-    """Public and private accuracy of a predictions file (cached while the file is unchanged)."""
+    """Public and private accuracy of a predictions file, or its SubmissionError (either cached
+    while the file is unchanged)."""
     key = (str(path), path.stat().st_mtime_ns, spec.digest(), str(data_dir))
     with _LOCK:
         cached = _SCORES.get(key)
     if cached is None:
-        scored = score_predictions(path.read_bytes(), spec, name=path.name, data_dir=data_dir)
-        cached = (scored.public_accuracy, scored.private_accuracy)
+        try:
+            scored = score_predictions(path.read_bytes(), spec, name=path.name, data_dir=data_dir)
+            cached = (scored.public_accuracy, scored.private_accuracy)
+        except SubmissionError as exc:
+            cached = exc
         with _LOCK:
             _SCORES[key] = cached
+    if isinstance(cached, SubmissionError):
+        raise cached
     return cached
 
 
