@@ -20,6 +20,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from sqlalchemy import select
@@ -213,6 +214,8 @@ def board(name: str) -> Response:
         )
 
     response = cached_response(f"board:{name}", state, render, "text/html")
+    if "token_id" not in session:  # an anonymous visitor: the shared page as it is
+        return response
     identity = signed_in()
     if identity is None or identity.role is not Role.STUDENT:
         return response
