@@ -120,7 +120,7 @@ def test_board_on_a_phone_and_a_desktop(gunicorn_server, make_predictions):
         assert response.status_code == 200, response.text
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    shots = {}
+    shots, widths = {}, {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -139,6 +139,12 @@ def test_board_on_a_phone_and_a_desktop(gunicorn_server, make_predictions):
             you = phone.inner_text("#you")
             shots["phone-you"] = _fits(phone)
             phone.screenshot(path=str(artifacts / "board-phone-signed-in.png"), full_page=True)
+            for path, name in (("/", "course-phone"), ("/me", "history-phone")):
+                phone.goto(base + path)
+                widths[name] = phone.evaluate(
+                    "() => [document.documentElement.scrollWidth, window.innerWidth]"
+                )
+                phone.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
             desktop = browser.new_page(viewport=DESKTOP)
             desktop.goto(base + "/login")
             desktop.fill("#token", people.students["alice"])
@@ -163,6 +169,8 @@ def test_board_on_a_phone_and_a_desktop(gunicorn_server, make_predictions):
     for name, fit in shots.items():
         assert fit["scroll"] <= fit["width"] and fit["right"] <= fit["width"], (name, fit)
         assert 0 < fit["baseline"] < 60, (name, fit)  # one line, not a paragraph
+    for name, (scroll, width) in widths.items():
+        assert scroll <= width, (name, scroll, width)
     assert "Alice" in you and "submission(s) left today" in you
     assert "Move" in revealed and "resnet20" in revealed
     for name in ("board-phone", "board-phone-revealed", "board-desktop-signed-in"):
