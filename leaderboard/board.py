@@ -338,7 +338,7 @@ def accuracy_vs_parameters_png(spec, points: list[tuple[int, float]], baselines)
                 axes.annotate(b.model, (b.parameters, b.public_accuracy), xytext=(6, 4),
                               textcoords="offset points", fontsize=8, color="tab:red")  # fmt: skip
         axes.set_xscale("log")
-        axes.margins(x=0.15, y=0.1)  # room for the labels
+        axes.margins(x=0.3, y=0.1)  # room for the labels
         axes.legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2, frameon=False)
     else:
         axes.text(0.5, 0.5, "no model submissions graded yet", ha="center", va="center")
