@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from flask import (
     Blueprint,
     Response,
-    abort,
     current_app,
     flash,
     redirect,
@@ -52,7 +51,7 @@ from leaderboard.standings import (
 from leaderboard.status import Role
 from leaderboard.submitting import submit
 from leaderboard.uploads import Upload
-from leaderboard.web import assignment_or_404, course, is_instructor, send_job, signed_in
+from leaderboard.web import assignment_or_404, course, send_job, signed_in
 
 bp = Blueprint("board", __name__)
 
@@ -360,12 +359,11 @@ def _shown_baselines(spec, *, revealed: bool) -> list[Baseline]:
 
 @bp.get("/assignments/<name>/progress.png")
 def progress(name: str) -> Response:
-    """Score over time (PNG): the leader's best public accuracy so far; a signed-in student's
-    own submissions too; an instructor may add any row's with ``?row=<row id>``."""
+    """Score over time (PNG): the leader's best public accuracy so far, and a signed-in
+    student's own submissions beside it."""
     assignment = assignment_or_404(name)
     spec = assignment.spec
     identity = signed_in()
-    asked = request.args.get("row")
 
     def draw(entrant: str | None, label: str) -> bytes:
         session = get_session()
@@ -383,16 +381,6 @@ def progress(name: str) -> Response:
     if identity is not None and identity.role is Role.STUDENT:
         entrant = entrant_for(get_session(), spec, identity.student_id).key
         response = Response(draw(entrant, "you: best so far"), mimetype="image/png")
-        response.headers["Cache-Control"] = "private, no-store"
-        return response
-    if asked and is_instructor(identity):
-        session = get_session()
-        rows = standings(session, spec, revealed=is_revealed(session, spec, utcnow()),
-                         real_names=True)  # fmt: skip
-        match = next((r for r in rows if row_id(r.entrant) == asked), None)
-        if match is None:
-            abort(404)
-        response = Response(draw(match.entrant, f"{match.name}: best so far"), mimetype="image/png")
         response.headers["Cache-Control"] = "private, no-store"
         return response
     return cached_response(f"progress:{name}", lambda: board_state(_assignment_state(assignment)),

@@ -1,8 +1,8 @@
 """Score over time: the best public accuracy an entrant had reached at each moment, as a PNG.
 
 The public chart follows the current leader (the first row of the board); a signed-in student's
-chart adds their own submissions (one dot each) and their best so far; an instructor may ask for
-any row's. The listed baselines are horizontal lines. Matplotlib's Agg backend draws it.
+chart adds their own submissions (one dot each) and their best so far. The listed baselines are
+horizontal lines. Matplotlib's Agg backend draws it.
 """
 
 from __future__ import annotations
