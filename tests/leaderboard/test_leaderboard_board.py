@@ -104,6 +104,8 @@ def test_a_signed_in_student_sees_their_row_and_what_is_left_today(make_app, mak
     own_chart = actions.client.get("/assignments/cifar10/progress.png")
     assert own_chart.data[:8] == b"\x89PNG\r\n\x1a\n" and own_chart.data != chart.data
     assert own_chart.headers["Cache-Control"] == "private, no-store"
+    history = actions.client.get("/me").get_data(as_text=True)
+    assert 'src="/assignments/cifar10/progress.png"' in history  # her own page shows it too
     # the shared board another visitor gets is unchanged by her visit
     assert 'id="you"' not in app.test_client().get(BOARD).get_data(as_text=True)
 
