@@ -38,7 +38,7 @@ class Baseline:
     epochs: int | None = None
     train_images: int | None = None
     converged: bool | None = None
-    """Whether the validation curve had flattened when training stopped (None: not recorded)."""
+    """Whether training had converged when it stopped (None: not recorded)."""
     data: str = ""
     """What it was trained on and how, in words."""
 
@@ -115,10 +115,9 @@ def _scores(path: Path, spec: Assignment, data_dir: Path | None) -> tuple[float,
 
 def _baseline(model: str, record: dict, public: float, private: float | None) -> Baseline:
     data = record.get("data") if isinstance(record.get("data"), dict) else {}
-    flat = record.get("flattened") if isinstance(record.get("flattened"), dict) else {}
     epochs = _int(record.get("epochs"))
     train_images = _int(data.get("train_images"))
-    converged = flat.get("flat") if isinstance(flat.get("flat"), bool) else None
+    converged = _converged(record)
     words = []
     if epochs is not None:
         words.append(f"{epochs} epochs")
@@ -128,7 +127,7 @@ def _baseline(model: str, record: dict, public: float, private: float | None) ->
         source = " (full test set)" if data.get("full_test_set") else ""
         words.append(f"of {data['dataset']}{source}")
     if converged is not None:
-        words.append("validation curve flat" if converged else "still improving when stopped")
+        words.append("converged" if converged else "still improving when stopped")
     return Baseline(
         model=model,
         public_accuracy=public,
@@ -139,6 +138,16 @@ def _baseline(model: str, record: dict, public: float, private: float | None) ->
         converged=converged,
         data=", ".join(words) or "training not recorded",
     )
+
+
+def _converged(record: dict) -> bool | None:
+    """Whether training had converged: ``converged.converged`` (twice the epochs gained under a
+    point of validation accuracy), else whether the curve's last quarter was flat."""
+    for key, field_name in (("converged", "converged"), ("flattened", "flat")):
+        entry = record.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get(field_name), bool):
+            return entry[field_name]
+    return None
 
 
 def _int(value: object) -> int | None:
