@@ -393,9 +393,9 @@ def main() -> None:
 
     evaluated = 1017 + len(variant_subset(1017)) * len(VARIANT_NAMES)
     gflops = measure.gemm_gflops(1)
-    floor = measure.roofline_s(model_zip.flops, evaluated, gflops)
+    roofline = measure.roofline_s(model_zip.flops, evaluated, gflops)
     print(f"roofline of one ResNet-20 grading: {evaluated} images x {model_zip.flops / 1e6:.1f} "
-          f"MFLOP / {gflops:.0f} GFLOP/s (fp32 GEMM, 1 thread) = {floor:.2f} s")  # fmt: skip
+          f"MFLOP / {gflops:.0f} GFLOP/s (fp32 GEMM, 1 thread) = {roofline:.2f} s")  # fmt: skip
     for name, figures in latency.items():
         rest = figures["p50"] - figures["queue"] - figures["grading"]
         print(
@@ -403,7 +403,7 @@ def main() -> None:
             f", p90 {figures['p90']:.2f} s; first job {figures['first']:.2f} s ({figures['load']})"
         )
         print(f"  of the p50: waiting in the queue {figures['queue']:.2f} s, grading (baseline) "
-              f"{figures['grading']:.2f} s ({figures['grading'] / floor:.1f}x the roofline), "
+              f"{figures['grading']:.2f} s ({figures['grading'] / roofline:.1f}x the roofline), "
               f"HTTP and polling {rest:.2f} s; ratio upload-to-score/grading "
               f"{figures['p50'] / figures['grading']:.2f}")  # fmt: skip
     errors = sum(1 for code, _s, _t in answers if code != 200)
