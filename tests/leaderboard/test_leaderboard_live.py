@@ -105,17 +105,18 @@ def _fits(page) -> dict:
     )
 
 
-def test_board_on_a_phone_and_a_desktop(gunicorn_server, make_predictions):
+def test_board_on_a_phone_and_a_desktop(gunicorn_server, predictions_with):
     """Screenshots at 390 px and 1280 px: nothing cut off, the baseline among the entries on one
     line, the signed-in student's own line, and the moves once the private board is revealed."""
     from playwright.sync_api import sync_playwright
 
     base, people = gunicorn_server
-    for student, wrong in (("bob", 1200), ("alice", 500)):
+    # the private split reorders them: Bob climbs, Alice falls
+    for student, wrong in (("bob", (1200, 0)), ("alice", (500, 2000))):
         auth = {"Authorization": f"Bearer {people.students[student]}"}
         response = requests.post(
             base + "/api/v1/submissions", headers=auth,
-            files={"file": ("predictions.csv", make_predictions(wrong))}, timeout=30,
+            files={"file": ("predictions.csv", predictions_with(*wrong))}, timeout=30,
         )  # fmt: skip
         assert response.status_code == 200, response.text
     artifacts = REPO / "test-artifacts"
@@ -173,5 +174,7 @@ def test_board_on_a_phone_and_a_desktop(gunicorn_server, make_predictions):
         assert scroll <= width, (name, scroll, width)
     assert "Alice" in you and "submission(s) left today" in you
     assert "Move" in revealed and "resnet20" in revealed
+    assert revealed.index("Bob") < revealed.index("Alice") and "\u25b22" not in revealed
+    assert "\u25bc" in revealed  # somebody fell at the reveal
     for name in ("board-phone", "board-phone-revealed", "board-desktop-signed-in"):
         assert (artifacts / f"{name}.png").stat().st_size > 5000
