@@ -78,6 +78,7 @@ MODEL_LR: dict[str, float] = {
     "simplenn_swish": 0.05,
     "alexnet_cifar": 0.02,
     "vgg_a": 0.02,
+    "vgg16_cifar": 0.02,
     "lenet5": 0.05,
     "tp4_net": 0.05,
 }
