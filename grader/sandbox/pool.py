@@ -61,27 +61,27 @@ MAX_LOG_BYTES = 96 * 1024
 MAX_LINE_BYTES = 1 << 20
 
 
-def machine_cores() -> int:
+def machine_cores(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     """The cores this process may run on (its CPU affinity, within a cgroup's CPU quota): the
     number of boxes that keep the machine busy without making them take turns."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(cores, _cgroup_cpu_quota() or cores))
+    return max(1, min(cores, _cgroup_cpu_quota(cgroup_root) or cores))
 
 
-def _cgroup_cpu_quota() -> int | None:
+def _cgroup_cpu_quota(root: Path) -> int | None:
     """Whole cores a cgroup's CPU limit allows (v2 ``cpu.max``, v1 ``cfs_quota_us``), if any."""
     candidates = (
-        ("/sys/fs/cgroup/cpu.max", None),
-        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+        (root / "cpu.max", None),
+        (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"),
     )
     for quota_file, period_file in candidates:
         try:
-            text = Path(quota_file).read_text().split()
+            text = quota_file.read_text().split()
             quota = text[0]
-            period = text[1] if period_file is None else Path(period_file).read_text().strip()
+            period = text[1] if period_file is None else period_file.read_text().strip()
         except (OSError, IndexError):
             continue
         if quota in ("max", "-1"):
