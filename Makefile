@@ -17,7 +17,18 @@ demo: setup
 	uv run grader check submissions/simplenn --assignment simplenn --out out/demo/simplenn
 	uv run grader check submissions/lenet-mnist --assignment lenet-mnist --out out/demo/lenet-mnist
 	uv run grader sanity submissions/vu-autograd/alex/ops.py --assignment vu-autograd
-	@echo "reports: $(CURDIR)/out/demo/cifar10/report.html $(CURDIR)/out/demo/simplenn/report.html $(CURDIR)/out/demo/lenet-mnist/report.html"
+	@printf 'student,name\nalice,Alice Martin\nbob,Bob Chen\ncarol,Carol Diaz\n' > out/demo/roster.csv
+	@echo
+	@echo "Demo done. Open the reports (and each student's page under students/) in a browser:"
+	@echo "  file://$(CURDIR)/out/demo/cifar10/report.html"
+	@echo "  file://$(CURDIR)/out/demo/simplenn/report.html"
+	@echo "  file://$(CURDIR)/out/demo/lenet-mnist/report.html"
+	@echo "Start the course board, then open http://127.0.0.1:8000/ (Ctrl-C stops it):"
+	$(if $(GRADER_DATA_DIR),@echo "  export GRADER_DATA_DIR=$(GRADER_DATA_DIR)    # the data the demo used",)
+	@echo "  uv run grader roster import out/demo/roster.csv    # prints each student's token, once"
+	@echo "  uv run grader serve --assignment cifar10 --assignment simplenn --port 8000"
+	@echo "  uv run grader worker        # in a second terminal: grades uploaded models"
+	@echo "Every grader command runs as 'uv run grader ...', or as 'grader ...' after 'source .venv/bin/activate'."
 
 test: setup
 	uv run pytest $(PYTEST_ARGS)

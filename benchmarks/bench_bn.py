@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import measure
 import numpy as np
 import torch
 
@@ -43,6 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     plain = seconds_per_step((), args)
     probed = seconds_per_step(SMALL.probe_steps, args)
+    print(f"machine: {measure.machine()}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, numpy {np.__version__}")
     print(f"training step               : {plain * 1e3:8.1f} ms")
     print(f"step + {len(SMALL.probe_steps)} gradient probes     : {probed * 1e3:8.1f} ms")

@@ -1,10 +1,11 @@
 """Load on the leaderboard served by gunicorn (``grader serve``) on localhost.
 
 Seeds a fresh SQLite database with a roster and real CIFAR-10 predictions, then drives it with
-threads sharing ``requests.Session`` objects: GET the static stylesheet (the server's floor, the
-baseline), GET the board (cached HTML), GET the board as JSON (computed per request) and POST
-predictions (validated and scored per request). Prints requests/s, p50/p99 latency and errors, and
-the board's rate as a ratio of the baseline's. Bounded: a fixed request count and a time cap.
+threads sharing ``requests.Session`` objects: GET ``/health`` (a minimal Flask route of the same
+server, through the same middleware: the floor, the baseline), GET the board (cached HTML), GET
+the board as JSON and POST predictions (validated and scored per request). Prints requests/s,
+p50/p99 latency and errors, the board's rate as a ratio of the floor's, and the load. Bounded: a
+fixed request count and a time cap.
 
     uv run python benchmarks/bench_leaderboard.py [--requests 3000] [--threads 8]
 """
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import measure
 import pandas as pd
 import requests
 
@@ -164,7 +166,7 @@ def main() -> None:
         results = [load("POST predictions (scored)", post, args.posts, args.threads, args.cap_s)]
         for _ in range(2):  # warm both workers' caches and connections
             requests.get(base + "/assignments/cifar10/", timeout=10)
-        results.append(load("GET /static/style.css", get("/static/style.css"), args.requests,
+        results.append(load("GET /health (floor)", get("/health"), args.requests,
                             args.threads, args.cap_s))  # fmt: skip
         results.append(load("GET board (cached)", get("/assignments/cifar10/"), args.requests,
                             args.threads, args.cap_s))  # fmt: skip
@@ -173,14 +175,16 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    print(f"gunicorn workers={args.workers}, client threads={args.threads}, "
-          f"{students} students, cpus={os.cpu_count()}")  # fmt: skip
+    print(f"machine: {measure.machine()}")
+    print(f"gunicorn workers={args.workers}, client threads={args.threads} on the same cores, "
+          f"{students} students")  # fmt: skip
     for result in results:
         print(result.line())
     for failure in sorted(set(failures))[:5]:
         print("  POST failure:", failure, f"(server log: {root / 'server.log'})")
     floor, board = results[1], results[2]
-    print(f"ratio board/static-file rate: {board.rate / floor.rate:.2f}")
+    print(f"summary: board {board.rate:.0f} req/s = {board.rate / floor.rate:.2f}x the hello "
+          f"route's {floor.rate:.0f} req/s; {measure.machine()}")  # fmt: skip
 
 
 if __name__ == "__main__":

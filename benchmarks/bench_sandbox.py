@@ -1,48 +1,71 @@
-"""Verified model grading vs the same checks bare: a batch of ResNet-20 submissions.
+"""``grader check`` of a folder of ResNet-20 model submissions against bare eager PyTorch, in CPU
+seconds with the boxes counted.
 
-Each of ``--batch`` ResNet-20 submissions (a student's own model.py, different weights) is graded
-on the real CIFAR-10 test images by
+``--batch`` ResNet-20 submissions (a student's own model.py, different seeded weights) are graded
+on the real CIFAR-10 test images, each way as its own process:
 
-- **bare**: the two stage functions (capture, verified evaluation) called in this process, torch
-  warm, no box, no fork -- the floor for exactly the same checks;
-- **boxed**: :func:`grader.models.pipeline.grade_model` through one pool of jailed boxes (both
-  stages in separate confined children, the artifact crossing the boundary), the pool's start-up
-  included in the batch total.
+- **grader check** (what ships): ``grader check FOLDER --assignment resnet20``: intake, both
+  sandbox stages in the warm boxes (default: one per core), robustness variants, scoring, report
+  and student pages;
+- **bare eager** (the real alternative: the script an instructor writes without a grader): import
+  each model.py, load its weights, eager forward at 1 thread over the same test images and the
+  same robustness variant images, accuracy.
 
-Prints per-submission latencies, both totals and the ratio boxed / bare for the batch (target
-<= 1.3x), and the box start-up on its own.
+CPU seconds are those of each process tree, boxes included, read from a transient cgroup
+(:func:`measure.run_counted`: the boxes are SIGKILLed, never reaped, so a process timer misses
+them). Printed beside them: the roofline (FLOPs of every image evaluated / this machine's fp32 GEMM
+throughput at 1 thread) and the load. Target: grader check <= 1.3x bare eager in CPU seconds.
 
-Usage: ``uv run python benchmarks/bench_sandbox.py [--batch 20] [--jobs 1]``
-(needs root + bubblewrap and ``$GRADER_DATA_DIR``).
+Usage: ``uv run python benchmarks/bench_sandbox.py [--batch 20] [--jobs N ...]``
+(needs root + bubblewrap and ``$GRADER_DATA_DIR``). ``--jobs`` (repeatable) also runs
+``grader check --jobs N``, e.g. ``--jobs 1 --jobs 8`` for one box and the former default of 8.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import shutil
-import statistics
+import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import measure
 import torch
-
-from grader.assignment import load_assignment
-from grader.data import load_dataset
-from grader.models.inside.capture import capture
-from grader.models.inside.evaluate import evaluate
-from grader.models.pipeline import capture_arguments, evaluate_arguments, grade_model, model_pool
-from grader.sandbox.inside.tasks import JobContext
 
 HERE = Path(__file__).resolve().parent
 MODEL_PY = HERE / "resnet20_student.py"
 
+EAGER = """
+import importlib.util, sys, time
+from pathlib import Path
+import numpy as np
+import torch
+from grader.data import load_dataset
+from grader.metrics import make_variants
+
+torch.set_num_threads(1)
+images = load_dataset("cifar10", "test").images
+labels = load_dataset("cifar10", "test").labels
+variants = np.concatenate(list(make_variants(images).values()))
+for folder in sorted(Path(sys.argv[1]).iterdir()):
+    spec = importlib.util.spec_from_file_location(f"m_{folder.name}", folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = module.Net()
+    net.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
+    net.eval()
+    with torch.inference_mode():
+        out = [net(torch.from_numpy(x[i:i + 256]).float().div_(255)).argmax(1)
+               for x in (images, variants) for i in range(0, len(x), 256)]
+    predicted = torch.cat(out)[: len(images)].numpy()
+    print(folder.name, float((predicted == labels).mean()))
+"""
+
 
 def make_submission(folder: Path, seed: int) -> None:
     """model.py (the student's ResNet-20) + a state_dict of its weights for ``seed``."""
-    import importlib.util
-
     folder.mkdir(parents=True)
     shutil.copy(MODEL_PY, folder / "model.py")
     spec = importlib.util.spec_from_file_location("student_resnet20", MODEL_PY)
@@ -52,69 +75,62 @@ def make_submission(folder: Path, seed: int) -> None:
     torch.save(module.Net().state_dict(), folder / "model.pt")
 
 
-def bare(folder: Path, images, scratch: Path, spec) -> float:
-    """Both stages in this process: the same checks, with the same arguments, without a box."""
-    started = time.perf_counter()
-    out, out2 = scratch / "capture", scratch / "evaluate"
-    for path in (out, out2):
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir(parents=True)
-    report = capture(JobContext(folder, out, {}, None), capture_arguments(spec.model, "model.pt"))
-    if report.status != "exported":
-        raise SystemExit(f"bare capture failed: {report.message}")
-    shutil.copy(folder / "model.pt", out / "model.pt")
-    record = evaluate(JobContext(out, out2, {}, images), evaluate_arguments(spec.model, "model.pt"))
-    if record.status != "ok":
-        raise SystemExit(f"bare evaluation failed: {record.message}")
-    return time.perf_counter() - started
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=20, help="submissions (default: 20)")
-    parser.add_argument("--jobs", type=int, default=1, help="boxes in the pool (default: 1)")
+    parser.add_argument("--jobs", type=int, action="append", default=[],
+                        help="also run grader check --jobs N (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    spec = load_assignment("resnet20")
-    images = load_dataset("cifar10", "test").images
+    from grader.data import load_dataset
+    from grader.metrics import VARIANT_NAMES, variant_subset
+
+    images = len(load_dataset("cifar10", "test").images)
+    variant_images = len(variant_subset(images)) * len(VARIANT_NAMES)
+    spec = importlib.util.spec_from_file_location("student_resnet20", MODEL_PY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flops = measure.model_flops(module.Net(), (3, 32, 32))
+    gflops = measure.gemm_gflops(1)
+    floor = measure.roofline_s(flops, args.batch * (images + variant_images), gflops)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    grader = str(Path(sys.executable).with_name("grader"))
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as tmp:
         root = Path(tmp)
         folders = [root / "subs" / f"s{i:02d}" for i in range(args.batch)]
         for seed, folder in enumerate(folders):
             make_submission(folder, seed)
-
-        bare(folders[0], images, root / "warm", spec)  # warm: the exporter's first call
-        bare_times = [bare(f, images, root / "bare", spec) for f in folders]
-
-        started = time.perf_counter()
-        with model_pool(spec, size=args.jobs) as pool:
-            with pool.worker() as worker:
-                worker.start()
-            startup = time.perf_counter() - started
-            with ThreadPoolExecutor(max_workers=args.jobs) as threads:
-
-                def one(folder: Path) -> float:
-                    began = time.perf_counter()
-                    result = grade_model(folder, spec, pool=pool)
-                    if result.status != "ok" or not result.verified:
-                        raise SystemExit(f"{folder.name}: {result.status}: {result.message}")
-                    return time.perf_counter() - began
-
-                boxed_times = list(threads.map(one, folders))
-        boxed_total = time.perf_counter() - started
-
-    bare_total = sum(bare_times)
-    print(f"ResNet-20 x {args.batch} on {len(images)} real test images, 1 thread, "
-          f"{args.jobs} box(es)")  # fmt: skip
-    print(f"bare (same checks in-process, warm): {bare_total:7.2f} s  "
-          f"median {statistics.median(bare_times):.3f} s per submission")  # fmt: skip
-    print(f"boxed (pool start-up included):      {boxed_total:7.2f} s  "
-          f"median {statistics.median(boxed_times):.3f} s per submission")  # fmt: skip
-    print(f"box start-up (torch import + warm-up): {startup:.2f} s")
-    print(f"ratio boxed / bare, batch:          {boxed_total / bare_total:.2f}x")
-    print(f"ratio boxed / bare, per submission: "
-          f"{statistics.median(boxed_times) / statistics.median(bare_times):.2f}x")  # fmt: skip
+        (root / "eager.py").write_text(EAGER)
+        print(f"machine: {measure.machine()}")
+        eager = measure.run_counted([sys.executable, str(root / "eager.py"), str(root / "subs")],
+                                    env=env)  # fmt: skip
+        if eager.returncode != 0:
+            raise SystemExit(f"bare eager failed:\n{eager.stderr[-2000:]}")
+        runs = {}
+        for jobs in [None, *args.jobs]:
+            extra = [] if jobs is None else ["--jobs", str(jobs)]
+            out = root / f"out-{jobs}"
+            command = [grader, "check", str(root / "subs"), "--assignment", "resnet20", "--out",
+                       str(out), "--quiet", *extra]  # fmt: skip
+            done = measure.run_counted(command, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"grader check failed:\n{done.stderr[-2000:]}")
+            runs["default" if jobs is None else f"--jobs {jobs}"] = (done, measure.load_now())
+    cores = len(os.sched_getaffinity(0))
+    print(f"ResNet-20 x {args.batch}: {images} test images + {variant_images} robustness variant "
+          f"images each, {flops / 1e6:.1f} MFLOP per image")  # fmt: skip
+    print(f"roofline (FLOPs / fp32 GEMM {gflops:.0f} GFLOP/s at 1 thread): {floor:.1f} CPU-s "
+          f"for the batch, {floor / args.batch:.2f} s per model")  # fmt: skip
+    print(f"CPU seconds counted by {eager.method}")
+    print(f"bare eager (process):          {eager.cpu_s:7.1f} CPU-s  {eager.wall_s:6.1f} s wall  "
+          f"{eager.cpu_s / floor:.2f}x roofline")  # fmt: skip
+    for label, (done, load) in runs.items():
+        boxes = f"one box per core ({cores})" if label == "default" else label
+        print(f"grader check, {boxes:<18} {done.cpu_s:7.1f} CPU-s  {done.wall_s:6.1f} s wall  "
+              f"{done.cpu_s / eager.cpu_s:.2f}x bare eager  {done.cpu_s / floor:.2f}x roofline  "
+              f"({load})")  # fmt: skip
+    print(f"summary: grader check / bare eager = {runs['default'][0].cpu_s / eager.cpu_s:.2f}x "
+          f"CPU seconds (target <= 1.3x); {measure.machine()}")  # fmt: skip
 
 
 if __name__ == "__main__":

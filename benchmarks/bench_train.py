@@ -16,6 +16,7 @@ import argparse
 import time
 from collections.abc import Iterator
 
+import measure
 import numpy as np
 import torch
 from PIL import Image
@@ -127,7 +128,10 @@ def main() -> None:
     train = load_cifar10("train")
     images_t = torch.from_numpy(train.images.copy())
     labels_t = torch.from_numpy(train.labels.copy())
+    print(f"machine: {measure.machine()}")
     print(f"device: cpu, {torch.get_num_threads()} threads; {len(train)} images ({train.source})")
+    flops = measure.model_flops(get_model(args.model), train.images.shape[1:])
+    gflops = measure.gemm_gflops(torch.get_num_threads())
 
     def baseline() -> Iterator:
         return dataloader_batches(train.images, train.labels, args.batch_size, device, args.workers)
@@ -146,9 +150,13 @@ def main() -> None:
                 model = model.to(memory_format=torch.channels_last)
             seen, seconds = run_epoch(model, batches(), device, channels_last)
             rates[name] = seen / seconds
+            # a training step costs about 3 forward passes (forward, and backward twice that)
+            floor = measure.roofline_s(3 * flops, seen, gflops) if model_kind else None
             print(
                 f"{label:<22} {name:<10} {seen} images in {seconds:7.2f} s: "
                 f"{rates[name]:9.1f} img/s"
+                + (f"; roofline {floor:.2f} s ({seconds / floor:.2f}x)" if floor else "")
+                + f" ({measure.load_now()})"
             )
         print(
             f"{label:<22} ratio recipe / dataloader: {rates['recipe'] / rates['dataloader']:.2f}x"

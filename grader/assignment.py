@@ -203,6 +203,9 @@ class Assignment:
     teams: bool = False
     """Teams (the roster's ``team`` column) share one daily limit and one board row."""
     max_file_bytes: int = 2_000_000
+    baselines: tuple[str, ...] = ()
+    """Reference models whose recorded baselines the board shows beside the entries (names of
+    ``reference/baselines/<model>/``), scored on the same test images; none unless listed."""
     model: ModelSpec | None = None
     ops: OpsSpec | None = None
     """Hand-written operations: the submission is an ``ops.py``, not predictions or a model."""
@@ -242,6 +245,7 @@ class Assignment:
         import json
 
         fields = dataclasses.asdict(dataclasses.replace(self, source=None))
+        fields.pop("baselines")  # what the board shows beside the entries grades nothing
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
     def solution_path(self, data_dir: Path | None = None) -> Path | None:
@@ -325,6 +329,12 @@ def parse_assignment(raw: dict[str, Any], source: Path | None = None) -> Assignm
         raise SpecError(f"{where}: daily_limit must be at least 1")
     if spec.max_file_bytes < 1:
         raise SpecError(f"{where}: max_file_bytes must be positive")
+    for name in spec.baselines:
+        if not name or "/" in name or name.startswith("."):
+            raise SpecError(
+                f"{where}: baselines: {name!r} is not a baseline name (a folder of "
+                "reference/baselines, e.g. resnet20)"
+            )
     if spec.final_submissions < 1:
         raise SpecError(f"{where}: final_submissions must be at least 1")
     for level in spec.rubric:

@@ -13,7 +13,9 @@
 - ``GRADER_DATA_DIR``, ``GRADER_PSEUDONYMS`` (``0`` shows real names until the instructor
   switches), ``GRADER_API_RATE_LIMIT`` and ``GRADER_LOGIN_RATE_LIMIT`` (requests per minute per
   client address and per token), ``GRADER_BOARD_CACHE_S`` (how stale another server process's
-  cached board may be).
+  cached board may be);
+- ``GRADER_BASELINE_DIR``: the folder of baseline records the boards show (default: the
+  project's ``reference/baselines``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         COURSE=env.get("GRADER_COURSE") or None,
         ASSIGNMENT=env.get("GRADER_ASSIGNMENT", "cifar10"),
         DATA_DIR=env.get("GRADER_DATA_DIR") or None,
+        BASELINE_DIR=env.get("GRADER_BASELINE_DIR") or None,
         PSEUDONYMS=env.get("GRADER_PSEUDONYMS", "1").lower() not in {"0", "false", "no"},
         BROKER_URL=broker_url,
         REDIS_URL=env.get("GRADER_REDIS_URL")
@@ -86,6 +89,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = db.load_secret_key(app.extensions["leaderboard_engine"])
+    # what the embedded worker warms its boxes for when it starts (grader worker)
+    db.note_served_models(app.extensions["leaderboard_engine"], app.config["COURSE"])
     # No pooled connection may cross a fork (gunicorn --preload builds the app before forking).
     app.extensions["leaderboard_engine"].dispose()
     if app.config["BROKER_URL"]:

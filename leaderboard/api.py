@@ -15,6 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from grader.grading.points import shown_points
 from grader.records import to_data
 from leaderboard.auth import Identity
+from leaderboard.baselines import load_baselines
 from leaderboard.cache import board_state, cached_response
 from leaderboard.course import CourseAssignment
 from leaderboard.db import begin_write, get_session
@@ -22,7 +23,7 @@ from leaderboard.finals import FinalError, mark_final
 from leaderboard.models import Submission, utcnow
 from leaderboard.rules import entrant_for, is_revealed, naive_utc, next_reset, reveal_at
 from leaderboard.scoring import stored_grade
-from leaderboard.standings import load_baselines, own_submissions, real_names_shown, standings
+from leaderboard.standings import own_submissions, real_names_shown, standings
 from leaderboard.status import Role
 from leaderboard.submitting import submit
 from leaderboard.uploads import Upload
@@ -196,12 +197,19 @@ def _leaderboard(assignment: CourseAssignment) -> Response:
         revealed = is_revealed(session, spec, utcnow())
         real_names = real_names_shown(session, current_app.config["PSEUDONYMS"])
         rows = standings(session, spec, revealed=revealed, real_names=real_names)
-        baselines = load_baselines(spec, current_app.config.get("BASELINE_DIR"))
+        baselines = load_baselines(
+            spec, current_app.config.get("BASELINE_DIR"),
+            data_dir=current_app.config.get("DATA_DIR"), revealed=revealed,
+        )  # fmt: skip
         body = {
             "assignment": spec.name,
             "revealed": revealed,
             "rows": [row.to_json() for row in rows],
-            "baselines": [{"assignment": spec.name, **dataclasses.asdict(b)} for b in baselines],
+            "baselines": [
+                {"assignment": spec.name, **dataclasses.asdict(b), "accuracy": b.accuracy}
+                for b in baselines.shown
+            ],
+            "baselines_not_shown": baselines.hidden,
         }
         return json.dumps(body)
 
@@ -216,6 +224,7 @@ def assignment_json(assignment: CourseAssignment) -> dict:
         "assignment": spec.name,
         "title": spec.title,
         "kind": assignment.kind.value,
+        "dataset": spec.dataset,
         "queue": assignment.queue.value,
         "deadline": deadline.strftime(ISO) if deadline else None,
         "late_policy": spec.late_policy,

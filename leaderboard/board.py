@@ -6,7 +6,10 @@ student are in :mod:`leaderboard.student`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
+from dataclasses import dataclass
 
 from flask import (
     Blueprint,
@@ -16,17 +19,35 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from sqlalchemy import select
 
-from leaderboard.auth import identify
+from leaderboard.auth import Identity, identify
+from leaderboard.baselines import Baseline, load_baselines
 from leaderboard.cache import board_state, cached_response
 from leaderboard.course import CourseAssignment
 from leaderboard.db import get_session
-from leaderboard.models import Score, Submission, utcnow
-from leaderboard.rules import is_revealed, naive_utc, next_reset, reveal_at
-from leaderboard.standings import TIME_FORMAT, load_baselines, real_names_shown, standings
+from leaderboard.models import Score, Student, Submission, utcnow
+from leaderboard.progress import progress_png, series_of
+from leaderboard.rules import (
+    daily_limit_for,
+    entrant_for,
+    is_revealed,
+    naive_utc,
+    next_reset,
+    reveal_at,
+    used_today,
+)
+from leaderboard.standings import (
+    TIME_FORMAT,
+    Row,
+    display_name,
+    real_names_shown,
+    shake_up,
+    standings,
+)
 from leaderboard.status import Role
 from leaderboard.student import accepted_upload
 from leaderboard.submitting import submit
@@ -37,7 +58,9 @@ bp = Blueprint("board", __name__)
 
 
 def rules_text(assignment: CourseAssignment, reveal_moment, revealed: bool) -> dict[str, str]:
-    """The deadline, reveal rule, entry rule and limit of an assignment, in words."""
+    """The assignment's rules in words: ``ranking`` (one sentence: what ranks the board, and
+    which submission stands for an entrant, before and after the reveal), ``deadline``,
+    ``reveal``, ``limit``, and ``entry`` (the ranking sentence, kept for older callers)."""
     spec = assignment.spec
     deadline = naive_utc(spec.deadline)
     if deadline is None:
@@ -51,21 +74,38 @@ def rules_text(assignment: CourseAssignment, reveal_moment, revealed: bool) -> d
             " (the last deadline, extensions included)." if reveal_moment != deadline else "."
         )
     if revealed:
-        reveal_text = "The private board is revealed: ranked by accuracy on the private split."
-    entry = {
-        "best": "Each entry's best public score counts.",
-        "last": "Each entry's latest submission counts.",
-        "chosen": f"Mark up to {spec.final_submissions} submission(s) as final; the best private "
-        f"score among them counts (with none marked, your {spec.final_submissions} best public "
-        "ones).",
-    }[spec.entry_rule]
-    if spec.teams:
-        entry += " Teams share one row and one daily limit."
+        reveal_text = "The private board has been revealed."
+    ranking = ranking_sentence(spec, revealed)
     limit = (
         f"Daily limit: {spec.daily_limit} submission(s), reset at "
         f"{next_reset(utcnow()).strftime(TIME_FORMAT)}."
     )
-    return {"deadline": deadline_text, "reveal": reveal_text, "entry": entry, "limit": limit}
+    return {"ranking": ranking, "entry": ranking, "deadline": deadline_text,
+            "reveal": reveal_text, "limit": limit}  # fmt: skip
+
+
+def ranking_sentence(spec, revealed: bool) -> str:
+    """One sentence saying what ranks the board and which submission stands for an entrant."""
+    public = f"public accuracy (on {spec.public_fraction:.0%} of the test images)"
+    private = f"private accuracy (on the other {1 - spec.public_fraction:.0%})"
+    finals = (
+        f"the best {private} among the up to {spec.final_submissions} submissions each entrant "
+        f"marked final (their {spec.final_submissions} best public ones when none is marked)"
+    )
+    sentence = {
+        ("best", False): f"Ranked by {public}: each entrant's best public submission stands, "
+        f"and at the reveal that same submission is ranked by its {private}.",
+        ("best", True): f"Ranked by {private} of each entrant's best public submission, the one "
+        "that stood on the public board.",
+        ("last", False): f"Ranked by {public} of each entrant's latest submission; at the reveal, "
+        f"by its {private}.",
+        ("last", True): f"Ranked by {private} of each entrant's latest submission.",
+        ("chosen", False): f"Ranked by each entrant's best {public}; at the reveal, by {finals}.",
+        ("chosen", True): f"Ranked by {finals}.",
+    }[(spec.entry_rule, revealed)]
+    if spec.teams:
+        sentence += " Teams share one row and one daily limit."
+    return sentence
 
 
 def _assignment_state(assignment: CourseAssignment) -> tuple:
@@ -102,9 +142,49 @@ def index() -> Response:
     return cached_response("index.html", state, render, "text/html")
 
 
+@bp.get("/health")
+def health() -> Response:
+    """Liveness check: a plain ``ok`` from a worker that answers (load balancers, monitoring;
+    the benchmarks' floor for any page of this server)."""
+    return Response("ok\n", mimetype="text/plain")
+
+
+@dataclass(frozen=True)
+class Line:
+    """A line of the board: an entry (``row``) or a baseline among them."""
+
+    row: Row | None = None
+    baseline: Baseline | None = None
+
+
+def board_lines(rows: list[Row], baselines: list[Baseline], revealed: bool) -> list[Line]:
+    """The entries in rank order with each baseline placed where its accuracy falls (after the
+    entries with the same score)."""
+    lines: list[Line] = []
+    waiting = sorted(baselines, key=lambda b: -b.accuracy)
+    for row in rows:
+        score = row.private_accuracy if revealed else row.public_accuracy
+        while waiting and waiting[0].accuracy > score:
+            lines.append(Line(baseline=waiting.pop(0)))
+        lines.append(Line(row=row))
+    lines.extend(Line(baseline=b) for b in waiting)
+    return lines
+
+
+def row_id(entrant: str) -> str:
+    """An opaque, stable HTML id for an entrant's row (the entrant key itself is not public)."""
+    key = str(current_app.secret_key or "").encode()
+    return "row-" + hmac.new(key, entrant.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+VIEWER_MARK = "<!-- viewer -->"
+"""Where the signed-in student's line goes in the shared, cached board."""
+
+
 @bp.get("/assignments/<name>/")
 def board(name: str) -> Response:
-    """The board of one assignment (cached; see :mod:`leaderboard.cache`)."""
+    """The board of one assignment (cached; see :mod:`leaderboard.cache`), with the signed-in
+    student's own line and row highlighted."""
     assignment = assignment_or_404(name)
     spec = assignment.spec
 
@@ -115,17 +195,66 @@ def board(name: str) -> Response:
         session = get_session()
         revealed = is_revealed(session, spec, utcnow())
         real_names = real_names_shown(session, current_app.config["PSEUDONYMS"])
+        rows = standings(session, spec, revealed=revealed, real_names=real_names)
+        baselines = load_baselines(
+            spec, current_app.config.get("BASELINE_DIR"),
+            data_dir=current_app.config.get("DATA_DIR"), revealed=revealed,
+        )  # fmt: skip
         return render_template(
             "board.html",
             spec=spec,
             assignment=assignment,
-            rows=standings(session, spec, revealed=revealed, real_names=real_names),
-            baselines=load_baselines(spec, current_app.config.get("BASELINE_DIR")),
+            lines=board_lines(rows, baselines.shown, revealed),
+            rows=rows,
+            baselines=baselines,
+            shake_up=shake_up(rows),
             revealed=revealed,
             rules=rules_text(assignment, reveal_at(session, spec), revealed),
+            viewer_mark=VIEWER_MARK,
         )
 
-    return cached_response(f"board:{name}", state, render, "text/html")
+    response = cached_response(f"board:{name}", state, render, "text/html")
+    if "token_id" not in session:  # an anonymous visitor: the shared page as it is
+        return response
+    identity = signed_in()
+    if identity is None or identity.role is not Role.STUDENT:
+        return response
+    line, entrant = _viewer_line(assignment, identity)
+    personal = response.get_data(as_text=True).replace(VIEWER_MARK, line, 1)
+    if entrant is not None:  # a class, not a style: the CSP allows no inline styles
+        mark = f'<tr id="{row_id(entrant)}"'
+        personal = personal.replace(mark, f'{mark} class="you-row"', 1)
+    response = Response(personal, mimetype="text/html")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _viewer_line(assignment: CourseAssignment, identity: Identity) -> tuple[str, str | None]:
+    """The signed-in student's line (their rank, best score and submissions left today) and the
+    entrant key of their row, if they have one."""
+    spec = assignment.spec
+    session = get_session()
+    now = utcnow()
+    entrant = entrant_for(session, spec, identity.student_id)
+    revealed = is_revealed(session, spec, now)
+    real_names = real_names_shown(session, current_app.config["PSEUDONYMS"])
+    rows = standings(session, spec, revealed=revealed, real_names=real_names)
+    mine = next((r for r in rows if r.entrant == entrant.key), None)
+    limit = daily_limit_for(session, spec, identity.student_id)
+    left = max(0, limit - used_today(session, spec, entrant, now))
+    student = session.get(Student, identity.student_id)
+    line = render_template(
+        "board_viewer.html",
+        spec=spec,
+        row=mine,
+        entries=len(rows),
+        left=left,
+        limit=limit,
+        reset=next_reset(now),
+        name=display_name(student, None, real_names) if student is not None else "",
+        revealed=revealed,
+    )
+    return line, mine.entrant if mine is not None else None
 
 
 @bp.route("/submit", methods=["GET", "POST"])
@@ -169,56 +298,107 @@ def upload(name: str | None = None) -> Response | str | tuple[str, int]:
 
 @bp.get("/assignments/<name>/accuracy-vs-params.png")
 def scatter(name: str) -> Response:
-    """Public accuracy against parameter count for graded model submissions (PNG)."""
+    """Public accuracy against parameter count for graded model submissions, with the labelled
+    baselines (PNG, cached like the board)."""
+    assignment = assignment_or_404(name)
+    spec = assignment.spec
+
+    def render() -> bytes:
+        session = get_session()
+        points = session.execute(
+            select(Score.total_params, Score.public_accuracy)
+            .join(Submission, Submission.id == Score.submission_id)
+            .where(Submission.assignment == spec.name, Score.total_params.is_not(None))
+        ).all()
+        baselines = [b for b in _shown_baselines(spec, revealed=False) if b.parameters]
+        return accuracy_vs_parameters_png(spec, [(p[0], p[1]) for p in points], baselines)
+
+    return cached_response(f"scatter:{name}", lambda: board_state(_assignment_state(assignment)),
+                           render, "image/png")  # fmt: skip
+
+
+def accuracy_vs_parameters_png(spec, points: list[tuple[int, float]], baselines) -> bytes:
+    """The scatter: one dot per graded model, a labelled star per baseline; the legend below
+    the axes, where it covers nothing."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
 
-    spec = assignment_or_404(name).spec
-    session = get_session()
-    points = session.execute(
-        select(Score.total_params, Score.public_accuracy)
-        .join(Submission, Submission.id == Score.submission_id)
-        .where(Submission.assignment == spec.name, Score.total_params.is_not(None))
-    ).all()
-    figure = Figure(figsize=(6, 4), dpi=100)
+    figure = Figure(figsize=(6.4, 4), dpi=100)
     axes = figure.subplots()
-    baselines = [
-        b
-        for b in load_baselines(spec, current_app.config.get("BASELINE_DIR"))
-        if b.parameters is not None
-    ]
     if points or baselines:
         if points:
-            axes.scatter(
-                [p[0] for p in points], [p[1] for p in points], alpha=0.7, label="submissions"
-            )
+            axes.scatter([p[0] for p in points], [p[1] for p in points], alpha=0.7,
+                         label="submissions")  # fmt: skip
         if baselines:
-            axes.scatter(
-                [b.parameters for b in baselines],
-                [b.accuracy for b in baselines],
-                marker="*",
-                s=120,
-                color="tab:red",
-                label="baselines (their own test images)",
-            )
+            axes.scatter([b.parameters for b in baselines], [b.public_accuracy for b in baselines],
+                         marker="*", s=140, color="tab:red", zorder=3,
+                         label="baselines (same test images)")  # fmt: skip
+            for b in baselines:
+                axes.annotate(b.model, (b.parameters, b.public_accuracy), xytext=(6, 4),
+                              textcoords="offset points", fontsize=8, color="tab:red")  # fmt: skip
         axes.set_xscale("log")
-        axes.legend(loc="lower right")
+        axes.margins(x=0.3, y=0.1)  # room for the labels
+        axes.legend(loc="upper left", bbox_to_anchor=(0, -0.16), ncol=2, frameon=False)
     else:
         axes.text(0.5, 0.5, "no model submissions graded yet", ha="center", va="center")
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     axes.set_xlabel("trainable parameters")
     axes.set_ylabel("public accuracy")
-    axes.set_title(f"{spec.title or spec.name}: accuracy vs. parameters")
+    axes.set_title(f"{spec.title or spec.name}: accuracy vs. parameters", fontsize=10)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
-    return Response(buffer.getvalue(), mimetype="image/png")
+    return buffer.getvalue()
+
+
+def _shown_baselines(spec, *, revealed: bool) -> list[Baseline]:
+    return load_baselines(
+        spec, current_app.config.get("BASELINE_DIR"), data_dir=current_app.config.get("DATA_DIR"),
+        revealed=revealed,
+    ).shown  # fmt: skip
+
+
+@bp.get("/assignments/<name>/progress.png")
+def progress(name: str) -> Response:
+    """Score over time (PNG): the leader's best public accuracy so far, and a signed-in
+    student's own submissions beside it."""
+    assignment = assignment_or_404(name)
+    spec = assignment.spec
+    identity = signed_in()
+
+    def draw(entrant: str | None, label: str) -> bytes:
+        session = get_session()
+        revealed = is_revealed(session, spec, utcnow())
+        real_names = real_names_shown(session, current_app.config["PSEUDONYMS"])
+        rows = standings(session, spec, revealed=revealed, real_names=real_names)
+        leader = None
+        if rows and rows[0].entrant == entrant:
+            label = label.replace(": best so far", " (the leader): best so far")
+        elif rows:
+            leader = series_of(session, spec, rows[0].entrant, f"leader ({rows[0].name})")
+        you = series_of(session, spec, entrant, label) if entrant is not None else None
+        return progress_png(spec, leader, you, _shown_baselines(spec, revealed=False))
+
+    if identity is not None and identity.role is Role.STUDENT:
+        entrant = entrant_for(get_session(), spec, identity.student_id).key
+        response = Response(draw(entrant, "you: best so far"), mimetype="image/png")
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
+    return cached_response(f"progress:{name}", lambda: board_state(_assignment_state(assignment)),
+                           lambda: draw(None, ""), "image/png")  # fmt: skip
 
 
 @bp.get("/plot/accuracy-vs-params.png")
 def first_scatter() -> Response:
     """The plot of the first assignment (its address before the course had several)."""
     return redirect(url_for("board.scatter", name=course().first.name))
+
+
+@bp.app_template_global("row_id")
+def _row_id(entrant: str) -> str:
+    return row_id(entrant)
 
 
 @bp.app_template_filter("pct")

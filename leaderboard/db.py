@@ -7,6 +7,7 @@ selected by a ``postgresql+psycopg://`` URL.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from leaderboard import wakeup  # noqa: F401 - registers the NOTIFY sent for every new job
 from leaderboard.models import SCHEMA_VERSION, Base, Setting
 
 DEFAULT_URL = "sqlite:///grader.db"
@@ -132,6 +134,24 @@ def load_secret_key(engine: Engine) -> str:
         )
     check_schema_version(engine)
     return value
+
+
+SERVED_MODELS = "served_models"
+"""Setting: JSON ``{queue: [dataset, ...]}`` of the model assignments the server last served."""
+
+
+def note_served_models(engine: Engine, course) -> None:
+    """Record the datasets of ``course``'s model assignments by queue (when they changed)."""
+    served: dict[str, list[str]] = {}
+    for assignment in course.assignments:
+        if assignment.spec.model is not None:
+            datasets = served.setdefault(assignment.queue.value, [])
+            if assignment.spec.dataset not in datasets:
+                datasets.append(assignment.spec.dataset)
+    value = json.dumps(served, sort_keys=True)
+    with Session(engine) as session, session.begin():
+        if read_setting(session, SERVED_MODELS) != value:
+            write_setting(session, SERVED_MODELS, value)
 
 
 def init_app(app: Flask) -> None:

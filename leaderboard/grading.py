@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,22 +71,37 @@ class SubmissionGrader:
             log.exception("grading failed")
             return Evidence(kind, GradeStatus.ERROR, f"grading failed: {type(exc).__name__}: {exc}")
 
+    def warm(self, datasets: Iterable[str]) -> None:
+        """Start the boxes for ``datasets`` now, in the background, and keep them started, so
+        that the first job of each finds its box warm."""
+        if not self.config.pre_fork:
+            return
+        for dataset in datasets:
+            try:
+                self._pool(dataset).warm()
+            except Exception as exc:  # noqa: BLE001 - e.g. its data is missing: the job will say
+                log.warning("boxes for %s not started: %s", dataset, exc)
+
     def _box(self, spec: Assignment) -> BoxPool | None:
-        """The warm pool for ``spec``'s kind and test images (its box starts on the first job)."""
+        """The warm pool for ``spec``'s kind and test images (its box starts on the first job,
+        unless :meth:`warm` started it)."""
         if not self.config.pre_fork or not spec_kind(spec).needs_box:
             return None
-        name = spec.dataset if spec.model is not None else "ops"
-        if name not in self._boxes:
-            if spec.model is not None:
-                from grader.models.pipeline import model_pool
+        return self._pool(spec.dataset if spec.model is not None else "ops")
 
-                self._boxes[name] = model_pool(
-                    spec, data_dir=self.config.data_dir, gpu=self.config.gpu
-                )
-            else:
+    def _pool(self, name: str) -> BoxPool:
+        """The pool of a dataset's model boxes, or of the ops boxes (``"ops"``)."""
+        if name not in self._boxes:
+            if name == "ops":
                 from grader.sandbox.pool import BoxPool
 
                 self._boxes[name] = BoxPool(size=1)
+            else:
+                from grader.models.pipeline import dataset_pool
+
+                self._boxes[name] = dataset_pool(
+                    name, data_dir=self.config.data_dir, gpu=self.config.gpu
+                )
         return self._boxes[name]
 
     def close(self) -> None:

@@ -189,6 +189,17 @@ def start_line(course: dict, config: RemoteConfig, visibility_s: float) -> str:
     return line
 
 
+def served_datasets(course: dict, config: RemoteConfig) -> list[str]:
+    """Datasets of the model assignments on this worker's queues (their boxes start at once)."""
+    queues = {q.value for q in config.queues}
+    found = [
+        a.get("dataset")
+        for a in course.get("assignments", [])
+        if a.get("kind") == "model" and a.get("queue") in queues
+    ]
+    return list(dict.fromkeys(d for d in found if isinstance(d, str)))
+
+
 def make_worker_app(config: RemoteConfig, run: Callable[[int], str], visibility_s: float):
     """The Celery app of this worker with its one task, ``grader.grade_job``."""
     app = celery_app(config.broker, visibility_timeout_s=visibility_s)
@@ -209,6 +220,7 @@ def start_remote_worker(config: RemoteConfig, echo: Callable[[str], None] = prin
     course = client.hello()
     visibility_s = visibility_timeout(course, config)
     grader = SubmissionGrader(config.grading)
+    grader.warm(served_datasets(course, config))
     app = make_worker_app(
         config,
         lambda job_id: run_remote_job(client, grader, job_id, owner=config.owner),

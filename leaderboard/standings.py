@@ -1,5 +1,6 @@
 """The board's rows: one entry per entrant (a student, or a team) chosen by the spec's rule,
-ranked with ties marked, plus the recorded baselines.
+ranked with ties marked; after the private reveal each row also carries its public rank, so the
+board shows how far it moved (the shake-up).
 
 Entry rules: ``best`` (the best public score), ``last`` (the latest submission), ``chosen``
 (Kaggle's final selection: on the public board the best public score; on the private board the
@@ -10,10 +11,8 @@ best private score among the submissions the entrant marked final, or among thei
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
@@ -23,7 +22,6 @@ from leaderboard.db import read_setting
 from leaderboard.models import Score, Student, Submission, Team
 from leaderboard.rules import Entrant, entrant_of
 
-BASELINE_DIR = Path(__file__).resolve().parent.parent / "reference" / "baselines"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 
 
@@ -46,11 +44,19 @@ class Row:
     verified: bool | None = None
     """For a model: whether its numbers come from the verified evaluation of its captured graph
     (False: graded unverified); None for a predictions file."""
+    public_rank: int | None = None
+    """Once revealed: the rank the entrant had on the public board (None before the reveal)."""
+
+    @property
+    def rank_change(self) -> int | None:
+        """Places gained at the reveal (negative: lost); None before it."""
+        return None if self.public_rank is None else self.public_rank - self.rank
 
     def to_json(self) -> dict:
         """The row as the public API shows it (without the internal entrant key)."""
         body = asdict(self)
         body.pop("entrant")
+        body["rank_change"] = self.rank_change
         return body
 
 
@@ -65,16 +71,6 @@ class Entry:
     team: Team | None
     count: int
     last: dt.datetime
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A recorded reference result shown on the board for comparison."""
-
-    model: str
-    accuracy: float
-    data: str
-    parameters: int | None = None
 
 
 def real_names_shown(session: Session, default_pseudonyms: bool = True) -> bool:
@@ -148,90 +144,51 @@ def standings(session: Session, spec: Assignment, *, revealed: bool, real_names:
     """Board rows, best first; ranked by private accuracy once revealed, else public.
 
     Equal scores share a rank (1, 2, 2, 4) and are marked as ties; the earlier entry is listed
-    first.
+    first. Once revealed each row carries its ``public_rank`` on the board before the reveal.
     """
     chosen = entries(session, spec, revealed=revealed)
     key = "private_accuracy" if revealed else "public_accuracy"
+    ranks, ties = _ranked(chosen, key)
+    public_ranks: dict[str, int] = {}
+    if revealed:
+        before = entries(session, spec, revealed=False)
+        public_ranks = dict(zip((e.entrant.key for e in before),
+                                _ranked(before, "public_accuracy")[0], strict=True))  # fmt: skip
+    return [
+        Row(
+            rank=rank,
+            tie=tie,
+            name=display_name(entry.student, entry.team, real_names),
+            public_accuracy=entry.score.public_accuracy,
+            private_accuracy=entry.score.private_accuracy if revealed else None,
+            submissions=entry.count,
+            last_submission=entry.last.strftime(TIME_FORMAT),
+            late=entry.submission.late,
+            assignment=spec.name,
+            entrant=entry.entrant.key,
+            verified=entry.score.verified,
+            public_rank=public_ranks.get(entry.entrant.key),
+        )
+        for entry, rank, tie in zip(chosen, ranks, ties, strict=True)
+    ]
+
+
+def _ranked(chosen: list[Entry], key: str) -> tuple[list[int], list[bool]]:
+    """Sort ``chosen`` in place by ``key`` (best first, earlier first on ties); the ranks (equal
+    scores share one: 1, 2, 2, 4) and whether each is tied."""
     chosen.sort(key=lambda e: (-getattr(e.score, key), e.submission.created_at))
     values = [getattr(e.score, key) for e in chosen]
     counts = Counter(values)
-    rows: list[Row] = []
-    rank = 0
-    for index, entry in enumerate(chosen):
-        value = values[index]
-        if index == 0 or value != values[index - 1]:
-            rank = index + 1
-        rows.append(
-            Row(
-                rank=rank,
-                tie=counts[value] > 1,
-                name=display_name(entry.student, entry.team, real_names),
-                public_accuracy=entry.score.public_accuracy,
-                private_accuracy=entry.score.private_accuracy if revealed else None,
-                submissions=entry.count,
-                last_submission=entry.last.strftime(TIME_FORMAT),
-                late=entry.submission.late,
-                assignment=spec.name,
-                entrant=entry.entrant.key,
-                verified=entry.score.verified,
-            )
-        )
-    return rows
+    ranks: list[int] = []
+    for index, value in enumerate(values):
+        ranks.append(index + 1 if index == 0 or value != values[index - 1] else ranks[-1])
+    return ranks, [counts[v] > 1 for v in values]
 
 
-def load_baselines(spec: Assignment, directory: Path | None = None) -> list[Baseline]:
-    """Baseline records for the spec's dataset: ``<dir>/<model>/record.json`` or ``<dir>/*.json``.
-
-    A record needs a model name and an accuracy; ``data`` (a dict or a string) says what it was
-    trained and evaluated on, and is shown with it.
-    """
-    directory = directory or BASELINE_DIR
-    if not directory.is_dir():
-        return []
-    baselines = []
-    for path in sorted([*directory.glob("*.json"), *directory.glob("*/record.json")]):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue  # a record being written or broken is not shown; the board still renders
-        if not isinstance(record, dict):
-            continue
-        model = record.get("model") or record.get("name") or path.parent.name
-        accuracy = record.get("accuracy", record.get("test_accuracy"))
-        data = record.get("data")
-        dataset = data.get("dataset") if isinstance(data, dict) else record.get("dataset")
-        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)):
-            continue
-        if str(dataset or spec.dataset).split("-")[0] != spec.dataset:
-            continue
-        parameters = record.get("parameters")
-        baselines.append(
-            Baseline(
-                model=str(model),
-                accuracy=float(accuracy),
-                data=_data(record),
-                parameters=parameters if isinstance(parameters, int) else None,
-            )
-        )
-    return baselines
-
-
-def _data(record: dict) -> str:
-    """A short statement of what data a baseline used."""
-    data = record.get("data")
-    parts = []
-    if isinstance(data, dict):
-        if data.get("train_images") is not None:
-            parts.append(f"trained on {data['train_images']:,} images")
-        if data.get("test_images") is not None:
-            whole = "" if data.get("full_test_set") else " (not the full test set)"
-            parts.append(f"accuracy on {data['test_images']:,} test images{whole}")
-    elif data is not None:
-        parts.append(str(data))
-    for key in ("epochs", "device"):
-        if record.get(key) is not None and not isinstance(record[key], (dict, list)):
-            parts.append(f"{key} {record[key]}")
-    return ", ".join(parts) or "data not recorded"
+def shake_up(rows: list[Row]) -> float | None:
+    """The mean number of places the entrants moved at the reveal; None before it."""
+    moves = [abs(r.rank_change) for r in rows if r.rank_change is not None]
+    return sum(moves) / len(moves) if moves else None
 
 
 def own_submissions(session: Session, entrant: Entrant, spec: Assignment) -> list[Submission]:

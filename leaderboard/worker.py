@@ -5,10 +5,15 @@ queued job (:func:`leaderboard.jobs.claim_next`), keeps its lease alive with a h
 grades it with :class:`leaderboard.grading.SubmissionGrader` and stores the result through the
 same :func:`leaderboard.jobs.store_result` the remote workers' API uses. A worker that dies stops
 heartbeating; its lease expires and the next claimer takes the job as a new attempt.
+
+An idle worker wakes as soon as a job is queued (:mod:`leaderboard.wakeup`), and its boxes are
+started when it starts, for the datasets of the model assignments the server serves
+(:func:`known_datasets`), so the first upload does not wait for a box to import torch.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -17,18 +22,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from grader.assignment import SpecError, parse_assignment
 from grader.grading.evidence import Evidence
-from grader.grading.status import GradeStatus
-from leaderboard.db import make_engine, session_scope
+from grader.grading.status import GradeStatus, SubmissionKind
+from leaderboard.db import SERVED_MODELS, make_engine, read_setting, session_scope
 from leaderboard.grading import GradingConfig, SubmissionGrader
 from leaderboard.jobs import claim_next, heartbeat, store_result
 from leaderboard.models import Job
 from leaderboard.protocol import Claim
 from leaderboard.status import JobQueue
 from leaderboard.uploads import load_files
+from leaderboard.wakeup import JobSignal
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,7 @@ class WorkerConfig:
     lease_s: float = 60.0
     """Seconds a claim lasts without a heartbeat; heartbeats come every third of it."""
     poll_s: float = 1.0
-    """Seconds to wait when no job is queued."""
+    """Seconds between two claims while idle; a newly queued job wakes the worker at once."""
     once: bool = False
     """Stop when the queue is empty instead of waiting for more jobs."""
     max_jobs: int | None = None
@@ -131,13 +137,42 @@ def process_one(
     return True
 
 
+def known_datasets(engine: Engine, queues: Sequence[JobQueue] = tuple(JobQueue)) -> list[str]:
+    """Datasets of the model assignments this worker will likely grade: those the server last
+    started with (it records them), and those of the model jobs already in the database."""
+    found: list[str] = []
+    wanted = {q.value for q in queues}
+    with session_scope(engine) as session:
+        try:
+            served = json.loads(read_setting(session, SERVED_MODELS) or "{}")
+        except ValueError:
+            served = {}
+        for queue, datasets in served.items() if isinstance(served, dict) else ():
+            if queue in wanted and isinstance(datasets, list):
+                found.extend(d for d in datasets if isinstance(d, str))
+        recent = session.scalars(
+            select(Job.payload)
+            .where(Job.kind == SubmissionKind.MODEL, Job.queue.in_(list(queues)))
+            .order_by(Job.id.desc())
+            .limit(200)
+        )
+        for payload in recent:
+            dataset = ((payload or {}).get("spec") or {}).get("dataset")
+            if isinstance(dataset, str):
+                found.append(dataset)
+    return list(dict.fromkeys(found))
+
+
 def run_worker(config: WorkerConfig, *, stop: threading.Event | None = None) -> int:
     """Process jobs until stopped (with ``once``: until the queue is empty); return the count."""
     engine = make_engine(config.database_url)
     stop = stop or threading.Event()
     grader = SubmissionGrader(config.grading)
+    signal = JobSignal(engine)
     done = 0
     try:
+        if not config.once:
+            grader.warm(known_datasets(engine, config.queues))
         while not stop.is_set():
             if config.max_jobs is not None and done >= config.max_jobs:
                 break
@@ -146,8 +181,9 @@ def run_worker(config: WorkerConfig, *, stop: threading.Event | None = None) -> 
             elif config.once:
                 break
             else:
-                stop.wait(config.poll_s)
+                signal.wait(config.poll_s, stop)
     finally:
+        signal.close()
         grader.close()
         engine.dispose()
     return done

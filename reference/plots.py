@@ -105,6 +105,40 @@ def compare_runs(runs: Mapping[str, str | Path], path: str | Path) -> Path:
     return plot_weight_histograms({label: load_run(d) for label, d in runs.items()}, path)
 
 
+def plot_validation_curves(baseline_dir: str | Path, path: str | Path) -> Path:
+    """Validation accuracy by epoch of every baseline run under ``baseline_dir`` that recorded a
+    curve (``<model>/record*.json``), one panel per model, one line per run."""
+    import json
+
+    runs: dict[str, list[tuple[str, list[dict]]]] = {}
+    for record_path in sorted(Path(baseline_dir).glob("*/record*.json")):
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("curve"):
+            label = f"{record['epochs']} epochs: test {record['accuracy']:.1%}"
+            runs.setdefault(record["model"], []).append((label, record["curve"]))
+    if not runs:
+        raise ValueError(f"no baseline under {baseline_dir} recorded a validation curve")
+    cols = min(3, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for index, (model, curves) in enumerate(sorted(runs.items())):
+        ax = axes[index // cols][index % cols]
+        for label, curve in sorted(curves, key=lambda c: len(c[1])):
+            ax.plot([p["epoch"] for p in curve], [p["val_accuracy"] for p in curve], label=label)
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("validation accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="lower right")
+    for index in range(len(runs), rows * cols):
+        axes[index // cols][index % cols].axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m reference.plots OUT.png LABEL=RUN_DIR ...``: compare weight histograms."""
     import sys

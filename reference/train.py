@@ -71,6 +71,9 @@ class TrainData:
     recipe: Dataset
     """The data set's registry entry: normalisation and which augmentations keep the class."""
     description: dict = field(default_factory=dict)
+    val_images: torch.Tensor | None = None
+    """Held-out training images whose accuracy after every epoch is the run's curve."""
+    val_labels: torch.Tensor | None = None
 
 
 def load_data(config: TrainConfig, device: torch.device) -> TrainData:
@@ -79,7 +82,9 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainData:
     train = load_dataset(dataset, "train", config.data_dir)
     test = load_dataset(dataset, "test", config.data_dir)
     available = len(train)
-    count = available if config.limit_train is None else min(config.limit_train, available)
+    held_out = min(config.validation, available - 2)
+    usable = available - held_out
+    count = usable if config.limit_train is None else min(config.limit_train, usable)
     description = {
         "dataset": dataset,
         "source": str(train.source),
@@ -88,6 +93,12 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainData:
         "test_images": len(test),
         "full_test_set": len(test) == 10_000,
     }
+    val_images = val_labels = None
+    if held_out > 0:
+        description["validation_images"] = held_out
+        description["validation"] = f"the last {held_out:,} training images, never trained on"
+        val_images = torch.from_numpy(train.images[usable:].copy()).to(device)
+        val_labels = torch.from_numpy(train.labels[usable:].copy()).to(device)
     return TrainData(
         dataset=dataset,
         train_images=torch.from_numpy(train.images[:count].copy()).to(device),
@@ -96,6 +107,8 @@ def load_data(config: TrainConfig, device: torch.device) -> TrainData:
         test_labels=torch.from_numpy(test.labels.copy()).to(device),
         recipe=get_dataset(dataset),
         description=description,
+        val_images=val_images,
+        val_labels=val_labels,
     )
 
 
@@ -280,11 +293,23 @@ def main(config: TrainConfig) -> TrainResult:
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
     train_started = time.perf_counter()
-    losses = []
+    losses, curve = [], []
     for epoch in tqdm(range(1, config.epochs + 1), desc=config.model, disable=not config.progress):
         losses.append(
             train_one_epoch(model, data, optimizer, scheduler, criterion, config, generator, epoch)
         )
+        if data.val_images is not None:
+            checked = evaluate(model, data.val_images, data.val_labels, data.recipe, tta=False)
+            curve.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": round(losses[-1], 4),
+                    "val_accuracy": round(checked.accuracy, 4),
+                    "seconds": round(time.perf_counter() - train_started, 1),
+                }
+            )
+            if config.out:  # the curve so far, readable while a long run is going
+                _write_progress(config.out_dir(), config.model, curve)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_seconds = time.perf_counter() - train_started
@@ -320,8 +345,34 @@ def main(config: TrainConfig) -> TrainResult:
         "data": data.description,
         "config": {**dataclasses.asdict(config), "lr": config.peak_lr()},
     }
+    if curve:
+        record["curve"] = curve
+        record["flattened"] = flattened(curve)
     (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "progress.json").unlink(missing_ok=True)
     return TrainResult(out, result.accuracy, record)
+
+
+FLAT_GAIN = 0.01  # validation accuracy, as a fraction
+
+
+def flattened(curve: Sequence[dict]) -> dict:
+    """Whether the validation curve has flattened: the mean accuracy of the last quarter of the
+    epochs (at least 2) gained less than ``FLAT_GAIN`` over the mean of the quarter before it
+    (means, not maxima: one lucky epoch is noise on a thousand images)."""
+    tail = max(2, len(curve) // 4)
+    if len(curve) < 2 * tail:
+        return {"flat": False, "last_epochs": tail, "gain": None}
+    last = [point["val_accuracy"] for point in curve[-tail:]]
+    before = [point["val_accuracy"] for point in curve[-2 * tail : -tail]]
+    gain = round(sum(last) / tail - sum(before) / tail, 4)
+    return {"flat": gain < FLAT_GAIN, "last_epochs": tail, "gain": gain}
+
+
+def _write_progress(out: Path, model: str, curve: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    progress = {"model": model, "curve": curve}
+    (out / "progress.json").write_text(json.dumps(progress, indent=2) + "\n")
 
 
 def train(*, model: str, **settings: Any) -> TrainResult:
@@ -341,28 +392,31 @@ class Baseline:
 
     full_epochs: int
     subset_epochs: int
-    """Epochs on the 5,085-image subset; few, to keep CPU runs short (the accuracy on 5k images is
-    low regardless). LeNet-5's MNIST is complete everywhere: its full-data recipe always runs."""
+    """Epochs on the CIFAR-10 subset: enough for the validation curve to flatten on one CPU
+    thread (the record says whether it did). LeNet-5's MNIST is complete everywhere: its
+    full-data recipe always runs."""
     settings: dict[str, Any] = field(default_factory=dict)
-    subset_settings: dict[str, Any] = field(default_factory=dict)
-    """Extra settings on the subset only (e.g. ``limit_train`` for nets too slow for a CPU)."""
+    subset_settings: dict[str, Any] = field(default_factory=lambda: {"validation": 1017})
+    """Extra settings on the subset only: by default its last 1,017 training images (the fifth
+    batch's share) are held out as the validation set that draws the curve."""
 
 
+FULL_VALIDATION = {"validation": 5000}
 BASELINES: dict[str, Baseline] = {
-    "lenet5": Baseline(8, 8, {"batch_size": 128}),
-    "simplenn": Baseline(30, 15),
-    "simplenn_bn": Baseline(30, 15),
-    "simplenn_swish": Baseline(30, 15),
-    "resnet20": Baseline(40, 4),
-    "resnet32": Baseline(40, 2),
-    "resnet44": Baseline(40, 2),
-    "resnet56": Baseline(40, 2),
-    "tp4_net": Baseline(30, 10),
-    "alexnet_cifar": Baseline(30, 2),
-    "vgg_a": Baseline(30, 2),
-    "vgg_a_bn": Baseline(30, 2),
-    "vgg16_cifar": Baseline(30, 1, subset_settings={"limit_train": 2048}),
-    "resnet18_cifar": Baseline(20, 1, subset_settings={"limit_train": 2048}),
+    "lenet5": Baseline(8, 8, {"batch_size": 128, **FULL_VALIDATION}),
+    "simplenn": Baseline(30, 40, FULL_VALIDATION),
+    "simplenn_bn": Baseline(30, 40, FULL_VALIDATION),
+    "simplenn_swish": Baseline(30, 40, FULL_VALIDATION),
+    "resnet20": Baseline(40, 40, FULL_VALIDATION),
+    "resnet32": Baseline(40, 40, FULL_VALIDATION),
+    "resnet44": Baseline(40, 40, FULL_VALIDATION),
+    "resnet56": Baseline(40, 40, FULL_VALIDATION),
+    "tp4_net": Baseline(30, 40, FULL_VALIDATION),
+    "alexnet_cifar": Baseline(30, 30, FULL_VALIDATION),
+    "vgg_a": Baseline(30, 30, FULL_VALIDATION),
+    "vgg_a_bn": Baseline(30, 30, FULL_VALIDATION),
+    "vgg16_cifar": Baseline(30, 30, FULL_VALIDATION),
+    "resnet18_cifar": Baseline(20, 20, FULL_VALIDATION),
 }
 BASELINE_DIR = REPO_ROOT / "reference" / "baselines"
 

@@ -63,6 +63,7 @@ MODEL_LR: dict[str, float] = {
     "simplenn_swish": 0.05,
     "alexnet_cifar": 0.02,
     "vgg_a": 0.02,
+    "vgg16_cifar": 0.02,
     "lenet5": 0.05,
     "tp4_net": 0.05,
 }
@@ -96,6 +97,12 @@ class TrainConfig:
     seed: int = setting(0, "Seed of the initialisation, batch order and augmentation.")
     limit_train: int | None = setting(
         None, "Train on the first N training images only.", minimum=2, default_text="all"
+    )
+    validation: int = setting(
+        0,
+        "Hold out the last N training images as a validation set; its accuracy after every "
+        "epoch is the run's curve (0: no curve).",
+        minimum=0,
     )
     data_dir: str | None = setting(
         None, "Data folder.", default_text="$GRADER_DATA_DIR, else ~/.cache/grader/data"

@@ -59,6 +59,12 @@ def heat(share: float, diagonal: bool) -> str:
     return f"rgba({rgb}, {alpha:.2f})"
 
 
+@functools.lru_cache(maxsize=8)
+def _escaped_names(class_names: tuple[str, ...]) -> tuple[list[str], str]:
+    names = [str(escape(n)) for n in class_names]
+    return names, "".join(f'<th class="col">{n}</th>' for n in names)
+
+
 def heatmap_table(
     matrix: Sequence[Sequence[int]], class_names: Sequence[str], caption: str
 ) -> Markup:
@@ -67,8 +73,7 @@ def heatmap_table(
     cells, and a batch has hundreds of pages."""
     m = np.asarray(matrix, dtype=np.int64)
     totals = m.sum(axis=1)
-    names = [str(escape(n)) for n in class_names]
-    head = "".join(f'<th class="col">{n}</th>' for n in names)
+    names, head = _escaped_names(tuple(class_names))
     rows = []
     for i, row in enumerate(m):
         cells = []

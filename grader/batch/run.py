@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from grader.assignment import Assignment
-from grader.batch.cache import Cached, existing_keys, read_cache, write_cache
+from grader.batch.cache import Cached, ResultCache
 from grader.batch.intake import StudentFiles, collect, select_submission, stage
 from grader.batch.results import BatchResult, StudentResult, write_grades, write_results_json
 from grader.grading.answer_key import AnswerKey
@@ -32,6 +32,7 @@ from grader.grading.submission import grade_submission
 from grader.predictions.flags import CopyCluster, copy_clusters, student_flags
 from grader.predictions.solution import split_ids
 from grader.roster import Person, match_submissions
+from grader.sandbox.pool import machine_cores
 
 if TYPE_CHECKING:
     from grader.sandbox.pool import BoxPool
@@ -85,20 +86,20 @@ def grade_folder(
         spec_sha256=spec.digest(),
         answer_key_sha256=key.digest() if labelled else "",  # loads the key: fails early
     )
-    context.cache_dir.mkdir(parents=True, exist_ok=True)
-    context.preexisting = existing_keys(context.cache_dir)
+    context.cache = ResultCache(context.cache_dir)
     if context.intake_dir.exists():
         shutil.rmtree(context.intake_dir)
     try:
         context.limits = limits or IntakeLimits()
         intake = collect(root, work_dir=context.intake_dir, limits=context.limits)
         matched = match_submissions(((s.student, s.submitters) for s in intake.students), roster)
-        workers = max(1, jobs or min(8, len(intake.students) or 1))
+        workers = max(1, jobs or min(machine_cores(), len(intake.students) or 1))
         own = boxes is None and kind.needs_box
         context.boxes = _pool(spec, data_dir, workers) if own else boxes
         try:
             results = _run_all(intake.students, context, workers, progress)
         finally:
+            context.cache.close()
             if own and context.boxes is not None:
                 context.boxes.close()
     finally:
@@ -153,8 +154,7 @@ class _Context:
     out_dir: Path
     boxes: BoxPool | None = None
     """Jailed boxes for models and ops (one per thread), each started on its first job."""
-    preexisting: frozenset[str] = frozenset()
-    """Cache keys from earlier runs: only these count as "cached"."""
+    cache: ResultCache | None = None
     limits: IntakeLimits = field(default_factory=IntakeLimits)
 
     @property
@@ -271,11 +271,11 @@ def _grade_ops_student(found: StudentFiles, context: _Context) -> StudentResult:
 def _through_cache(context: _Context, key: str, grade: Callable[[], Cached]) -> tuple[Cached, bool]:
     """The cached grade of ``key`` (and whether it came from an earlier run), or ``grade()``
     stored under it."""
-    cached = read_cache(context.cache_dir, key)
+    cached = context.cache.get(key)
     if cached is not None:
-        return cached, key in context.preexisting  # not a twin graded earlier in this run
+        return cached, key in context.cache.preexisting  # not a twin graded earlier in this run
     fresh = grade()
-    write_cache(context.cache_dir, key, fresh)
+    context.cache.put(key, fresh)
     return fresh, False
 
 

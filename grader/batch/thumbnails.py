@@ -1,9 +1,11 @@
 """Thumbnails of test images for the galleries of the report and the student pages.
 
-Each image is encoded once per batch as a small PNG data URI, so a page is one self-contained
-file (the leaderboard can serve it as it is). Only the images present in the data folder have
-thumbnails: an answer key of 10,000 ids over the 1,017-image CIFAR-10 subset gives thumbnails for
-ids 0..1016, and the pages say how many of the wrong answers they can show.
+Each image is encoded once per batch as a small PNG data URI, so a page can be one
+self-contained file (the leaderboard serves it as it is); ``grader check``'s student pages share
+one sheet of them instead (:class:`grader.batch.student_page.PageAssets`). Only the images present
+in the data folder have thumbnails: an answer key of 10,000 ids over the 1,017-image CIFAR-10
+subset gives thumbnails for ids 0..1016, and the pages say how many of the wrong answers they can
+show.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class Thumbnails:
         with self._lock:
             uri = self._uris.get(image_id)
         if uri is None:
-            encoded = base64.b64encode(_png(self.images[image_id])).decode()
+            encoded = base64.b64encode(png_bytes(self.images[image_id])).decode()
             # base64 needs no HTML escaping: marked safe, pages skip scanning kilobytes per image
             uri = Markup(f"data:image/png;base64,{encoded}")
             with self._lock:
@@ -56,7 +58,8 @@ class Thumbnails:
         return uri
 
 
-def _png(image: np.ndarray) -> bytes:
+def png_bytes(image: np.ndarray) -> bytes:
+    """One (C, H, W) uint8 image as PNG bytes."""
     from PIL import Image
 
     pixels = image.transpose(1, 2, 0) if image.shape[0] == 3 else image[0]

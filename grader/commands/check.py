@@ -30,7 +30,10 @@ from grader.exports import ExportFormat
     help="Folder for grades.csv, report.html, the plots and the cache.",
 )
 @click.option(
-    "--jobs", type=click.IntRange(min=1), default=None, help="Parallel workers (default: up to 8)."
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel workers, one warm box each for models (default: one per core).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @retired_option(

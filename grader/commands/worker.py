@@ -36,7 +36,8 @@ from grader.commands.options import retired_option
 @click.option("--database", default=None, help="Database URL of the embedded worker "
               "[GRADER_DATABASE_URL].")  # fmt: skip
 @click.option("--lease", "lease_s", default=60.0, show_default=True, help="Lease seconds.")
-@click.option("--poll", "poll_s", default=1.0, show_default=True, help="Idle poll seconds.")
+@click.option("--poll", "poll_s", default=1.0, show_default=True,
+              help="Seconds between claims while idle (a new job wakes it at once).")  # fmt: skip
 @click.option("--once", is_flag=True, help="Exit when the queue is empty (embedded worker).")
 @click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs (embedded).")
 @retired_option("--slot", why="each worker process takes its own range of box uids")

@@ -73,13 +73,30 @@ def model_pool(
     gpu: GpuDevice | None = None,
 ) -> BoxPool:
     """A pool of boxes for ``spec``'s model submissions, holding its test images (never labels)."""
+    warm_up = to_data(spec.model) if spec.model is not None else {}
+    return dataset_pool(
+        spec.dataset, data_dir=data_dir, size=size, with_images=with_images, gpu=gpu,
+        warm_up=warm_up,
+    )  # fmt: skip
+
+
+def dataset_pool(
+    dataset: str,
+    *,
+    data_dir: Path | None = None,
+    size: int = 1,
+    with_images: bool = True,
+    gpu: GpuDevice | None = None,
+    warm_up: dict | None = None,
+) -> BoxPool:
+    """A pool of boxes for the model submissions of any assignment on ``dataset``, holding its
+    test images (never labels)."""
     images = None
     if with_images:
         from grader.data import cached_dataset
 
-        images = cached_dataset(spec.dataset, "test", data_dir).images
-    warm_up = to_data(spec.model) if spec.model is not None else {}
-    return BoxPool(size=size, images=images, warm_up=warm_up, gpu=gpu)
+        images = cached_dataset(dataset, "test", data_dir).images
+    return BoxPool(size=size, images=images, warm_up=warm_up or {}, gpu=gpu)
 
 
 @contextlib.contextmanager

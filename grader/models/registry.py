@@ -4,7 +4,8 @@ Packages register models through the ``grader.models`` entry point: a callable r
 ``{name: (builder, dataset)}`` (the project's ``reference`` package registers its reference
 models this way), and the public models students copy through ``grader.public_models`` (same
 shape; ``reference.models.zoo``). The grader never imports such a package by name. Models are
-built on the ``meta`` device: no weights, no memory, no download.
+built on the ``meta`` device without initialising their weights (no download); where layer
+shapes are needed, they move to uninitialised memory for one forward pass.
 """
 
 from __future__ import annotations
@@ -66,11 +67,31 @@ def _models_of(group: str) -> dict[str, RegisteredModel]:
     return found
 
 
-def build_on_meta(build: Callable[[], Any]) -> Any:
-    """Build a model on the meta device (shapes only)."""
-    import torch
+_INITIALISERS = frozenset(
+    {"normal_", "uniform_", "zero_", "fill_", "copy_", "bernoulli_", "exponential_", "random_",
+     "log_normal_", "cauchy_", "geometric_", "orthogonal_", "trunc_normal_"}
+)  # fmt: skip
+"""In-place tensor methods that only fill values: meaningless on the meta device."""
 
-    with torch.device("meta"):
+
+def build_on_meta(build: Callable[[], Any]) -> Any:
+    """Build a model on the meta device (shapes only), skipping its weight initialisation (on
+    meta tensors it would only import and run torch's reference kernels: ~1 s per process)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class _NoFill(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if (
+                getattr(func, "__name__", "") in _INITIALISERS
+                and args
+                and isinstance(args[0], torch.Tensor)
+                and args[0].is_meta
+            ):
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    with torch.device("meta"), _NoFill():
         return build()
 
 
@@ -78,7 +99,7 @@ def build_on_meta(build: Callable[[], Any]) -> Any:
 def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[ReferenceLayer, ...]:
     """The leaf layers of registered model ``name`` as they run on one image, in order.
 
-    Empty when no such model is registered or it cannot run on the meta device.
+    Empty when no such model is registered or it cannot be built and run.
     """
     import torch
 
@@ -86,7 +107,9 @@ def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[Reference
     if model_entry is None:
         return ()
     try:
-        model = build_on_meta(model_entry.build).eval()
+        # uninitialised CPU memory: a forward on the meta device would import and run torch's
+        # reference kernels (seconds per process); the values are never read, only the shapes
+        model = build_on_meta(model_entry.build).eval().to_empty(device="cpu")
     except (TypeError, RuntimeError, ValueError, NotImplementedError):
         return ()
     names = {id(m): n for n, m in model.named_modules()}
@@ -103,7 +126,7 @@ def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[Reference
     hooks = [m.register_forward_hook(record) for m in leaves]
     try:
         with torch.no_grad():
-            model(torch.empty((1, *input_shape), device="meta"))
+            model(torch.zeros((1, *input_shape)))
     except (RuntimeError, TypeError, ValueError, NotImplementedError):
         return ()
     finally:

@@ -15,12 +15,14 @@ running until it is closed, so a batch or a leaderboard worker pays the box star
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,12 +52,45 @@ from grader.sandbox.uids import process_uids
 if TYPE_CHECKING:
     from grader.sandbox.gpu import GpuDevice
 
+logger = logging.getLogger(__name__)
 GRACE_S = 60.0
 """How much longer than a job's wall-clock limit the host waits for the supervisor's answer."""
 STARTUP_S = 600.0
 LOG_NAME = "log.txt"
 MAX_LOG_BYTES = 96 * 1024
 MAX_LINE_BYTES = 1 << 20
+
+
+def machine_cores(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may run on (its CPU affinity, within a cgroup's CPU quota): the
+    number of boxes that keep the machine busy without making them take turns."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, _cgroup_cpu_quota(cgroup_root) or cores))
+
+
+def _cgroup_cpu_quota(root: Path) -> int | None:
+    """Whole cores a cgroup's CPU limit allows (v2 ``cpu.max``, v1 ``cfs_quota_us``), if any."""
+    candidates = (
+        (root / "cpu.max", None),
+        (root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"),
+    )
+    for quota_file, period_file in candidates:
+        try:
+            text = quota_file.read_text().split()
+            quota = text[0]
+            period = text[1] if period_file is None else period_file.read_text().strip()
+        except (OSError, IndexError):
+            continue
+        if quota in ("max", "-1"):
+            return None
+        try:
+            return max(1, int(int(quota) // int(period)))
+        except (ValueError, ZeroDivisionError):
+            return None
+    return None
 
 
 class BoxError(RuntimeError):
@@ -114,6 +149,7 @@ class BoxWorker:
         self._log = bytearray()
         self._jobs = 0
         self._lock = threading.Lock()
+        self._retired = False
 
     def __enter__(self) -> BoxWorker:
         self.start()
@@ -131,9 +167,12 @@ class BoxWorker:
         """Start the box and wait until its supervisor is warm; BoxError when it cannot."""
         if not bubblewrap_available():
             raise SandboxUnavailable()
+        if self._retired:
+            raise BoxError("the pool holding this box was closed")
         if self.running:
             return
         self.close()  # a box that stopped: its process and folder go before the new one starts
+        began = time.perf_counter()
         self._tmp = tempfile.TemporaryDirectory(prefix="grader-box-")
         root = Path(self._tmp.name)
         inputs, jobs = root / "in", root / "jobs"
@@ -161,6 +200,9 @@ class BoxWorker:
             start_new_session=True,
             env={"PATH": "/usr/bin:/bin"},
         )
+        if self._retired:  # closed while this box was being started: stop it again
+            self.close()
+            raise BoxError("the pool holding this box was closed")
         threading.Thread(target=self._read_answers, args=(self._proc.stdout,), daemon=True).start()
         threading.Thread(target=self._read_log, args=(self._proc.stderr,), daemon=True).start()
         line = self._answer(self.startup_s)
@@ -173,6 +215,7 @@ class BoxWorker:
             self.close()
             raise BoxError(f"{ready.error or 'the box did not start'}\n{log}")
         self.ready = ready
+        logger.info("box started in %.1f s", time.perf_counter() - began)
 
     def run(
         self,
@@ -232,8 +275,30 @@ class BoxWorker:
                 process_uids().release(uid)
                 shutil.rmtree(staged, ignore_errors=True)
 
+    def warm(self) -> None:
+        """Start the box now and stay with it until it stops (call it in a thread of its own).
+
+        bubblewrap's ``--die-with-parent`` ends the box when the *thread* that started it ends,
+        so the starting thread waits for the box. A box that fails to start is left for the next
+        job to report (see :meth:`run`).
+        """
+        with self._lock:
+            try:
+                self.start()
+            except (BoxError, SandboxUnavailable, OSError):
+                return
+            proc = self._proc
+        if proc is not None:
+            proc.wait()
+
+    def retire(self) -> None:
+        """Stop the box for good: a later start (a warm-up still under way) refuses."""
+        self._retired = True
+        self.close()
+
     def close(self) -> None:
-        """Stop the box (every child with it) and remove its folders."""
+        """Stop the box (every child with it) and remove its folders; the next job starts it
+        again."""
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
@@ -330,7 +395,9 @@ def _stage_files(files: dict[str, Path], target: Path) -> None:
 class BoxPool:
     """Up to ``size`` :class:`BoxWorker` s holding the same images, lent one per thread.
 
-    Workers start on first use and keep running between jobs until :meth:`close`.
+    Workers start on first use (or all at once, in the background, with :meth:`warm`) and keep
+    running between jobs until :meth:`close`. Once warmed, a worker whose box stopped (a job that
+    killed it) is started again in the background as soon as it is handed back.
     """
 
     def __init__(
@@ -348,6 +415,8 @@ class BoxPool:
         self._idle: queue.SimpleQueue[BoxWorker] = queue.SimpleQueue()
         self._all: list[BoxWorker] = []
         self._lock = threading.Lock()
+        self._keep_warm = False
+        self._closed = False
         for _ in range(self.size):
             worker = BoxWorker(images=images, warm_up=warm_up, gpu=gpu, children_mb=children_mb)
             self._all.append(worker)
@@ -366,10 +435,28 @@ class BoxPool:
         try:
             yield worker
         finally:
+            if self._keep_warm and not self._closed and not worker.running:
+                self._start_in_background(worker)
             self._idle.put(worker)
+
+    @property
+    def running(self) -> int:
+        """How many of the pool's boxes are up."""
+        return sum(worker.running for worker in self._all)
+
+    def warm(self) -> None:
+        """Start every worker's box now, in background threads, and keep them started."""
+        self._keep_warm = True
+        for worker in self._all:
+            if not worker.running:
+                self._start_in_background(worker)
+
+    def _start_in_background(self, worker: BoxWorker) -> None:
+        threading.Thread(target=worker.warm, name="box-warm-up", daemon=True).start()
 
     def close(self) -> None:
         """Stop every worker's box."""
         with self._lock:
+            self._closed = True
             for worker in self._all:
-                worker.close()
+                worker.retire()

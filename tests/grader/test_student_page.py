@@ -88,15 +88,21 @@ def test_the_page_shows_only_the_public_split(graded, spec, answer_key, data_dir
     assert shown[0][1:] == ("cat", "dog")  # her most frequent confusion comes first
     pairs = html.split("The classes you confuse most")[1]
     assert pairs.index("<td>cat</td><td>dog</td>") < pairs.index("</table>")
-    # the page written by grader check is the same function's output
+    # grader check writes the same page, linking one stylesheet and image files all pages share
     written = (batch.students_dir / "mia.html").read_text()
-    assert re.sub(r"Graded .*? by grader", "", written).count("#") > 24
+    assert '<link rel="stylesheet" href="assets/style.css">' in written
+    pattern = r'class="thumb" role="img" aria-label="test image (\d+)'
+    linked = [int(i) for i in re.findall(pattern, written)]
+    assert linked == [image_id for image_id, _, _ in shown] and "data:image" not in written
+    assert "<style>" not in written.split("</head>")[0]
+    assert "url('assets/thumbnails.png')" in written
+    assert (batch.students_dir / "assets" / "style.css").stat().st_size > 1000
 
 
 def test_thumbnails_are_the_real_test_images(graded, spec, answer_key, data_dir):
     from PIL import Image
 
-    _, by, _ = graded
+    batch, by, _ = graded
     html = render_student_page(by["mia"], spec=spec, answer_key=answer_key,
                                thumbnails=load_thumbnails(spec, data_dir))  # fmt: skip
     uri, image_id = re.search(r'<img src="data:image/png;base64,([^"]+)" alt="test image (\d+)',
@@ -104,6 +110,17 @@ def test_thumbnails_are_the_real_test_images(graded, spec, answer_key, data_dir)
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri))))
     expected = load_dataset("cifar10", "test", data_dir).images[int(image_id)].transpose(1, 2, 0)
     np.testing.assert_array_equal(decoded, expected)
+    # the sheet grader check wrote holds the same pixels in the cell the page points at
+    page = (batch.students_dir / "mia.html").read_text()
+    sheet = np.asarray(Image.open(batch.students_dir / "assets" / "thumbnails.png"))
+    columns, rows = (int(re.search(rf"--{n}: (\d+)", page).group(1)) for n in ("columns", "rows"))
+    for shown_id, x, y in re.findall(
+        r'aria-label="test image (\d+)[^"]*" style="background-position: ([\d.]+)% ([\d.]+)%"', page
+    ):
+        column, row = round(float(x) * (columns - 1) / 100), round(float(y) * (rows - 1) / 100)
+        cell = sheet[32 * row : 32 * (row + 1), 32 * column : 32 * (column + 1)]
+        real = load_dataset("cifar10", "test", data_dir).images[int(shown_id)].transpose(1, 2, 0)
+        np.testing.assert_array_equal(cell, real)
 
 
 def test_a_revealed_private_split_shows_everything_and_the_points(graded, spec, answer_key):

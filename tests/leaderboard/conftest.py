@@ -12,11 +12,13 @@ import time
 from glob import glob
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from lb_support import REPO, enrol, free_port, live_server, new_postgres_database
 
 from grader.assignment import Assignment, load_assignment
+from grader.predictions.solution import split_ids
 
 
 @pytest.fixture(scope="session")
@@ -211,11 +213,23 @@ def redis_url():
 
 
 @pytest.fixture(scope="module")
-def gunicorn_server(tmp_path_factory, data_dir: Path):
-    """``grader serve`` (gunicorn, SQLite) on a free port with a roster; yields (url, People)."""
+def gunicorn_server(tmp_path_factory, data_dir: Path, labels: pd.DataFrame):
+    """``grader serve`` (gunicorn, SQLite) on a free port with a roster and a resnet20 baseline
+    (85% of the real test labels); yields (url, People)."""
+    import json
+
     from leaderboard import create_app
 
     root = tmp_path_factory.mktemp("server")
+    baseline = root / "baselines" / "resnet20"
+    baseline.mkdir(parents=True)
+    predicted = labels.copy()
+    predicted.loc[:1499, "Category"] = (predicted.loc[:1499, "Category"] + 1) % 10
+    (baseline / "predictions.csv").write_bytes(predicted.to_csv(index=False).encode())
+    (baseline / "record.json").write_text(json.dumps({
+        "model": "resnet20", "accuracy": 0.85, "parameters": 269_722, "epochs": 40,
+        "data": {"dataset": "cifar10", "train_images": 4068}, "flattened": {"flat": True},
+    }))  # fmt: skip
     url = f"sqlite:///{root / 'grader.db'}"
     from leaderboard.server import init_database
 
@@ -224,7 +238,8 @@ def gunicorn_server(tmp_path_factory, data_dir: Path):
     people = enrol(app)
     app.extensions["leaderboard_engine"].dispose()
     port = free_port()
-    env = {**os.environ, "GRADER_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "GRADER_DATA_DIR": str(data_dir),
+           "GRADER_BASELINE_DIR": str(root / "baselines")}  # fmt: skip
     command = [
         sys.executable,
         "-m",
@@ -240,3 +255,25 @@ def gunicorn_server(tmp_path_factory, data_dir: Path):
     ]
     with live_server(command, port, env, root / "server.log") as base:
         yield base, people
+
+
+@pytest.fixture
+def public_mask(labels):
+    spec = load_assignment("cifar10")
+    return split_ids(labels["Id"].to_numpy(), spec.public_fraction, spec.split_seed)
+
+
+@pytest.fixture
+def predictions_with(labels, public_mask):
+    """``predictions_with(public_wrong, private_wrong)``: bytes with that many wrong rows in each
+    split (so public and private accuracy differ at will)."""
+
+    def build(public_wrong: int, private_wrong: int) -> bytes:
+        frame = labels.copy()
+        public = np.flatnonzero(public_mask)[:public_wrong]
+        private = np.flatnonzero(~public_mask)[:private_wrong]
+        rows = np.concatenate([public, private])
+        frame.loc[rows, "Category"] = (frame.loc[rows, "Category"] + 1) % 10
+        return frame.to_csv(index=False).encode()
+
+    return build

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
-import json
 import re
 import zipfile
 
@@ -357,27 +356,6 @@ def test_rescore_after_answer_key_change(make_app, make_predictions, labels, tmp
     assert report.rescored == 1 and not report.failures
     rows = actions.client.get("/api/v1/leaderboard").get_json()["rows"]
     assert rows[0]["public_accuracy"] == pytest.approx(0.0)
-
-
-def test_baselines_are_shown_labelled(make_app, tmp_path):
-    app = make_app()
-    baselines = tmp_path / "baselines"
-    baselines.mkdir()
-    (baselines / "resnet20").mkdir()
-    record = {
-        "model": "resnet20",
-        "accuracy": 0.61,
-        "parameters": 272474,
-        "data": {"dataset": "cifar10", "train_images": 5085, "test_images": 1017},
-    }
-    (baselines / "resnet20" / "record.json").write_text(json.dumps(record))
-    (baselines / "lenet5.json").write_text(json.dumps({"model": "lenet5", "accuracy": 0.99,
-                                                       "dataset": "mnist"}))  # fmt: skip
-    (baselines / "broken.json").write_text("{")
-    html = app.test_client().get(BOARD).get_data(as_text=True)
-    assert "baseline: resnet20" in html and "61.00%" in html
-    assert "trained on 5,085 images" in html and "1,017 test images (not the full" in html
-    assert "lenet5" not in html  # another dataset's baseline
 
 
 def test_scatter_plot_is_a_png(actions):

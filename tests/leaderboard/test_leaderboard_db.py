@@ -18,7 +18,7 @@ from leaderboard.grading import GradingConfig
 from leaderboard.jobs import MAX_ATTEMPTS, Stored, claim_job, claim_next, store_result
 from leaderboard.models import GradeRecord, Job, Score, Submission
 from leaderboard.status import JobQueue, JobStatus, SubmissionStatus
-from leaderboard.worker import WorkerConfig, process_one
+from leaderboard.worker import WorkerConfig, process_one, run_worker
 
 SPEC = load_assignment("simplenn")
 MODEL = {"model.py": b"import torch\n", "model.pt": b"weights"}
@@ -157,3 +157,30 @@ def test_queues_keep_gpu_jobs_for_gpu_workers(engine):
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.GPU]).job_id == gpu_job
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.GPU]) is None
     assert claim_next(engine, "cpu-worker", 60, queues=[JobQueue.CPU]).job_id == cpu_job
+
+
+def test_idle_worker_wakes_when_a_job_is_queued(database_url, engine):
+    """An idle worker polling only every 60 s grades a new job within seconds: the commit that
+    queues it wakes the worker (SQLite's data version, PostgreSQL's NOTIFY)."""
+    config = WorkerConfig(
+        database_url=database_url,
+        grading=GradingConfig(pre_fork=False),
+        poll_s=60.0,
+        max_jobs=1,
+    )
+    stop = threading.Event()
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(run_worker(config, stop=stop)))
+    worker.start()
+    try:
+        time.sleep(0.5)  # the worker found the queue empty and is waiting
+        (job_id,) = queue_jobs(
+            engine, {"model.py": b"import torch\n"}
+        )  # graded at once: no weights
+        worker.join(timeout=20)  # far below the 60 s poll: only the signal can explain it
+        assert done == [1], "the worker did not wake for the queued job"
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    with session_scope(engine) as session:
+        assert session.get(Job, job_id).status is JobStatus.DONE

@@ -88,3 +88,96 @@ def test_browser_upload_shows_row_on_board(gunicorn_server, tmp_path, make_predi
     assert "CIFAR-10 image classification" in index and "Alice" in index  # the leader
     assert "Submissions of Alice" in history and "graded" in history
     assert history.count("hidden / 10") == 1  # one submission, its points after the reveal
+
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+def _fits(page) -> dict:
+    """How the page lies out: its scroll width, the board's right edge, the tallest baseline
+    row, and the viewport's width."""
+    return page.evaluate(
+        """() => ({
+            scroll: document.documentElement.scrollWidth,
+            right: document.querySelector('#board').getBoundingClientRect().right,
+            baseline: Math.max(0, ...[...document.querySelectorAll('tr.baseline')]
+                .map(r => r.getBoundingClientRect().height)),
+            width: window.innerWidth,
+        })"""
+    )
+
+
+def test_board_on_a_phone_and_a_desktop(gunicorn_server, predictions_with):
+    """Screenshots at 390 px and 1280 px: nothing cut off, the baseline among the entries on one
+    line, the signed-in student's own line, and the moves once the private board is revealed."""
+    from playwright.sync_api import sync_playwright
+
+    base, people = gunicorn_server
+    # the private split reorders them: Bob climbs, Alice falls
+    for student, wrong in (("bob", (1200, 0)), ("alice", (500, 2000))):
+        auth = {"Authorization": f"Bearer {people.students[student]}"}
+        response = requests.post(
+            base + "/api/v1/submissions", headers=auth,
+            files={"file": ("predictions.csv", predictions_with(*wrong))}, timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shots, widths = {}, {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            phone = browser.new_page(viewport=PHONE, java_script_enabled=True)
+            for _ in range(20):  # another worker's cached board is at most 1 s old
+                phone.goto(base + "/assignments/cifar10/")
+                if phone.inner_text("#board").count("\n") >= 4:
+                    break
+                phone.wait_for_timeout(250)
+            shots["phone"] = _fits(phone)
+            phone.screenshot(path=str(artifacts / "board-phone.png"), full_page=True)
+            phone.goto(base + "/login")
+            phone.fill("#token", people.students["alice"])
+            phone.click("#sign-in")
+            phone.goto(base + "/assignments/cifar10/")
+            you = phone.inner_text("#you")
+            shots["phone-you"] = _fits(phone)
+            phone.screenshot(path=str(artifacts / "board-phone-signed-in.png"), full_page=True)
+            for path, name in (("/", "course-phone"), ("/me", "history-phone")):
+                phone.goto(base + path)
+                widths[name] = phone.evaluate(
+                    "() => [document.documentElement.scrollWidth, window.innerWidth]"
+                )
+                phone.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+            desktop = browser.new_page(viewport=DESKTOP)
+            desktop.goto(base + "/login")
+            desktop.fill("#token", people.students["alice"])
+            desktop.click("#sign-in")
+            desktop.goto(base + "/assignments/cifar10/")
+            desktop.screenshot(path=str(artifacts / "board-desktop-signed-in.png"), full_page=True)
+            desktop.goto(base + "/instructor/login")
+            desktop.fill("#token", people.instructor)
+            desktop.click("#sign-in")
+            desktop.click("#reveal")
+            for page, name in (
+                (desktop, "board-desktop-revealed"),
+                (phone, "board-phone-revealed"),
+            ):
+                page.goto(base + "/assignments/cifar10/")
+                page.wait_for_selector("#shake-up")
+                shots[name] = _fits(page)
+                page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+            revealed = desktop.inner_text("#board")
+        finally:
+            browser.close()
+    for name, fit in shots.items():
+        assert fit["scroll"] <= fit["width"] and fit["right"] <= fit["width"], (name, fit)
+        assert 0 < fit["baseline"] < 60, (name, fit)  # one line, not a paragraph
+    for name, (scroll, width) in widths.items():
+        assert scroll <= width, (name, scroll, width)
+    assert "Alice" in you and "submission(s) left today" in you
+    assert "Move" in revealed and "resnet20" in revealed
+    assert revealed.index("Bob") < revealed.index("Alice") and "\u25b22" not in revealed
+    assert "\u25bc" in revealed  # somebody fell at the reveal
+    for name in ("board-phone", "board-phone-revealed", "board-desktop-signed-in"):
+        assert (artifacts / f"{name}.png").stat().st_size > 5000

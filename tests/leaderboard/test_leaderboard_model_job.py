@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 
 import pytest
@@ -10,8 +11,8 @@ from lb_support import REPO, Submitter, enrol
 
 from grader.assignment import load_assignment
 from leaderboard.db import make_engine
-from leaderboard.grading import GradingConfig
-from leaderboard.worker import WorkerConfig, process_one
+from leaderboard.grading import GradingConfig, SubmissionGrader
+from leaderboard.worker import WorkerConfig, known_datasets, process_one
 
 EXAMPLE = REPO / "submissions" / "simplenn" / "ada"
 
@@ -78,15 +79,26 @@ def test_a_forging_model_gets_no_score_on_the_board(make_app, data_dir):
     config = WorkerConfig(
         database_url=app.config["DATABASE_URL"], grading=GradingConfig(data_dir=data_dir)
     )
+    grader = SubmissionGrader(config.grading)
     try:
-        assert process_one(engine, config)  # its own boxes are closed when the job is done
+        # a worker starting up warms the boxes of the datasets its queue holds jobs for
+        assert known_datasets(engine) == ["cifar10"]
+        grader.warm(known_datasets(engine))
+        pool = grader._box(load_assignment("simplenn"))
+        deadline = time.monotonic() + 300
+        while pool.running == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool.running == 1, "the box was not started before the first job"
+        assert process_one(engine, config, grader)
+        assert pool.running == 1  # the same box, still warm for the next job
     finally:
+        grader.close()
         engine.dispose()
     status = actions.client.get(
         f"/api/v1/submissions/{body['submission_id']}",
         headers={"Authorization": f"Bearer {actions.people.students['alice']}"},
     ).get_json()
-    assert status["status"] == "invalid", status
+    assert status["status"] == "invalid", status["message"]
     assert "no graph artifact" in status["message"]
     assert not status.get("scores")
     board = actions.client.get("/api/v1/leaderboard").get_json()

@@ -17,8 +17,15 @@ from grader.cli import main as grader_cli
 from grader.data import load_cifar10
 from reference.augment import random_crop, random_flip
 from reference.models import get_model
-from reference.plots import compare_runs
-from reference.train import TrainConfig, l1_penalty, make_optimizer, make_scheduler, train
+from reference.plots import compare_runs, plot_validation_curves
+from reference.train import (
+    TrainConfig,
+    flattened,
+    l1_penalty,
+    make_optimizer,
+    make_scheduler,
+    train,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -125,16 +132,30 @@ def test_simplenn_learns_on_the_cifar10_subset_and_plots(tmp_path, data_dir):
         model="simplenn",
         epochs=3,
         batch_size=128,
+        validation=1017,
         data_dir=str(data_dir),
-        out=str(tmp_path),
+        out=str(tmp_path / "simplenn"),
         plots=True,
         progress=False,
     )
-    assert result.record["data"]["train_images"] == 5085
+    data = result.record["data"]
+    assert (data["train_images"], data["validation_images"]) == (4068, 1017)  # held out, last
     assert result.record["tta"] is True  # CIFAR-10 images may be mirrored at test time
-    assert result.accuracy > 0.2  # chance is 0.1; 3 epochs on 5k images reach about 0.3
-    compare_runs({"first": tmp_path, "again": tmp_path}, tmp_path / "compare.png")
-    for name in ("weights.png", "filters.png", "compare.png"):
+    assert result.accuracy > 0.2  # chance is 0.1; 3 epochs on 4k images reach about 0.3
+    curve = result.record["curve"]
+    assert [p["epoch"] for p in curve] == [1, 2, 3] and curve[-1]["val_accuracy"] > 0.15
+    assert (
+        result.record["flattened"]["last_epochs"] == 2
+        and not (result.out / "progress.json").exists()
+    )
+    assert flattened([{"val_accuracy": a} for a in (0.2, 0.4, 0.5, 0.6, 0.61, 0.6, 0.605, 0.6)])[
+        "flat"
+    ]
+    assert not flattened([{"val_accuracy": a} for a in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)])["flat"]
+    plot_validation_curves(tmp_path, tmp_path / "curves.png")
+    run = tmp_path / "simplenn"
+    compare_runs({"first": run, "again": run}, tmp_path / "compare.png")
+    for name in ("simplenn/weights.png", "simplenn/filters.png", "compare.png", "curves.png"):
         pixels = imread(tmp_path / name)
         assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.std() > 0.01
 
