@@ -447,7 +447,10 @@ def _with_model_outputs(
 
     result.labels = np.asarray(logits).argmax(axis=1).astype(np.int64)
     try:
-        result.metrics = model_metrics(truth, logits, getattr(grade, "variant_logits", None))
+        seed = getattr(grade, "variant_seed", None)  # the grading's secret variant seed
+        result.metrics = model_metrics(
+            truth, logits, getattr(grade, "variant_logits", None), seed=seed or 0
+        )
     except ValueError as exc:  # variants of the wrong size: the grade stands, the metrics not
         result.message = f"{result.message}; metrics not computed: {exc}".lstrip("; ")
     return result

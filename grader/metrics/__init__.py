@@ -21,23 +21,31 @@ from grader.metrics.robustness import (
 )
 from grader.metrics.variants import (
     CORRUPTIONS,
+    SECRET_VARIANTS,
     VARIANT_NAMES,
+    EvaluationImages,
+    evaluation_images,
     make_variants,
+    secret_seed,
     variant_subset,
 )
 
 __all__ = [
     "CORRUPTIONS",
+    "SECRET_VARIANTS",
     "MEMORISER_MAX_RETAINED",
     "MEMORISER_MIN_ACCURACY",
     "MEMORISER_RULE",
     "VARIANT_NAMES",
     "Calibration",
+    "EvaluationImages",
     "Metrics",
     "calibration",
+    "evaluation_images",
     "make_variants",
     "model_metrics",
     "prediction_metrics",
+    "secret_seed",
     "softmax",
     "variant_subset",
 ]

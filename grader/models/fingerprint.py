@@ -1,19 +1,33 @@
-"""Architecture fingerprints: spot unmodified public models among student submissions.
+"""Public models inside a submission: architecture containment, not only equality.
 
-A fingerprint hashes the sorted shapes of a model's parameters, so renaming attributes or
-reordering the class body does not hide a copied architecture. A submission's fingerprint comes
-from the verified graph (only the parameters the logits depend on); the candidates are
-torchvision's classification models built with the assignment's class count and the registered
-reference models, all built on the ``meta`` device.
+A submission *contains* a known model when the tensors its graph reads as weights include every
+weight of that model, shape for shape: wrapping a public model in a module of one's own, adding a
+learnable scale to its logits, a head or a few layers leaves its weights in the graph. Shapes are
+compared with their singleton dimensions dropped and their sizes sorted, so a transposed or
+permuted copy (``w.t()``, channels reordered) or a rescaled one (weights multiplied by a
+constant, batch norm folded into a scale) is found as well; renaming attributes or reordering a
+class body changes nothing. The tensors come from the verified graph: only those the logits
+depend on, parameters and any buffer or constant read as a weight.
+
+A match needs :data:`MIN_MODEL_SHARE` of the known model's values inside the submission, and
+those values must make up :data:`MIN_SUBMISSION_SHARE` of the submission's: a student's network
+that happens to share a layer shape with LeNet is not LeNet.
+
+The candidates (:func:`candidate_models`) are the registered reference models
+(``grader.models``), the public zoos (``grader.public_models``), and torchvision's classification
+models built with the assignment's class count, all built on the ``meta`` device.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from grader.models.registry import build_on_meta, registered_models
+from grader.models.registry import build_on_meta, public_models, registered_models
 
 TORCHVISION_PARAMS: dict[str, int] = {
     "alexnet": 57_044_810, "vgg11": 128_807_306, "vgg11_bn": 128_812_810, "vgg13": 128_991_818,
@@ -24,10 +38,58 @@ TORCHVISION_PARAMS: dict[str, int] = {
     "shufflenet_v2_x1_0": 1_263_854, "efficientnet_b0": 4_020_358, "googlenet": 5_610_154,
 }  # fmt: skip
 """torchvision models compared against, with their parameter counts at ``num_classes=10``:
-torchvision is imported only for a submission with one of these counts."""
+torchvision is imported only for a submission whose size could contain one of them."""
 EXTRA_KWARGS: dict[str, dict[str, object]] = {
     "googlenet": {"aux_logits": False, "init_weights": False},
 }
+MIN_MODEL_SHARE = 0.95
+"""Share of a known model's weight values that must be found in the submission."""
+MIN_SUBMISSION_SHARE = 0.5
+"""Share of the submission's weight values that the known model's must make up."""
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A known model: its name (``torchvision resnet18``) and its weight shapes."""
+
+    name: str
+    shapes: tuple[Shape, ...]
+
+    @functools.cached_property
+    def total(self) -> int:
+        """Values in its weights."""
+        return sum(math.prod(s) for s in self.shapes)
+
+
+@dataclass(frozen=True)
+class PublicMatch:
+    """A known model found inside a submission."""
+
+    name: str
+    exact: bool
+    """The submission's weights are exactly the known model's (nothing added)."""
+    model_share: float
+    """Share of the known model's values found in the submission."""
+    submission_share: float
+    """Share of the submission's values that are the known model's."""
+
+    def describe(self) -> str:
+        """``exactly torchvision resnet18`` or ``torchvision resnet18 (100% of its weights) plus
+        layers of its own (2% of the model)``."""
+        if self.exact:
+            return f"exactly {self.name}"
+        return (
+            f"{self.name} ({self.model_share:.0%} of its weights) plus other tensors "
+            f"({1 - self.submission_share:.1%} of the model's values)"
+        )
+
+
+def shape_key(shape: Iterable[int]) -> Shape:
+    """A shape with singleton dimensions dropped and sizes sorted (transpose- and
+    permutation-tolerant)."""
+    return tuple(sorted(int(d) for d in shape if int(d) != 1))
 
 
 def fingerprint(shapes: Iterable[Iterable[int]]) -> str:
@@ -41,44 +103,99 @@ def model_fingerprint(model) -> str:
     return fingerprint(tuple(p.shape) for p in model.parameters())
 
 
+def _weights(model) -> tuple[Shape, ...]:
+    return tuple(tuple(p.shape) for p in model.parameters())
+
+
 @functools.cache
-def known_fingerprints(num_classes: int, total_params: int) -> dict[str, str]:
-    """Fingerprint -> name of every candidate model with ``total_params`` parameters."""
-    known: dict[str, str] = {}
-    for entry in registered_models().values():
-        try:
-            model = build_on_meta(entry.build)
-        except (TypeError, RuntimeError, ValueError, NotImplementedError):
-            continue
-        if sum(p.numel() for p in model.parameters()) == total_params:
-            known.setdefault(model_fingerprint(model), f"reference {entry.name}")
-    names = [n for n, count in TORCHVISION_PARAMS.items() if count == total_params]
-    if num_classes != 10:
-        names = list(TORCHVISION_PARAMS)
-    if names:
-        import torchvision.models as tvm
-
-        for name in names:
-            factory = getattr(tvm, name, None)
-            if factory is None:
-                continue
-            kwargs = {"weights": None, "num_classes": num_classes, **EXTRA_KWARGS.get(name, {})}
+def _registered(num_classes: int) -> tuple[Candidate, ...]:
+    """The registered reference and public-zoo models that build (cached per process)."""
+    found = []
+    for prefix, models in (("reference", registered_models()), ("public", public_models())):
+        for entry in models.values():
             try:
-                model = build_on_meta(lambda f=factory, k=kwargs: f(**k))
-            except (TypeError, RuntimeError, NotImplementedError):
-                continue  # a zoo entry this torchvision version cannot build
-            known.setdefault(model_fingerprint(model), f"torchvision {name}")
-    return known
+                model = build_on_meta(entry.build)
+            except (TypeError, RuntimeError, ValueError, NotImplementedError):
+                continue
+            if getattr(model, "num_classes", num_classes) not in (num_classes, None):
+                continue
+            found.append(Candidate(f"{prefix} {entry.name}", _weights(model)))
+    return tuple(found)
 
 
-def match_public_model(shapes: list[tuple[int, ...]], *, num_classes: int = 10) -> str | None:
-    """The name of the known model whose parameter shapes are exactly ``shapes``, or None."""
-    total = sum(_numel(s) for s in shapes)
-    return known_fingerprints(num_classes, total).get(fingerprint(shapes))
+@functools.cache
+def _torchvision(name: str, num_classes: int) -> Candidate | None:
+    import torchvision.models as tvm
+
+    factory: Callable | None = getattr(tvm, name, None)
+    if factory is None:
+        return None
+    kwargs = {"weights": None, "num_classes": num_classes, **EXTRA_KWARGS.get(name, {})}
+    try:
+        model = build_on_meta(lambda: factory(**kwargs))
+    except (TypeError, RuntimeError, NotImplementedError):
+        return None  # a zoo entry this torchvision version cannot build
+    return Candidate(f"torchvision {name}", _weights(model))
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
+def candidate_models(num_classes: int, total: int | None = None) -> list[Candidate]:
+    """Every known model a submission of ``total`` weight values could contain (all of them
+    when ``total`` is None): the one list the public-model checks read."""
+    if total is None:
+        low, high = 0.0, math.inf
+    else:
+        low, high = MIN_SUBMISSION_SHARE * total, total / MIN_MODEL_SHARE
+    found = [c for c in _registered(num_classes) if low <= c.total <= high]
+    names = (
+        list(TORCHVISION_PARAMS)
+        if num_classes != 10 or total is None
+        else [n for n, count in TORCHVISION_PARAMS.items() if low <= count <= high]
+    )
+    for name in names:
+        candidate = _torchvision(name, num_classes)
+        if candidate is not None and low <= candidate.total <= high:
+            found.append(candidate)
+    return found
+
+
+def contains(shapes: Iterable[Iterable[int]], candidate: Candidate) -> PublicMatch | None:
+    """Whether the weight ``shapes`` of a submission contain ``candidate`` (see the module
+    docstring); the match, or None."""
+    ours = Counter(shape_key(s) for s in shapes)
+    ours_total = sum(math.prod(k) * n for k, n in ours.items())
+    theirs = Counter(shape_key(s) for s in candidate.shapes)
+    if not ours_total or not candidate.total:
+        return None
+    matched = sum(math.prod(k) * min(n, ours[k]) for k, n in theirs.items())
+    model_share, submission_share = matched / candidate.total, matched / ours_total
+    if model_share < MIN_MODEL_SHARE or submission_share < MIN_SUBMISSION_SHARE:
+        return None
+    return PublicMatch(candidate.name, ours == theirs, model_share, submission_share)
+
+
+def public_models_inside(
+    shapes: list[Shape], *, num_classes: int = 10, own: str | None = None
+) -> list[PublicMatch]:
+    """Every known model the submission's weight ``shapes`` contain, best first. ``own`` (a
+    registered reference name) is what the assignment asks for: when the submission contains
+    it, it and every model it contains itself are left out."""
+    total = sum(math.prod(s) for s in shapes)
+    candidates = candidate_models(num_classes, total)
+    matches = [m for c in candidates if (m := contains(shapes, c)) is not None]
+    if own is not None:
+        reference = next((c for c in _registered(num_classes) if c.name == f"reference {own}"),
+                         None)  # fmt: skip
+        if reference is not None and contains(shapes, reference) is not None:
+            matches = [m for m in matches if m.name != reference.name and
+                       contains(reference.shapes, _named(candidates, m.name)) is None]  # fmt: skip
+    return sorted(matches, key=lambda m: (not m.exact, -m.model_share * m.submission_share))
+
+
+def _named(candidates: list[Candidate], name: str) -> Candidate:
+    return next(c for c in candidates if c.name == name)
+
+
+def match_public_model(shapes: list[Shape], *, num_classes: int = 10) -> str | None:
+    """The name of the known model whose weights are exactly ``shapes``, or None."""
+    exact = [m for m in public_models_inside(shapes, num_classes=num_classes) if m.exact]
+    return exact[0].name if exact else None

@@ -15,6 +15,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "grader.models"
+PUBLIC_MODELS_GROUP = "grader.public_models"
+"""Entry-point group of public model zoos (re-implementations of the architectures students
+copy), in the same ``{name: (builder, dataset)}`` shape."""
 LAYER_TYPES = ("conv", "linear", "pool", "batchnorm")
 """Layer types (lower case, without underscores, by part) that the layer comparison lines up."""
 
@@ -41,8 +44,18 @@ class ReferenceLayer:
 @functools.cache
 def registered_models() -> dict[str, RegisteredModel]:
     """Every model registered through the ``grader.models`` entry point, by name."""
+    return _models_of(ENTRY_POINT_GROUP)
+
+
+@functools.cache
+def public_models() -> dict[str, RegisteredModel]:
+    """Every public model registered through the ``grader.public_models`` entry point."""
+    return _models_of(PUBLIC_MODELS_GROUP)
+
+
+def _models_of(group: str) -> dict[str, RegisteredModel]:
     found: dict[str, RegisteredModel] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
+    for entry in entry_points(group=group):
         try:
             provider = entry.load()
             models = provider()
@@ -59,6 +72,19 @@ def build_on_meta(build: Callable[[], Any]) -> Any:
 
     with torch.device("meta"):
         return build()
+
+
+@functools.cache
+def reference_size(name: str) -> int | None:
+    """Values in the parameters of registered model ``name`` (None when none is registered)."""
+    entry = registered_models().get(name)
+    if entry is None:
+        return None
+    try:
+        model = build_on_meta(entry.build)
+    except (TypeError, RuntimeError, ValueError, NotImplementedError):
+        return None
+    return sum(p.numel() for p in model.parameters())
 
 
 @functools.cache
