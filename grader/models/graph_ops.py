@@ -223,11 +223,6 @@ def _pool(args: Sequence[Any], result: Any) -> int:
     return _numel(result) * size
 
 
-def _lp_pool(args: Sequence[Any], result: Any) -> int:
-    # lp_pool2d(input, norm_type, kernel_size, ...): a power, a sum and a root per window
-    return 2 * _pool([args[0], args[2]], result)
-
-
 # --- the table ------------------------------------------------------------------------------------
 
 TRAINING = ("training",)
@@ -286,14 +281,13 @@ OPS: dict[str, OpSpec] = {
         "adaptive_avg_pool1d.default", "adaptive_avg_pool2d.default",
         "_adaptive_avg_pool2d.default", "adaptive_max_pool2d.default",
     ),
-    "aten.lp_pool2d.default": OpSpec(OpKind.POOL, _lp_pool),
     **_pointwise(
         OpKind.ACTIVATION, 1,
         "relu.default", "relu6.default", "leaky_relu.default", "elu.default", "selu.default",
         "celu.default", "gelu.default", "silu.default", "mish.default", "sigmoid.default",
         "tanh.default", "hardtanh.default", "hardswish.default", "hardsigmoid.default",
         "softplus.default", "prelu.default", "_prelu_kernel.default", "log_sigmoid.default",
-        "softsign.default", "threshold.default",
+        "threshold.default",
     ),
     "aten.rrelu.default": OpSpec(OpKind.ACTIVATION, per_output(1), pure_when=(TRAINING,)),
     **_pointwise(
@@ -347,7 +341,7 @@ OPS: dict[str, OpSpec] = {
         "squeeze.dims", "squeeze.default", "unsqueeze.default", "split.Tensor",
         "split_with_sizes.default", "chunk.default", "unbind.int", "slice.Tensor", "select.int",
         "narrow.default", "movedim.int", "alias.default", "detach.default", "diagonal.default",
-        "flatten.default", "contiguous.default", "to.dtype", "to.dtype_layout", "to.device",
+        "contiguous.default", "to.dtype", "to.dtype_layout", "to.device",
         "type_as.default",
     ),
     **_many(

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from grader.models.graph import Graph
 from grader.models.inside.capture import capture
@@ -48,20 +49,31 @@ def run_stages(
     num_classes: int = 10,
     images: np.ndarray | None = None,
     entry: str = "Net",
+    out: Path | None = None,
+    state: dict | None = None,
+    **evaluate_args,
 ) -> EvaluationRecord:
-    """Capture ``code``'s ``Net`` and evaluate the artifact, both in this process."""
+    """Capture ``code``'s ``Net`` (with the weights ``state``, if given) and evaluate the
+    artifact, both in this process (``out`` receives the logits files; ``evaluate_args`` go to
+    :class:`EvaluateArgs`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        work, out, out2 = Path(tmp) / "w", Path(tmp) / "o", Path(tmp) / "o2"
-        for folder in (work, out, out2):
-            folder.mkdir()
+        work, artifact = Path(tmp) / "w", Path(tmp) / "o"
+        out = out or Path(tmp) / "o2"
+        for folder in (work, artifact, out):
+            folder.mkdir(exist_ok=True)
         (work / "model.py").write_text(textwrap.dedent(code))
+        if state is not None:
+            torch.save(state, work / "model.pt")
         report = capture(
-            JobContext(work, out, {}, None),
-            CaptureArgs(entry, input_shape, num_classes),
+            JobContext(work, artifact, {}, None),
+            CaptureArgs(entry, input_shape, num_classes, "model.pt" if state else None),
         )
         if report.status != "exported":
             raise AssertionError(f"capture failed: {report.status}: {report.message}")
-        return evaluate(JobContext(out, out2, {}, images), EvaluateArgs(num_classes=num_classes))
+        return evaluate(
+            JobContext(artifact, out, {}, images),
+            EvaluateArgs(num_classes=num_classes, **evaluate_args),
+        )
 
 
 def graph_of(code: str, **kwargs) -> Graph:

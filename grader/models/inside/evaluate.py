@@ -101,8 +101,9 @@ def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
         batch = choose_batch(program, args, estimate)
         stream = image_stream(program, ctx.images, args, batch)
         probe = _batch(_take(stream.images, 0, batch), device)
+        others = _batch(_take(stream.images, batch, batch), device)
         with torch.inference_mode():
-            analysis = analyse(program, probe, seed=args.seed)
+            analysis = analyse(program, probe, others, seed=args.seed)
     except ArtifactError as exc:
         return EvaluationRecord("invalid", str(exc))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -372,9 +373,12 @@ class SkipCandidate:
     change: list[torch.Tensor] = field(default_factory=list)
 
 
-def analyse(program: Program, x: torch.Tensor, *, seed: int) -> Analysis:
+def analyse(
+    program: Program, x: torch.Tensor, others: torch.Tensor | None = None, *, seed: int
+) -> Analysis:
     """Run the probe batch ``x``: shapes, data carried and FLOPs of every operation, the effect
-    of every tensor, the skip-connection tests and the batch-order test."""
+    of every tensor, the skip-connection tests, and whether the logits of an image stay the same
+    when it is run again in another order beside other images (of ``others``)."""
     artifact = program.artifact
     offset, batch = program.offset, len(x)
     data = data_dependence(program)
@@ -435,11 +439,11 @@ def analyse(program: Program, x: torch.Tensor, *, seed: int) -> Analysis:
             run(env)
 
     logits = program.logits_of(program.run(x, observe=observe, before=before))
-    order = torch.randperm(batch, generator=generator)
-    again = program.logits(x[order.to(x.device)])
-    deterministic = bool(
-        torch.allclose(again, logits[order.to(x.device)], rtol=1e-4, atol=1e-5, equal_nan=True)
-    )
+    kept = (batch + 1) // 2 if others is not None else batch
+    order = torch.randperm(batch, generator=generator)[:kept].to(x.device)
+    mixed = x[order] if others is None else torch.cat([x[order], others[: batch - kept]])
+    again = program.logits(mixed)[:kept]
+    deterministic = bool(torch.allclose(again, logits[order], rtol=1e-4, atol=1e-5, equal_nan=True))
 
     effect = {
         value: _changed(fork_logits.get(("tensor", value)), logits) for value in program.live_inputs
