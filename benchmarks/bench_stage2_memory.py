@@ -103,7 +103,8 @@ def main() -> None:
 
             def staged(art=art, out=out, eval_args=eval_args) -> dict:
                 record = evaluate(JobContext(art, out, {}, images), eval_args)
-                return {"status": record.status, "message": record.message[:200]}
+                used = getattr(record, "batch_size", None) or eval_args.batch_size
+                return {"status": record.status, "message": record.message[:200], "batch": used}
 
             ours = in_child(staged)
             (work / "run.py").write_text("")
@@ -114,12 +115,13 @@ def main() -> None:
             module_spec.loader.exec_module(module)
             model = getattr(module, entry)().eval()
             base = in_child(lambda model=model, b=spec.batch_size: eager(model, images, b))
-        extra = {k: ours[k] for k in ("status", "message") if ours.get(k)}
+        extra = {k: ours[k] for k in ("status", "message") if ours.get(k) and ours[k] != "ok"}
         ours_mb, base_mb = ours["rss_mb"] - idle["rss_mb"], base["rss_mb"] - idle["rss_mb"]
         print(
             f"{name}: stage 2 peak {ours_mb:.0f} MB, {ours['cpu_s']:.1f} CPU-s "
-            f"(variants {'on' if spec.robustness else 'off'}, batch {spec.batch_size}) | "
-            f"eager {base_mb:.0f} MB, {base['cpu_s']:.1f} CPU-s (no variants) | "
+            f"(variants {'on' if spec.robustness else 'off'}, batch {ours['batch']}) | "
+            f"eager {base_mb:.0f} MB, {base['cpu_s']:.1f} CPU-s (no variants, batch "
+            f"{spec.batch_size}) | "
             f"ratio memory {ours_mb / max(base_mb, 1):.2f}x {extra}"
         )
 

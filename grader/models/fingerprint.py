@@ -9,9 +9,10 @@ constant, batch norm folded into a scale) is found as well; renaming attributes 
 class body changes nothing. The tensors come from the verified graph: only those the logits
 depend on, parameters and any buffer or constant read as a weight.
 
-A match needs :data:`MIN_MODEL_SHARE` of the known model's values inside the submission, and
-those values must make up :data:`MIN_SUBMISSION_SHARE` of the submission's: a student's network
-that happens to share a layer shape with LeNet is not LeNet.
+A match needs :data:`MIN_MODEL_SHARE` of the known model's values and :data:`MIN_MODEL_TENSORS`
+of its tensors inside the submission, and those values must make up :data:`MIN_SUBMISSION_SHARE`
+of the submission's: a student's network that shares LeNet's fully connected head but has
+convolutions of its own is not LeNet.
 
 The candidates (:func:`candidate_models`) are the registered reference models
 (``grader.models``), the public zoos (``grader.public_models``), and torchvision's classification
@@ -44,6 +45,8 @@ EXTRA_KWARGS: dict[str, dict[str, object]] = {
 }
 MIN_MODEL_SHARE = 0.95
 """Share of a known model's weight values that must be found in the submission."""
+MIN_MODEL_TENSORS = 0.9
+"""Share of a known model's weight tensors that must be found in the submission."""
 MIN_SUBMISSION_SHARE = 0.5
 """Share of the submission's weight values that the known model's must make up."""
 
@@ -167,32 +170,40 @@ def contains(shapes: Iterable[Iterable[int]], candidate: Candidate) -> PublicMat
     if not ours_total or not candidate.total:
         return None
     matched = sum(math.prod(k) * min(n, ours[k]) for k, n in theirs.items())
+    tensors = sum(min(n, ours[k]) for k, n in theirs.items()) / len(candidate.shapes)
     model_share, submission_share = matched / candidate.total, matched / ours_total
-    if model_share < MIN_MODEL_SHARE or submission_share < MIN_SUBMISSION_SHARE:
+    if (
+        model_share < MIN_MODEL_SHARE
+        or tensors < MIN_MODEL_TENSORS
+        or submission_share < MIN_SUBMISSION_SHARE
+    ):
         return None
     return PublicMatch(candidate.name, ours == theirs, model_share, submission_share)
 
 
-def public_models_inside(
-    shapes: list[Shape], *, num_classes: int = 10, own: str | None = None
-) -> list[PublicMatch]:
-    """Every known model the submission's weight ``shapes`` contain, best first. ``own`` (a
-    registered reference name) is what the assignment asks for: when the submission contains
-    it, it and every model it contains itself are left out."""
+def public_models_inside(shapes: list[Shape], *, num_classes: int = 10) -> list[PublicMatch]:
+    """Every known model the submission's weight ``shapes`` contain, best first."""
     total = sum(math.prod(s) for s in shapes)
-    candidates = candidate_models(num_classes, total)
-    matches = [m for c in candidates if (m := contains(shapes, c)) is not None]
-    if own is not None:
-        reference = next((c for c in _registered(num_classes) if c.name == f"reference {own}"),
-                         None)  # fmt: skip
-        if reference is not None and contains(shapes, reference) is not None:
-            matches = [m for m in matches if m.name != reference.name and
-                       contains(reference.shapes, _named(candidates, m.name)) is None]  # fmt: skip
+    matches = [
+        m for c in candidate_models(num_classes, total) if (m := contains(shapes, c)) is not None
+    ]
     return sorted(matches, key=lambda m: (not m.exact, -m.model_share * m.submission_share))
 
 
-def _named(candidates: list[Candidate], name: str) -> Candidate:
-    return next(c for c in candidates if c.name == name)
+def not_assigned(
+    matches: list[PublicMatch], own: str | None, *, num_classes: int = 10
+) -> list[PublicMatch]:
+    """``matches`` less what the assignment asks for: when the submission contains the
+    reference model ``own``, that model and every known model it contains itself."""
+    reference = next((c for c in _registered(num_classes) if c.name == f"reference {own}"), None)
+    if reference is None or not any(m.name == reference.name for m in matches):
+        return matches
+    known = {c.name: c for c in candidate_models(num_classes)}
+    return [
+        m
+        for m in matches
+        if m.name != reference.name and contains(reference.shapes, known[m.name]) is None
+    ]
 
 
 def match_public_model(shapes: list[Shape], *, num_classes: int = 10) -> str | None:

@@ -33,7 +33,7 @@ import numpy as np
 from grader.assignment import Assignment, ModelSpec
 from grader.metrics.variants import evaluation_images, secret_seed
 from grader.models.files import MODEL_FILE, ModelFilesError, find_model_files
-from grader.models.fingerprint import public_models_inside
+from grader.models.fingerprint import not_assigned, public_models_inside
 from grader.models.graph import SMALL_TENSOR, Graph
 from grader.models.inside.artifact import GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE
 from grader.models.records import (
@@ -321,15 +321,17 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
     checks += checklist_checks(model, graph, context)
     checks += sparsity_checks(model, record.weight_density)
     flags = graph_flags(graph, model)
-    matches = public_models_inside(
-        graph.weight_shapes(), num_classes=model.num_classes, own=model.reference
-    )
-    match = matches[0] if matches else None
+    matches = public_models_inside(graph.weight_shapes(), num_classes=model.num_classes)
+    exact = next((m.name for m in matches if m.exact), None)
+    found = not_assigned(matches, model.reference, num_classes=model.num_classes)
+    match = found[0] if found else None
     if match and model.public_models == "refuse":
         checks.append(Check("own_model", False, f"the model is {match.describe()}: the "
                             "assignment asks for a network of your own design"))  # fmt: skip
     elif match and match.exact and match.name.startswith("torchvision "):
         flags.append(f"unmodified public model: {match.name}")
+    elif match and match.exact:
+        flags.append(f"same architecture as {match.name}")
     elif match:
         flags.append(f"public model inside: {match.describe()}")
     failed = [c for c in checks if not c.passed and c.points is None]
@@ -352,7 +354,7 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
         images=record.images,
         images_per_s=record.images_per_s,
         parameter_digest=record.parameter_digest,
-        fingerprint_match=match.name if match else None,
+        fingerprint_match=exact,
         weight_density=record.weight_density,
     )
 

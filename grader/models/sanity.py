@@ -104,6 +104,11 @@ def render_text(
         lines.append("")
     if result.total_params is not None:
         lines.append(f"total parameters: {result.total_params:,}")
+    if result.other_tensors:
+        lines.append(
+            f"other tensors read: {result.other_tensors:,} values (buffers and constants used as "
+            "weights: the parameter limits count them too)"
+        )
     if result.unused:
         lines.append(f"unused (not counted): {', '.join(result.unused)}")
     if result.flops is not None:
