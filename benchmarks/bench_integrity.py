@@ -117,12 +117,12 @@ def main() -> None:
     print(f"batch {median['batch']:.0f} images per run, {median['images']:.0f} images in all")
     for key in ("load", "memory estimate", "probe analysis", "logits", "tensor comparison",
                 "host cold", "host warm"):  # fmt: skip
-        print(f"  {key:<20} {median[key]:6.2f} CPU-s")
+        print(f"  {key:<20} {median[key]:7.3f} CPU-s")
     checks = median["memory estimate"] + median["probe analysis"] + median["tensor comparison"]
     print(
         f"checks in stage 2: {checks:.2f} CPU-s, {checks / median['logits']:.0%} of the logits "
         f"pass; stage 2 / logits alone: {(checks + median['logits']) / median['logits']:.2f}x; "
-        f"host: {median['host warm']:.2f} CPU-s warm, {median['host cold']:.2f} cold"
+        f"host: {median['host warm']:.3f} CPU-s warm, {median['host cold']:.2f} cold"
     )
 
 

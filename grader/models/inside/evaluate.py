@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from grader.metrics.variants import EvaluationImages, evaluation_images
-from grader.models.graph_ops import OpKind, node_flops, op_kind
+from grader.models.graph_ops import BATCH_NORM_STATISTICS, OpKind, node_flops, op_kind
 from grader.models.inside.artifact import (
     MAX_TENSOR_BYTES,
     TENSORS_FILE,
@@ -399,18 +399,22 @@ def analyse(
 
         forks.setdefault(position, []).append(run)
 
-    for value in program.live_inputs:
+    for group in perturbation_groups(program):
 
-        def perturb(env: list[Any], value: int = value) -> None:
-            env[value] = _perturbed(env[value], generator)
+        def perturb(env: list[Any], group: tuple[int, ...] = group) -> None:
+            for value in group:
+                env[value] = _perturbed(env[value], generator)
 
-        branch(("tensor", value), program.first_read[value], perturb)
+        branch(("tensor", group[0]), min(program.first_read[v] for v in group), perturb)
     skips = skip_candidates(program, data)
     position_of = {offset + index: p for p, index in enumerate(program.plan)}
     for candidate in skips:
         if not candidate.branch_layer:
             continue
-        for key, readers in (("edge", (candidate.edge,)), ("around", candidate.around)):
+        tests = [("edge", (candidate.edge,))]
+        if candidate.around != (candidate.edge,):  # else the same run: the skip is the only path
+            tests.append(("around", candidate.around))
+        for key, readers in tests:
 
             def change(env: list[Any], c: SkipCandidate = candidate, r=readers) -> Any:
                 if not c.change:
@@ -446,17 +450,17 @@ def analyse(
     deterministic = bool(torch.allclose(again, logits[order], rtol=1e-4, atol=1e-5, equal_nan=True))
 
     effect = {
-        value: _changed(fork_logits.get(("tensor", value)), logits) for value in program.live_inputs
+        value: _changed(fork_logits.get(("tensor", group[0])), logits)
+        for group in perturbation_groups(program)
+        for value in group
     }
     tests = {}
     for candidate in skips:
+        edge = fork_logits.get(("edge", candidate.add))
+        around = fork_logits.get(("around", candidate.add), edge)
         tests[candidate.add] = SkipTest(
-            candidate.operand,
-            candidate.source,
-            candidate.branch_layer,
-            _kept(fork_logits.get(("edge", candidate.add)),
-                  fork_logits.get(("around", candidate.add)), logits),
-        )  # fmt: skip
+            candidate.operand, candidate.source, candidate.branch_layer, _kept(edge, around, logits)
+        )
     inputs = [
         InputInfo(
             i.name,
@@ -501,6 +505,36 @@ def _node_info(
         spread=spread,
         rate=_dropout_rate(node.op, node.args),
     )
+
+
+def perturbation_groups(program: Program) -> list[tuple[int, ...]]:
+    """The tensors perturbed together: each tensor alone, except a batch norm's running mean
+    and variance, which are perturbed as a pair (statistics, never counted in a budget)."""
+    offset, reads = program.offset, program.reads
+    paired: dict[int, tuple[int, ...]] = {}
+    for index in program.plan:
+        positions = BATCH_NORM_STATISTICS.get(program.artifact.nodes[index].op)
+        args = program.artifact.nodes[index].args
+        if not positions or len(args) <= max(positions):
+            continue
+        stats = tuple(
+            args[p]["ref"]
+            for p in positions
+            if isinstance(args[p], dict) and 0 < args[p].get("ref", 0) < offset
+        )
+        if len(stats) == 2 and all(
+            program.artifact.inputs[v].kind == "buffer" and v not in paired for v in stats
+        ):
+            readers = [i for i in program.plan if set(stats) & set(reads[i])]
+            if readers == [index]:  # read nowhere else: only a statistic
+                paired.update({v: stats for v in stats})
+    groups, seen = [], set()
+    for value in program.live_inputs:
+        group = paired.get(value, (value,))
+        if group[0] not in seen:
+            seen.update(group)
+            groups.append(group)
+    return groups
 
 
 def _perturbed(tensor: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
