@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from grader.metrics.variants import EvaluationImages, evaluation_images
-from grader.models.graph_ops import BATCH_NORM_STATISTICS, OpKind, node_flops, op_kind
+from grader.models.graph_ops import OpKind, node_flops, op_kind
 from grader.models.inside.artifact import (
     MAX_TENSOR_BYTES,
     TENSORS_FILE,
@@ -507,30 +507,31 @@ def _node_info(
     )
 
 
+GROUPED = (OpKind.CONV, OpKind.LINEAR, OpKind.NORM)
+"""Kinds of the standard layers whose own tensors (weight and bias, a batch norm's statistics)
+are perturbed together: each can only be what the layer makes it (a bias is a vector of the
+layer's width), and torchvision's convention counts them together."""
+
+
 def perturbation_groups(program: Program) -> list[tuple[int, ...]]:
-    """The tensors perturbed together: each tensor alone, except a batch norm's running mean
-    and variance, which are perturbed as a pair (statistics, never counted in a budget)."""
+    """The tensors perturbed together: each tensor alone, except the tensors a standard layer
+    (convolution, linear, normalisation) reads that nothing else reads."""
     offset, reads = program.offset, program.reads
-    paired: dict[int, tuple[int, ...]] = {}
+    readers: dict[int, list[int]] = {}
     for index in program.plan:
-        positions = BATCH_NORM_STATISTICS.get(program.artifact.nodes[index].op)
-        args = program.artifact.nodes[index].args
-        if not positions or len(args) <= max(positions):
+        for ref in reads[index]:
+            if 0 < ref < offset:
+                readers.setdefault(ref, []).append(index)
+    grouped: dict[int, tuple[int, ...]] = {}
+    for index in program.plan:
+        if program.kinds[index] not in GROUPED:
             continue
-        stats = tuple(
-            args[p]["ref"]
-            for p in positions
-            if isinstance(args[p], dict) and 0 < args[p].get("ref", 0) < offset
-        )
-        if len(stats) == 2 and all(
-            program.artifact.inputs[v].kind == "buffer" and v not in paired for v in stats
-        ):
-            readers = [i for i in program.plan if set(stats) & set(reads[i])]
-            if readers == [index]:  # read nowhere else: only a statistic
-                paired.update({v: stats for v in stats})
+        own = tuple(r for r in reads[index] if 0 < r < offset and readers[r] == [index])
+        if len(own) > 1:
+            grouped.update({value: own for value in own})
     groups, seen = [], set()
     for value in program.live_inputs:
-        group = paired.get(value, (value,))
+        group = grouped.get(value, (value,))
         if group[0] not in seen:
             seen.update(group)
             groups.append(group)
