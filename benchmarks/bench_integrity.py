@@ -22,7 +22,6 @@ Usage: ``uv run python benchmarks/bench_integrity.py [--repeat 3]`` (``$GRADER_D
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_stage2_memory import in_child
 
 from grader.assignment import load_assignment
 from grader.data import load_dataset
@@ -40,22 +40,6 @@ from grader.models.records import CaptureArgs
 from grader.sandbox.inside.tasks import JobContext
 
 HERE = Path(__file__).resolve().parent
-
-
-def in_child(function) -> dict:
-    """``function()``'s dict of timings, computed in a forked child."""
-    with tempfile.NamedTemporaryFile("r", suffix=".json") as box:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                torch.set_num_threads(1)
-                Path(box.name).write_text(json.dumps(function()))
-                code = 0
-            finally:
-                os._exit(code)
-        os.waitpid(pid, 0)
-        return json.loads(Path(box.name).read_text())
 
 
 def timed(function):

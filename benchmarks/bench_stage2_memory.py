@@ -51,7 +51,8 @@ MODELS = {
 
 
 def in_child(function) -> dict:
-    """Run ``function()`` in a forked child; its result plus the child's peak RSS and CPU."""
+    """Run ``function()`` (returning a dict) in a forked child with one thread; its result plus
+    the child's peak RSS (MB) and CPU seconds."""
     with tempfile.NamedTemporaryFile("r", suffix=".json") as box:
         pid = os.fork()
         if pid == 0:

@@ -38,6 +38,8 @@ SMALL_ALLOWANCE = 1024
 CAPACITY_STEPS = 2_000_000
 """Steps the capacity bound may take; past them every tensor counts in full."""
 TRANSPARENT_SUMS = ("aten.sum.dim_IntList", "aten.sum.default")
+LISTED_WEIGHTS = 64
+"""Tensors of the model named per value computed from them (a flag lists a few)."""
 
 
 class LayerKind(str, enum.Enum):
@@ -153,21 +155,19 @@ class Graph:
 
     @cached_property
     def weights_of(self) -> list[tuple[int, ...]]:
-        """For each value computed from the model's tensors alone (no image data): those
-        tensors; empty for every other value."""
+        """For each value computed from the model's tensors alone (no image data, not a tensor
+        created from sizes): those tensors (the first :data:`LISTED_WEIGHTS`); empty for every
+        other value."""
         found: list[tuple[int, ...]] = [()] * self.size
         for value in range(1, self.offset):
             if self.inputs[value].kind != "image":
                 found[value] = (value,)
         for value in range(self.offset, self.size):
-            if self.data[value]:
+            node = self.nodes[value - self.offset]
+            if self.data[value] or op_kind(node.op) in (OpKind.CREATE, OpKind.SYMBOLIC, None):
                 continue
-            sources = self.nodes[value - self.offset].inputs
-            merged = {w for s in sources if 0 <= s < value for w in found[s]}
-            if merged and len(merged) <= 64:
-                found[value] = tuple(sorted(merged))
-            elif merged:
-                found[value] = tuple(sorted(merged))[:64]
+            merged = {w for s in node.inputs if 0 <= s < value for w in found[s]}
+            found[value] = tuple(sorted(merged))[:LISTED_WEIGHTS]
         return found
 
     def data_inputs(self, value: int) -> list[int]:
@@ -255,8 +255,7 @@ class Graph:
         otherwise: set[int] = set()
         for value in self.live_nodes():
             node = self.nodes[value - self.offset]
-            positions = BATCH_NORM_STATISTICS.get(node.op, ())
-            statistics = set(_args_at(node, positions))
+            statistics = set(_statistics(node))
             for source in node.inputs:
                 if source < self.offset and self.inputs[source].kind == "buffer":
                     (as_statistic if source in statistics else otherwise).add(source)
@@ -481,11 +480,12 @@ def _standard(op: str, kind: LayerKind, how: str) -> bool:
     return kind in STANDARD
 
 
-def _args_at(node: NodeInfo, positions: tuple[int, ...]) -> list[int]:
-    """The values an operation reads at argument ``positions`` (its reads are listed in
-    argument order, so only direct tensor arguments are located)."""
-    if not positions:
+def _statistics(node: NodeInfo) -> list[int]:
+    """The running mean and variance a batch-norm operation reads (none for other operations).
+
+    :attr:`NodeInfo.inputs` lists what an operation reads in argument order, None arguments
+    left out; the batch-norm family reads (input, weight?, bias?, running_mean, running_var).
+    """
+    if node.op not in BATCH_NORM_STATISTICS or len(node.inputs) < 3:
         return []
-    # NodeInfo keeps the values read in argument order, None arguments left out; batch norms
-    # read (input, weight?, bias?, running_mean, running_var): the statistics are the last two.
-    return list(node.inputs[-2:]) if len(node.inputs) >= 3 else []
+    return list(node.inputs[-2:])

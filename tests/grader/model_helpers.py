@@ -24,6 +24,31 @@ REPO = HERE.parents[1]
 SIMPLENN_CODE = (HERE / "attacks" / "simplenn.py").read_text()
 SUBMISSIONS = REPO / "submissions"
 
+BLOCK = """
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        {skip}
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+"""
+
+
+def block(skip: str) -> str:
+    """A conv + BatchNorm net whose forward runs ``skip`` after its first layer (a second conv
+    and BatchNorm are there to build a residual branch from)."""
+    return BLOCK.replace("{skip}", skip)
+
 
 def student_folder(
     root: Path,

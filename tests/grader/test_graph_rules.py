@@ -7,7 +7,7 @@ module declarations or forward hooks; the data-flow rules must see through it.
 from __future__ import annotations
 
 import pytest
-from model_helpers import SIMPLENN_CODE, SUBMISSIONS, graph_of
+from model_helpers import SIMPLENN_CODE, SUBMISSIONS, block, graph_of
 
 from grader.assignment import StructureRule
 from grader.models.fingerprint import TORCHVISION_PARAMS, match_public_model
@@ -33,29 +33,6 @@ from reference.models import get_model
 def build_model():
     return get_model("resnet20")
 """
-
-BLOCK = """
-import torch
-from torch import nn
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(8)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        y = torch.relu(self.bn(self.conv(x)))
-        {skip}
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
-"""
-
-
-def block(skip: str) -> str:
-    return BLOCK.replace("{skip}", skip)
 
 
 def test_every_rule_name_a_spec_may_use_is_implemented():

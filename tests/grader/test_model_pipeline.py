@@ -28,7 +28,8 @@ from grader.models.result import GradeStatus
 from grader.sandbox.inside.tasks import JobContext
 from grader.sandbox.jail import bubblewrap_available
 
-REFERENCE_MODELS = ["simplenn", "simplenn_bn", "simplenn_swish", "resnet20", "resnet18_cifar",
+REFERENCE_MODELS = ["simplenn", "simplenn_bn", "simplenn_swish", "resnet20",
+                    pytest.param("resnet18_cifar", marks=pytest.mark.slow),  # 11M parameters
                     "alexnet_cifar", "lenet5", "vgg_a", "vgg_a_bn"]  # fmt: skip
 
 
