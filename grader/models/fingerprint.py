@@ -79,12 +79,12 @@ class PublicMatch:
     """Share of the submission's values that are the known model's."""
 
     def describe(self) -> str:
-        """``exactly torchvision resnet18`` or ``torchvision resnet18 (100% of its weights) plus
-        layers of its own (2% of the model)``."""
+        """``is exactly torchvision resnet18``, or ``contains torchvision resnet18 (100% of its
+        weights) plus other tensors (2.0% of the model's values)``."""
         if self.exact:
-            return f"exactly {self.name}"
+            return f"is exactly {self.name}"
         return (
-            f"{self.name} ({self.model_share:.0%} of its weights) plus other tensors "
+            f"contains {self.name} ({self.model_share:.0%} of its weights) plus other tensors "
             f"({1 - self.submission_share:.1%} of the model's values)"
         )
 

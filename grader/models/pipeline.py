@@ -326,14 +326,14 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
     found = not_assigned(matches, model.reference, num_classes=model.num_classes)
     match = found[0] if found else None
     if match and model.public_models == "refuse":
-        checks.append(Check("own_model", False, f"the model is {match.describe()}: the "
+        checks.append(Check("own_model", False, f"the architecture {match.describe()}: the "
                             "assignment asks for a network of your own design"))  # fmt: skip
     elif match and match.exact and match.name.startswith("torchvision "):
         flags.append(f"unmodified public model: {match.name}")
     elif match and match.exact:
         flags.append(f"same architecture as {match.name}")
     elif match:
-        flags.append(f"public model inside: {match.describe()}")
+        flags.append(f"public model inside: the architecture {match.describe()}")
     failed = [c for c in checks if not c.passed and c.points is None]
     return ModelResult(
         status=GradeStatus.INVALID if failed else GradeStatus.OK,

@@ -411,10 +411,10 @@ def analyse(
     for candidate in skips:
         if not candidate.branch_layer:
             continue
-        tests = [("edge", (candidate.edge,))]
+        runs = [("edge", (candidate.edge,))]
         if candidate.around != (candidate.edge,):  # else the same run: the skip is the only path
-            tests.append(("around", candidate.around))
-        for key, readers in tests:
+            runs.append(("around", candidate.around))
+        for key, readers in runs:
 
             def change(env: list[Any], c: SkipCandidate = candidate, r=readers) -> Any:
                 if not c.change:
