@@ -99,10 +99,11 @@ class ModelSpec:
     experiment: Literal["bn_landscape"] | None = None
     """An experiment run with the student's class in the sandbox besides the checks:
     ``bn_landscape`` trains it briefly and compares its loss band with the reference VGG-A."""
-    unverified: Literal["accept", "invalid"] = "accept"
+    unverified: Literal["accept", "review", "invalid"] = "accept"
     """What happens to a model that cannot be captured as a graph: ``accept`` scores the logits
     its own process computes (flagged unverified; no structure, parameter or FLOP check can pass),
-    ``invalid`` refuses it."""
+    ``review`` scores them but holds the grade at 0 points, flagged, until an instructor accepts
+    it, ``invalid`` refuses it."""
     robustness: bool = False
     """Also evaluate the model on corrupted, flipped and shifted test images
     (:func:`grader.metrics.make_variants`): robustness and consistency metrics, and the
@@ -112,6 +113,10 @@ class ModelSpec:
     required; these add points when they hold)."""
     sparsity: tuple[SparsityLevel, ...] = ()
     """Points for sparse weights, one ``[[model.sparsity]]`` level each (the most reached)."""
+    max_capacity_ratio: float | None = None
+    """Memoriser evidence: flag a model whose graph reads more values (parameters and every other
+    tensor) than this multiple of the reference model's parameters (a table of the test images
+    needs room)."""
     public_models: Literal["flag", "refuse"] = "flag"
     """An unmodified public architecture (torchvision's zoo, the reference models): ``flag`` it,
     or ``refuse`` it (the submission is invalid: "by no means a publicly available model")."""

@@ -80,6 +80,7 @@ def _model_grade(result: ModelResult, spec: Assignment, key: AnswerKey) -> Grade
         verified=result.verified,
         total_params=result.total_params,
         buffers=result.buffers,
+        other_tensors=result.other_tensors,
         flops=result.flops,
         unused=list(result.unused),
         weight_density=result.weight_density,
@@ -132,7 +133,9 @@ def _model_metrics(truth: np.ndarray, result: ModelResult):
     from grader.metrics.robustness import model_metrics
 
     try:
-        return model_metrics(truth, result.logits, result.variant_logits or None), None
+        variants = result.variant_logits or None
+        seed = result.variant_seed or 0  # the grading's secret seed the variants were drawn with
+        return model_metrics(truth, result.logits, variants, seed=seed), None
     except ValueError as exc:  # variants of the wrong size: the grade stands, the metrics not
         return None, str(exc)
 

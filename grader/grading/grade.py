@@ -130,6 +130,9 @@ class Grade:
     """For a model: whether every number comes from the verified evaluation of its graph."""
     total_params: int | None = None
     buffers: int | None = None
+    other_tensors: int | None = None
+    """Values of the other tensors the graph reads as weights (buffers beyond batch-norm
+    statistics, constants): the parameter limits count them too."""
     flops: int | None = None
     """Forward FLOPs for one image."""
     unused: list[str] = field(default_factory=list)

@@ -39,6 +39,11 @@ def render_text(
         lines.append("")
     if grade.total_params is not None:
         lines.append(f"total parameters: {grade.total_params:,}")
+    if grade.other_tensors:
+        lines.append(
+            f"other tensors read: {grade.other_tensors:,} values (buffers and constants used as "
+            "weights: the parameter limits count them too)"
+        )
     if grade.unused:
         lines.append(f"unused (not counted): {', '.join(grade.unused)}")
     if grade.flops is not None:

@@ -27,25 +27,33 @@ from grader.metrics.robustness import (
 )
 from grader.metrics.variants import (
     CORRUPTIONS,
+    SECRET_VARIANTS,
     VARIANT_NAMES,
+    EvaluationImages,
+    evaluation_images,
     make_variants,
+    secret_seed,
     variant_subset,
 )
 
 __all__ = [
     "CORRUPTIONS",
+    "SECRET_VARIANTS",
     "MEMORISER_MAX_RETAINED",
     "MEMORISER_MIN_ACCURACY",
     "MEMORISER_RULE",
     "VARIANT_NAMES",
     "Calibration",
+    "EvaluationImages",
     "Metrics",
     "calibration",
     "class_probabilities",
+    "evaluation_images",
     "make_variants",
     "model_metrics",
     "outputs_are_probabilities",
     "prediction_metrics",
+    "secret_seed",
     "softmax",
     "variant_subset",
 ]

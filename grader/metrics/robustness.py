@@ -2,8 +2,13 @@
 
 Robustness is the accuracy on each corruption at each severity, and their mean; consistency is
 the share of images whose predicted class stays the same when the image is flipped horizontally
-or shifted by 2 pixels. Both are measured on :func:`grader.metrics.variants.variant_subset`'s
-images and compared with the plain accuracy on the same images.
+or shifted by 2 pixels, and the accuracy kept under the secret continuous changes (sub-pixel
+shift, crop, colour). All are measured on :func:`grader.metrics.variants.variant_subset`'s
+images (drawn with the grading's seed) and compared with the plain accuracy on the same images.
+
+The memoriser rule reads the secret variants first: a model that learned the classes keeps most
+of its accuracy under a sub-pixel shift, a small crop or a change of colour; a model that looks
+the exact test images up (or stored their public variants) cannot, since it never saw the seed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from grader.metrics.variants import (
     CONSISTENCY,
     CORRUPTIONS,
     DEFAULT_SEED,
+    SECRET_VARIANTS,
     SEVERITIES,
     VARIANT_NAMES,
     subset_of_size,
@@ -27,9 +33,11 @@ MEMORISER_MIN_ACCURACY = 0.5
 MEMORISER_MAX_RETAINED = 0.5
 MEMORISER_RULE = (
     f"likely memoriser of the test images: accuracy on the exact test images at least "
-    f"{MEMORISER_MIN_ACCURACY:.0%}, while on the same images flipped horizontally or shifted by "
-    f"2 pixels it keeps less than {MEMORISER_MAX_RETAINED:.0%} of that accuracy (a model that "
-    f"learned the classes keeps most of it; one that looks the exact images up does not)"
+    f"{MEMORISER_MIN_ACCURACY:.0%}, while on the same images changed in ways drawn from a seed "
+    f"the model never sees (a sub-pixel shift, a small crop, a change of colour), or flipped "
+    f"horizontally or shifted by 2 pixels, it keeps less than {MEMORISER_MAX_RETAINED:.0%} of "
+    f"that accuracy (a model that learned the classes keeps most of it; one that looks the exact "
+    f"images up does not)"
 )
 
 
@@ -51,6 +59,10 @@ class Metrics:
     flip_consistency: float | None = None
     """Share of images whose predicted class is unchanged by a horizontal flip."""
     shift_consistency: float | None = None
+    secret_accuracy: float | None = None
+    """Mean accuracy on the secret continuous variants (sub-pixel shift, crop, colour)."""
+    secret_consistency: float | None = None
+    """Share of predictions unchanged by those variants."""
     likely_memoriser: bool | None = None
     memoriser_reason: str = ""
 
@@ -84,6 +96,8 @@ class Metrics:
             "shift_accuracy": self.shift_accuracy,
             "flip_consistency": self.flip_consistency,
             "shift_consistency": self.shift_consistency,
+            "secret_accuracy": self.secret_accuracy,
+            "secret_consistency": self.secret_consistency,
             "likely_memoriser": self.likely_memoriser,
             "memoriser_reason": self.memoriser_reason,
         }
@@ -117,9 +131,9 @@ def model_metrics(
     """Metrics of a model from its logits on the test images and on their variants.
 
     ``variant_logits`` maps the names of :func:`grader.metrics.variants.make_variants` to the
-    model's logits on those images (made with the same ``seed``); an empty or missing mapping
-    gives calibration only. Raises ValueError naming a variant of the wrong size or an unknown
-    variant.
+    model's logits on those images, made with ``seed`` (the grading's secret seed, which the
+    model result carries); an empty or missing mapping gives calibration only. Raises
+    ValueError naming a variant of the wrong size or an unknown variant.
     """
     labels = np.asarray(labels, dtype=np.int64)
     logits = np.asarray(logits)
@@ -154,7 +168,11 @@ def model_metrics(
     corruption = {c: tuple(acc(f"{c}_{s}") for s in SEVERITIES) for c in CORRUPTIONS}
     clean = float((plain == truth).mean())
     flip, shift = (acc(name) for name in CONSISTENCY)
-    likely, reason = _memoriser(accuracy, clean, flip, shift)
+    secret = float(np.mean([acc(name) for name in SECRET_VARIANTS]))
+    secret_same = float(
+        np.mean([(variant_predictions[n] == plain).mean() for n in SECRET_VARIANTS])
+    )
+    likely, reason = _memoriser(accuracy, clean, flip, shift, secret)
     return Metrics(
         accuracy=accuracy,
         calibration=cal,
@@ -166,13 +184,24 @@ def model_metrics(
         shift_accuracy=shift,
         flip_consistency=float((variant_predictions["flip"] == plain).mean()),
         shift_consistency=float((variant_predictions["shift"] == plain).mean()),
+        secret_accuracy=secret,
+        secret_consistency=secret_same,
         likely_memoriser=likely,
         memoriser_reason=reason,
     )
 
 
-def _memoriser(accuracy: float, clean: float, flip: float, shift: float) -> tuple[bool, str]:
-    worst_name, worst = min((("flipped", flip), ("shifted", shift)), key=lambda item: item[1])
+def _memoriser(
+    accuracy: float, clean: float, flip: float, shift: float, secret: float
+) -> tuple[bool, str]:
+    worst_name, worst = min(
+        (
+            ("changed in ways drawn from a secret seed", secret),
+            ("flipped", flip),
+            ("shifted", shift),
+        ),
+        key=lambda item: item[1],
+    )
     if accuracy < MEMORISER_MIN_ACCURACY or clean <= 0:
         return False, ""
     retained = worst / clean

@@ -10,8 +10,14 @@
    the public-model fingerprint and the flags. Scoring happens later, against labels no box sees.
 
 A model that cannot be captured is graded *unverified* (its own process computes the logits, as
-a predictions file would) when the assignment accepts that, and then passes no check that needs
-the graph.
+a predictions file would, on the test images mixed with their secret variants) when the
+assignment accepts that (or holds it for an instructor's review), and then passes no check that
+needs the graph: each is "not verified".
+
+Each grading draws a fresh secret seed (:func:`grader.metrics.secret_seed`) for the image
+variants and the order the images are evaluated in; only the verified evaluation (or, for an
+unverified model, this process) sees it, and the result carries it so that the host can score
+the variants.
 """
 
 from __future__ import annotations
@@ -23,18 +29,22 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from grader.assignment import Assignment, ModelSpec
 from grader.grading.intake import IntakeError
 from grader.metrics.calibration import outputs_are_probabilities
+from grader.metrics.variants import evaluation_images, secret_seed
 from grader.models.files import MODEL_FILE, ModelFilesError, find_model_files
-from grader.models.fingerprint import match_public_model
-from grader.models.graph import Graph
+from grader.models.fingerprint import not_assigned, public_models_inside
+from grader.models.graph import SMALL_TENSOR, Graph
 from grader.models.notebook import NotebookError, NotebookModule, notebook_module
 from grader.models.precheck import Finding, precheck
 from grader.models.records import (
     CAPTURE_REPORT,
     EVALUATION_RECORD,
     LOGITS_FILE,
+    UNVERIFIED_IMAGES,
     UNVERIFIED_REPORT,
     CaptureArgs,
     CaptureReport,
@@ -42,7 +52,7 @@ from grader.models.records import (
     EvaluationRecord,
     UnverifiedReport,
 )
-from grader.models.registry import reference_layers
+from grader.models.registry import reference_layers, reference_size
 from grader.models.result import Check, GradeStatus, ModelResult
 from grader.models.rules import RuleContext, check_rules, flop_check, parameter_checks
 from grader.records import to_data
@@ -129,13 +139,16 @@ def capture_arguments(model: ModelSpec, weights: str | None) -> CaptureArgs:
     )
 
 
-def evaluate_arguments(model: ModelSpec, weights: str | None) -> EvaluateArgs:
-    """What the verified evaluation is asked to run for ``model``'s submissions."""
+def evaluate_arguments(model: ModelSpec, weights: str | None, seed: int = 0) -> EvaluateArgs:
+    """What the verified evaluation is asked to run for ``model``'s submissions, with the
+    grading's secret ``seed``."""
     return EvaluateArgs(
         num_classes=model.num_classes,
         batch_size=model.batch_size,
         weights=weights,
         robustness=model.robustness,
+        seed=seed,
+        memory_limit_mb=model.memory_limit_mb,
     )
 
 
@@ -285,6 +298,7 @@ def _grade_staged(
         return _unverified(worker, work, submission, model, capture_args, report, limits, job.log)
     from grader.models.inside.artifact import GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE
 
+    seed = secret_seed()
     artifact = {
         name: job.out / name
         for name in (GRAPH_FILE, TENSORS_FILE, TRAIN_GRAPH_FILE)
@@ -294,7 +308,7 @@ def _grade_staged(
         artifact[weights] = submission[weights]
     images = f"{len(worker.images):,} test images" if worker.images is not None else "probe images"
     progress(f"verified evaluation of the captured graph on {images}")
-    result = _evaluate(worker, work, artifact, model, weights, limits)
+    result = _evaluate(worker, work, artifact, model, weights, limits, seed)
     result.log = job.log
     if model.experiment is not None and result.status is not GradeStatus.ERROR:
         from grader.models.experiments import run_experiment
@@ -321,6 +335,7 @@ def _evaluate(
     model: ModelSpec,
     weights: str | None,
     limits: Limits,
+    seed: int,
 ) -> ModelResult:
     from grader.models.inside.artifact import GRAPH_FILE, TENSORS_FILE
 
@@ -329,7 +344,7 @@ def _evaluate(
             GradeStatus.INVALID,
             "the model's process reported a capture but wrote no graph artifact",
         )
-    args = evaluate_arguments(model, weights)
+    args = evaluate_arguments(model, weights, seed)
     job = worker.run(
         EVALUATE, files=artifact, limits=limits, args=to_data(args), out=work / EVALUATE
     )
@@ -360,6 +375,7 @@ def _evaluate(
                 result.variant_logits[name] = read_array(
                     job.out / f"logits_{name}.npy", shape=(None, model.num_classes)
                 )
+            result.variant_seed = seed if result.variant_logits else None
         except ProtocolError as exc:
             result.status, result.message = GradeStatus.INVALID, f"the logits are unusable: {exc}"
     return result
@@ -386,9 +402,10 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
         Check(
             "deterministic",
             record.deterministic,
-            "two evaluations of the same images give identical outputs"
+            "the logits of an image are the same whatever else is in its batch"
             if record.deterministic
-            else "two evaluations of the same images differ: remove randomness from eval mode",
+            else "the logits of an image change between runs, or with the other images of its "
+            "batch: remove randomness from eval mode, and do not mix the images of a batch",
         ),
     ]
     if record.weights is not None:
@@ -401,20 +418,20 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
     checks += flop_check(record.flops, model.max_flops)
     checks += checklist_checks(model, graph, context)
     checks += sparsity_checks(model, record.weight_density)
-    flags = []
-    unused = graph.unused
-    if unused:
-        listing = ", ".join(f"{u.name} ({u.numel:,} values)" for u in unused[:5])
-        flags.append(f"unused tensors, not counted: {listing}")
-    match = match_public_model(graph.parameter_shapes(), num_classes=model.num_classes)
-    own_reference = match == f"reference {model.reference}"
+    flags = graph_flags(graph, model)
+    matches = public_models_inside(graph.weight_shapes(), num_classes=model.num_classes)
+    exact = next((m.name for m in matches if m.exact), None)
+    found = not_assigned(matches, model.reference, num_classes=model.num_classes)
+    match = found[0] if found else None
     if match and model.public_models == "refuse":
-        checks.append(Check("own_model", False, f"the architecture is exactly {match}: the "
+        checks.append(Check("own_model", False, f"the architecture {match.describe()}: the "
                             "assignment asks for a network of your own design"))  # fmt: skip
-    elif match and match.startswith("torchvision "):
-        flags.append(f"unmodified public model: {match}")
-    elif match and not own_reference:
-        flags.append(f"same architecture as {match}")
+    elif match and match.exact and match.name.startswith("torchvision "):
+        flags.append(f"unmodified public model: {match.name}")
+    elif match and match.exact:
+        flags.append(f"same architecture as {match.name}")
+    elif match:
+        flags.append(f"public model inside: the architecture {match.describe()}")
     failed = [c for c in checks if not c.passed and c.points is None]
     return ModelResult(
         status=GradeStatus.INVALID if failed else GradeStatus.OK,
@@ -424,7 +441,9 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
         verified=True,
         total_params=graph.parameter_count,
         buffers=graph.buffer_count,
-        unused=[u.name for u in unused],
+        other_tensors=graph.other_count,
+        capacity=graph.capacity,
+        unused=[u.name for u in graph.unused],
         flops=record.flops,
         checks=checks,
         flags=flags,
@@ -433,8 +452,52 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
         images=record.images,
         images_per_s=record.images_per_s,
         parameter_digest=record.parameter_digest,
-        fingerprint_match=match,
+        fingerprint_match=exact,
         weight_density=record.weight_density,
+    )
+
+
+def graph_flags(graph: Graph, model: ModelSpec) -> list[str]:
+    """What an instructor should look at: tensors not counted, tensors read as weights that are
+    not parameters, weights read outside the standard layers, and the capacity evidence."""
+    flags = []
+    unused = graph.unused
+    if unused:
+        listing = ", ".join(f"{u.name} ({u.numel:,} values)" for u in unused[:5])
+        flags.append(f"unused tensors, not counted: {listing}")
+    big = [(i, c) for i, c in graph.other_tensors if i.numel > SMALL_TENSOR]
+    if big:
+        listing = ", ".join(f"{i.name} ({c:,} values, a {i.kind})" for i, c in big[:5])
+        flags.append(f"tensors read as weights that are not parameters (counted): {listing}")
+    for read in graph.outside_standard()[:5]:
+        names = ", ".join(graph.inputs[w].name for w in read.weights[:3])
+        flags.append(
+            f"review: {graph.describe(read.value)} reads {names} with {read.how}, outside the "
+            f"standard layers (counted as {read.kind})"
+        )
+    for graph_input, bound in graph.bottlenecked()[:5]:
+        flags.append(
+            f"review: {graph_input.name} ({graph_input.numel:,} values) reaches the image data "
+            f"only through {bound:,} values (counted {bound:,})"
+        )
+    flag = capacity_flag(graph.parameter_count + graph.other_count, model)
+    if flag:
+        flags.append(flag)
+    return flags
+
+
+def capacity_flag(values: int, model: ModelSpec, *, what: str = "the graph reads") -> str | None:
+    """The memoriser evidence of ``max_capacity_ratio``: ``values`` against the reference model's
+    parameters, or None when within the ratio (or the spec states none)."""
+    if model.max_capacity_ratio is None or model.reference is None:
+        return None
+    size = reference_size(model.reference)
+    if not size or values <= model.max_capacity_ratio * size:
+        return None
+    return (
+        f"capacity: {what} {values:,} values, {values / size:.1f}x the reference "
+        f"{model.reference}'s {size:,} (the assignment flags above "
+        f"{model.max_capacity_ratio:g}x): room for a table of the test images"
     )
 
 
@@ -478,41 +541,66 @@ def _unverified(
     )
     if model.unverified == "invalid":
         return ModelResult(GradeStatus.INVALID, reason, log=log)
+    if model.public_models == "refuse":
+        return ModelResult(
+            GradeStatus.INVALID,
+            f"{reason}. The assignment refuses public models, and only a captured graph can be "
+            "checked for one: make the model exportable",
+            log=log,
+        )
     needs_graph = [
         *model.rules,
         *(["params_exact"] if model.params_exact is not None else []),
         *(["params_max"] if model.params_max is not None else []),
         *(["max_flops"] if model.max_flops is not None else []),
     ]
-    checks = [Check(name, False, f"cannot be verified: {report.message}") for name in needs_graph]
-    checks += [Check(f"checklist: {item.label or item.rule}", False, "cannot be verified",
+    not_verified = f"not verified: {report.message}"
+    checks = [Check(name, False, not_verified) for name in needs_graph]
+    checks += [Check(f"checklist: {item.label or item.rule}", False, "not verified",
                      points=0.0) for item in model.checklist]  # fmt: skip
+    review = model.unverified == "review"
+    flags = [f"unverified: {report.message}"]
+    if review:
+        flags.append("needs review: graded unverified, held at 0 points until an instructor "
+                     "accepts it")  # fmt: skip
+    status = GradeStatus.INVALID if needs_graph and not review else GradeStatus.OK
     result = ModelResult(
-        GradeStatus.INVALID if needs_graph else GradeStatus.OK,
+        status,
         reason
-        if needs_graph
+        if status is GradeStatus.INVALID
         else "graded UNVERIFIED: the accuracy comes from the model's own process",
         verified=False,
         checks=checks,
-        flags=[f"unverified: {report.message}"],
+        flags=flags,
         log=log,
+        needs_review=review,
     )
+    held = sum(path.stat().st_size for path in submission.values())
+    flag = capacity_flag(held // 4, model, what="the submission's files hold about")
+    if flag:
+        result.flags.append(flag)
     if worker.images is None or capture_args.weights is None:
         return result
-    args = {**to_data(capture_args), "batch_size": model.batch_size, "train_graph": False}
-    job = worker.run(UNVERIFIED, files=submission, limits=limits, args=args, out=work / UNVERIFIED)
+    seed = secret_seed()
+    stream = evaluation_images(worker.images, seed=seed, variants=model.robustness)
+    mixed = work / "images.npy"
+    np.save(mixed, stream.images, allow_pickle=False)
+    args = {**to_data(capture_args), "batch_size": model.batch_size, "train_graph": False,
+            "images": UNVERIFIED_IMAGES}  # fmt: skip
+    files = {**submission, UNVERIFIED_IMAGES: mixed}
+    job = worker.run(UNVERIFIED, files=files, limits=limits, args=args, out=work / UNVERIFIED)
     if job.error:
         return ModelResult(GradeStatus.ERROR, f"the sandbox failed: {job.error}", log=log)
     try:
         unverified = read_record(job.out / UNVERIFIED_REPORT, UnverifiedReport)
         if unverified.status is not GradeStatus.OK:
             return ModelResult(GradeStatus.INVALID, unverified.message, log=job.log)
-        result.logits = read_array(
-            job.out / LOGITS_FILE, shape=(len(worker.images), model.num_classes)
-        )
+        logits = read_array(job.out / LOGITS_FILE, shape=(len(stream.images), model.num_classes))
     except ProtocolError as exc:
         return ModelResult(
             GradeStatus.INVALID, ended_message(job, limits, exc, "the model"), log=job.log
         )
+    result.logits, result.variant_logits = stream.split(logits)
+    result.variant_seed = seed if result.variant_logits else None
     result.images = len(result.logits)
     return result

@@ -17,6 +17,9 @@ EVALUATION_RECORD = "evaluation.json"
 TRAINING_RECORD = "training.json"
 LOGITS_FILE = "logits.npy"
 UNVERIFIED_REPORT = "unverified.json"
+UNVERIFIED_IMAGES = "grader-images.npy"
+"""The images an unverified model's process computes logits for: the test images and their
+variants, mixed in a secret order (it never sees the seed)."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,16 @@ class EvaluateArgs:
 
     num_classes: int = 10
     batch_size: int = 256
+    """The most images per run; fewer when the memory limit asks for it."""
     weights: str | None = None
     """The submission's weights file, compared tensor by tensor with the graph's."""
-    probe_images: int = 8
     robustness: bool = False
     """Compute logits on the image variants of :func:`grader.metrics.make_variants` as well."""
-    variant_seed: int = 0
+    seed: int = 0
+    """The grading's secret seed: the variants, the order of the images and the perturbations
+    are drawn from it. The host draws a fresh one per grading and gives it to no other stage."""
+    memory_limit_mb: int = 4096
+    """The assignment's memory limit, named when the graph needs more."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,26 @@ class InputInfo:
     shape: list[int]
     numel: int
     effect: bool = True
-    """For a parameter: whether the logits on the probe batch change with it (a nonzero
-    gradient); a parameter read only to be multiplied by zero has none."""
+    """Whether the logits on the probe batch change when this tensor is perturbed (forward
+    passes, never a gradient); a tensor read only to be multiplied by zero, or subtracted from
+    itself, has none."""
+
+
+@dataclass(frozen=True)
+class SkipTest:
+    """How an addition of two feature maps behaves as a skip connection, measured on the probe
+    batch: the source value is changed on the skip path only and the logits compared."""
+
+    operand: int
+    """The operand of the addition that is the skip (an identity path from :attr:`source`)."""
+    source: int
+    """The value the skip starts from, which the other operand is computed from as well."""
+    branch_layer: bool
+    """Whether the other operand's path from the source runs a layer (reads a weight)."""
+    kept: float = 0.0
+    """The change of the logits when the source changes on every path around the branch, as a
+    share of the change through the skip edge alone: ~1 when the identity survives to the
+    output, 0 when something downstream cancels it (``(f + h) - h``)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,8 @@ class NodeInfo:
     """FLOPs for one image (torch.utils.flop_counter)."""
     rate: float | None = None
     """The drop probability of a dropout operation."""
+    skip: SkipTest | None = None
+    """For an addition of two feature maps that could be a skip connection: the test."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +137,9 @@ class WeightsCheck:
     file: str
     matched: bool
     message: str = ""
+    from_code: list[str] = field(default_factory=list)
+    """Buffers and constants the graph reads that the weights file does not hold: their values
+    come from the code (counted like any other tensor)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +163,10 @@ class EvaluationRecord:
     weight_density: float | None = None
     """Fraction of the values of the convolution and linear weights the graph reads that are
     not exactly zero (biases left out)."""
+    batch_size: int | None = None
+    """Images per run (every run of the evaluation had this many)."""
+    memory_per_image: int | None = None
+    """Bytes of intermediate values one more image adds to a run (estimated from shapes)."""
 
 
 @dataclass(frozen=True)

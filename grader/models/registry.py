@@ -17,7 +17,9 @@ from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "grader.models"
-PUBLIC_ENTRY_POINT_GROUP = "grader.public_models"
+PUBLIC_MODELS_GROUP = "grader.public_models"
+"""Entry-point group of public model zoos (re-implementations of the architectures students
+copy), in the same ``{name: (builder, dataset)}`` shape."""
 LAYER_TYPES = ("conv", "linear", "pool", "batchnorm")
 """Layer types (lower case, without underscores, by part) that the layer comparison lines up."""
 
@@ -51,7 +53,7 @@ def registered_models() -> dict[str, RegisteredModel]:
 def public_models() -> dict[str, RegisteredModel]:
     """Every public model (the collections students copy from) registered through the
     ``grader.public_models`` entry point, by name (``pytorch-cifar MobileNetV2``)."""
-    return _models_of(PUBLIC_ENTRY_POINT_GROUP)
+    return _models_of(PUBLIC_MODELS_GROUP)
 
 
 def _models_of(group: str) -> dict[str, RegisteredModel]:
@@ -93,6 +95,19 @@ def build_on_meta(build: Callable[[], Any]) -> Any:
 
     with torch.device("meta"), _NoFill():
         return build()
+
+
+@functools.cache
+def reference_size(name: str) -> int | None:
+    """Values in the parameters of registered model ``name`` (None when none is registered)."""
+    entry = registered_models().get(name)
+    if entry is None:
+        return None
+    try:
+        model = build_on_meta(entry.build)
+    except (TypeError, RuntimeError, ValueError, NotImplementedError):
+        return None
+    return sum(p.numel() for p in model.parameters())
 
 
 @functools.cache

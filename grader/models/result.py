@@ -51,9 +51,19 @@ class ModelResult:
     logits: np.ndarray | None = None
     """(N, num_classes) float32 on the test images, in the dataset's order."""
     variant_logits: dict[str, np.ndarray] = field(default_factory=dict)
+    """Logits on each image variant, made with :attr:`variant_seed`."""
+    variant_seed: int | None = None
+    """The grading's secret seed the variants were drawn from (the host scores them with it:
+    :func:`grader.metrics.model_metrics`'s ``seed``)."""
     total_params: int | None = None
-    """Values in the parameters the logits depend on."""
+    """Values in the parameters the logits depend on (torchvision's convention)."""
     buffers: int | None = None
+    """Values in the batch-norm statistics the logits depend on."""
+    other_tensors: int | None = None
+    """Values in every other tensor the logits depend on (buffers that are not batch-norm
+    statistics, constants); the parameter budgets apply to these as well."""
+    capacity: int | None = None
+    """Every value the logits depend on: parameters, batch-norm statistics and other tensors."""
     unused: list[str] = field(default_factory=list)
     """Parameters, buffers and constants no operation of the logits reads (not counted)."""
     flops: int | None = None
@@ -72,6 +82,9 @@ class ModelResult:
     weights_sha256: str | None = None
     parameter_digest: str | None = None
     fingerprint_match: str | None = None
+    needs_review: bool = False
+    """Graded, but held (0 points, flagged) until an instructor accepts it: an unverified model
+    under ``unverified = "review"``."""
     experiment: ExperimentOutcome | None = None
     sandboxed: bool = True
     """Whether the stages ran in the sandbox (False only for a student's unconfined local check)."""
@@ -81,9 +94,6 @@ class ModelResult:
 
     weight_density: float | None = None
     """Non-zero share of the convolution and linear weights (sparsity)."""
-    needs_review: bool = False
-    """Graded, but held at 0 points and flagged until an instructor accepts it (the message
-    says why)."""
 
     @property
     def failed_checks(self) -> list[Check]:

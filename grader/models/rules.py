@@ -1,10 +1,12 @@
 """Structure rules and budgets, as data-flow rules on the verified graph.
 
-A rule reads the operations that were run, not the modules a class declares: a BatchNorm whose
-output is thrown away does not count, a "skip connection" that adds zeros or a scaled copy of
-its own input does not count, and a parameter no live operation reads is not counted (and is
-reported). Each rule returns a :class:`~grader.models.result.Check` whose message names the
-student's layers. Rules are registered by name with :func:`rule`; specs list them by name.
+A rule reads what the graph computes, not the modules a class declares: a convolution is any
+layer whose weight is shared across positions (``conv2d``, an ``einsum`` over shifted slices...),
+a BatchNorm whose output is thrown away does not count, a "skip connection" that adds zeros, a
+scaled copy of its own input or an identity that is subtracted again downstream does not count,
+and a tensor no live operation reads, or whose perturbation changes no logit, is not counted
+(and is reported). Each rule returns a :class:`~grader.models.result.Check` whose message names
+the student's layers. Rules are registered by name with :func:`rule`; specs list them by name.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from grader.models.graph import Graph, Layer
-from grader.models.ops import PARAMETRIC, OpKind
+from grader.models.graph import TRANSPARENT_SUMS, Graph, Layer, LayerKind
+from grader.models.graph_ops import OpKind
 from grader.models.registry import LAYER_TYPES, ReferenceLayer
 from grader.models.result import Check
 
 RELATIVE_SPREAD = 1e-3
 """A branch of a skip connection must carry at least this fraction of the other's variation."""
+KEPT_IDENTITY = 0.5
+"""Share of the identity path's effect on the logits that must survive what follows the skip."""
 MAX_LISTED = 5
 
 
@@ -59,19 +63,54 @@ def _is_batch_norm(graph: Graph, value: int) -> bool:
     return node is not None and "batch_norm" in node.op
 
 
+def _passes_on(graph: Graph, value: int) -> bool:
+    """Whether operation ``value`` hands a layer's output on unchanged in kind: a view or copy,
+    a per-channel bias or scale, or the sum that completes a product written elementwise."""
+    node = graph.node(value)
+    if node is None:
+        return False
+    kind = graph.kind(value)
+    if kind is OpKind.SHAPE and len(graph.data_inputs(value)) <= 1:
+        return True
+    if node.op in TRANSPARENT_SUMS:
+        return True
+    return any(r.value == value and r.kind is LayerKind.AFFINE for r in graph.layers_read)
+
+
+def _normalised(graph: Graph, conv: int) -> tuple[bool, int | None]:
+    """Whether every path from ``conv`` reaches a BatchNorm (through views, biases and the like)
+    that takes it as its input; else the first other operation found."""
+    pending, seen = [conv], {conv}
+    reached = False
+    while pending:
+        value = pending.pop()
+        users = graph.users.get(value, [])
+        if not users:
+            return False, None
+        for user in users:
+            if user in seen:
+                continue
+            seen.add(user)
+            if _is_batch_norm(graph, user) and graph.node(user).inputs[:1] == [value]:
+                reached = True
+            elif _passes_on(graph, user):
+                pending.append(user)
+            else:
+                return False, user
+    return reached, None
+
+
 @rule("batchnorm_after_conv")
 def batchnorm_after_conv(graph: Graph, _context: RuleContext) -> Check:
-    """Every convolution's output feeds a BatchNorm, and only BatchNorms, whose result is used."""
-    convs = graph.live_nodes(OpKind.CONV)
+    """Every convolution's output feeds a BatchNorm, and only BatchNorms, whose result is used.
+    A convolution is any layer whose weight is shared across positions, whatever computes it."""
+    convs = graph.layer_values(LayerKind.CONV)
     bad = []
     for conv in convs:
-        users = graph.users.get(conv, [])
-        if users and all(
-            _is_batch_norm(graph, u) and graph.node(u).inputs[:1] == [conv] for u in users
-        ):
+        ok, other = _normalised(graph, conv)
+        if ok:
             continue
-        others = [u for u in users if not _is_batch_norm(graph, u)]
-        after = graph.describe(others[0]) if others else "nothing the logits depend on"
+        after = graph.describe(other) if other is not None else "nothing the logits depend on"
         bad.append(f"{graph.describe(conv)} is followed by {after}")
     if not convs:
         return Check("batchnorm_after_conv", False, "the model runs no convolution")
@@ -98,8 +137,10 @@ def no_batchnorm(graph: Graph, _context: RuleContext) -> Check:
 
 @rule("residual")
 def residual(graph: Graph, _context: RuleContext) -> Check:
-    """At least one addition of two feature maps that both carry data and come through
-    different layers (a skip connection around at least one convolution or linear layer)."""
+    """At least one addition of two feature maps where one is an identity path (views, slices,
+    padding) from a value the other is computed from through a layer, both carry data, and the
+    identity survives to the logits (changing the source on the skip path alone changes them as
+    much as through the skip edge: nothing downstream cancels it)."""
     found, refused = [], []
     for add in graph.live_nodes(OpKind.ADD):
         node = graph.node(add)
@@ -111,10 +152,15 @@ def residual(graph: Graph, _context: RuleContext) -> Check:
         if min(spreads) <= RELATIVE_SPREAD * max(spreads):
             refused.append(f"{graph.describe(add)} adds a branch that carries no data")
             continue
-        layers_a = {v for v in graph.ancestors(a) if graph.kind(v) in PARAMETRIC}
-        layers_b = {v for v in graph.ancestors(b) if graph.kind(v) in PARAMETRIC}
-        if layers_a == layers_b:
+        test = node.skip
+        if test is None or not test.branch_layer:
             refused.append(f"{graph.describe(add)} adds two copies of the same path")
+            continue
+        if not test.kept >= KEPT_IDENTITY:
+            refused.append(
+                f"{graph.describe(add)} adds an identity path that is cancelled before the "
+                f"logits (keeps {max(test.kept, 0.0):.0%} of its effect)"
+            )
             continue
         found.append(graph.describe(add))
     if found:
@@ -134,16 +180,19 @@ def _spread(graph: Graph, value: int) -> float:
     return 1.0 if graph.carries_data(value) else 0.0  # the input image itself
 
 
-def _present(name: str, kind: OpKind, label: str) -> RuleFunction:
+def _present(name: str, kind: OpKind | LayerKind, label: str) -> RuleFunction:
     def check(graph: Graph, _context: RuleContext) -> Check:
-        live = [v for v in graph.live_nodes(kind) if graph.data_inputs(v)]
+        if isinstance(kind, LayerKind):
+            live = graph.layer_values(kind)
+        else:
+            live = [v for v in graph.live_nodes(kind) if graph.data_inputs(v)]
         if kind is OpKind.DROPOUT:
             live = [v for v in live if _dropout_rate(graph, v) > 0]
         if live:
             return Check(name, True, f"{label}: {_listing([graph.describe(v) for v in live])}")
         return Check(name, False, f"the model has no {label} on the path to its output")
 
-    check.__doc__ = f"At least one live {label} that the image data flows through."
+    check.__doc__ = f"At least one live {label} that the image data flows through."  # noqa
     return check
 
 
@@ -156,8 +205,8 @@ for _name, _kind, _label in (
     ("has_dropout", OpKind.DROPOUT, "dropout layer"),
     ("has_pooling", OpKind.POOL, "pooling layer"),
     ("has_activation", OpKind.ACTIVATION, "activation function"),
-    ("has_conv", OpKind.CONV, "convolution"),
-    ("has_linear", OpKind.LINEAR, "fully connected layer"),
+    ("has_conv", LayerKind.CONV, "convolution"),
+    ("has_linear", LayerKind.LINEAR, "fully connected layer"),
     ("has_batchnorm", OpKind.NORM, "normalisation layer"),
 ):
     rule(_name)(_present(_name, _kind, _label))
@@ -237,15 +286,27 @@ def parameter_checks(
     most: int | None,
     context: RuleContext,
 ) -> list[Check]:
-    """``params_exact`` and ``params_max`` on the parameters the logits depend on."""
-    total = graph.parameter_count
+    """``params_exact`` and ``params_max`` on every tensor the logits depend on: the parameters,
+    and every buffer or constant read besides batch-norm statistics (small constants such as
+    normalisation statistics left out, up to a total of 1,024 values)."""
+    total = graph.budgeted_count
+    params = graph.parameter_count
     unused = graph.unused
-    note = ""
+    notes = []
+    if total != params:
+        others = ", ".join(f"{i.name} ({c:,})" for i, c in graph.other_tensors[:MAX_LISTED])
+        notes.append(f"{params:,} in parameters and {total - params:,} in other tensors: {others}")
     if unused:
-        note = (
-            f" ({sum(u.numel for u in unused):,} values no operation reads are not counted: "
-            f"{', '.join(u.name for u in unused[:MAX_LISTED])})"
+        notes.append(
+            f"{sum(u.numel for u in unused):,} values no operation reads, or that change no "
+            f"logit, are not counted: {', '.join(u.name for u in unused[:MAX_LISTED])}"
         )
+    for graph_input, bound in graph.bottlenecked()[:MAX_LISTED]:
+        notes.append(
+            f"{graph_input.name} reaches the image data through {bound:,} of its "
+            f"{graph_input.numel:,} values: counted {bound:,}"
+        )
+    note = f" ({'; '.join(notes)})" if notes else ""
     checks = []
     if exact is not None:
         if total == exact:

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from grader.models.graph import Graph
 from grader.models.inside.capture import capture
@@ -22,6 +23,31 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 SIMPLENN_CODE = (HERE / "attacks" / "simplenn.py").read_text()
 SUBMISSIONS = REPO / "submissions"
+
+BLOCK = """
+import torch
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        {skip}
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(y, 1), 1))
+"""
+
+
+def block(skip: str) -> str:
+    """A conv + BatchNorm net whose forward runs ``skip`` after its first layer (a second conv
+    and BatchNorm are there to build a residual branch from)."""
+    return BLOCK.replace("{skip}", skip)
 
 
 def student_folder(
@@ -48,20 +74,31 @@ def run_stages(
     num_classes: int = 10,
     images: np.ndarray | None = None,
     entry: str = "Net",
+    out: Path | None = None,
+    state: dict | None = None,
+    **evaluate_args,
 ) -> EvaluationRecord:
-    """Capture ``code``'s ``Net`` and evaluate the artifact, both in this process."""
+    """Capture ``code``'s ``Net`` (with the weights ``state``, if given) and evaluate the
+    artifact, both in this process (``out`` receives the logits files; ``evaluate_args`` go to
+    :class:`EvaluateArgs`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        work, out, out2 = Path(tmp) / "w", Path(tmp) / "o", Path(tmp) / "o2"
-        for folder in (work, out, out2):
-            folder.mkdir()
+        work, artifact = Path(tmp) / "w", Path(tmp) / "o"
+        out = out or Path(tmp) / "o2"
+        for folder in (work, artifact, out):
+            folder.mkdir(exist_ok=True)
         (work / "model.py").write_text(textwrap.dedent(code))
+        if state is not None:
+            torch.save(state, work / "model.pt")
         report = capture(
-            JobContext(work, out, {}, None),
-            CaptureArgs(entry, input_shape, num_classes),
+            JobContext(work, artifact, {}, None),
+            CaptureArgs(entry, input_shape, num_classes, "model.pt" if state else None),
         )
         if report.status != "exported":
             raise AssertionError(f"capture failed: {report.status}: {report.message}")
-        return evaluate(JobContext(out, out2, {}, images), EvaluateArgs(num_classes=num_classes))
+        return evaluate(
+            JobContext(artifact, out, {}, images),
+            EvaluateArgs(num_classes=num_classes, **evaluate_args),
+        )
 
 
 def graph_of(code: str, **kwargs) -> Graph:

@@ -59,6 +59,7 @@ def test_a_reference_to_a_later_value_is_refused(artifact):
 def test_python_operators_may_only_compute_sizes(artifact):
     def add_tensors(graph):
         graph["nodes"].append({"op": "operator.add", "args": [{"ref": 0}, {"ref": 0}]})
+        graph["outputs"] = [{"ref": len(graph["inputs"]) + len(graph["nodes"]) - 1}]
 
     with pytest.raises(ArtifactError, match="may only compute with integer sizes"):
         load_program(doctor(artifact, add_tensors), device=torch.device("cpu")).values(
@@ -69,6 +70,7 @@ def test_python_operators_may_only_compute_sizes(artifact):
 def test_getitem_only_takes_an_item_of_a_result(artifact):
     def index_a_tensor(graph):
         graph["nodes"].append({"op": "operator.getitem", "args": [{"ref": 0}, 0]})
+        graph["outputs"] = [{"ref": len(graph["inputs"]) + len(graph["nodes"]) - 1}]
 
     with pytest.raises(ArtifactError, match="may only take an item of an operation's result"):
         load_program(doctor(artifact, index_a_tensor), device=torch.device("cpu")).values(

@@ -62,7 +62,7 @@ def test_variants_are_deterministic_uint8_copies_of_one_subset(test_set):
     assert tuple(variants) == VARIANT_NAMES
     k = math.ceil(len(images) * 0.6 / len(VARIANT_NAMES))
     subset = variant_subset(len(images), 0)
-    assert len(subset) == k == 44 and (np.diff(subset) > 0).all()
+    assert len(subset) == k == 36 and (np.diff(subset) > 0).all()
     for name, values in variants.items():
         assert values.dtype == np.uint8 and values.shape == (k, 3, 32, 32), name
     again = make_variants(images, seed=0)
@@ -184,7 +184,7 @@ def test_model_metrics_of_a_trained_reference_model(trained_simplenn, test_set):
     assert metrics.flip_consistency > 0.6 and metrics.shift_consistency > 0.4
     assert metrics.flip_accuracy / metrics.clean_subset_accuracy > MEMORISER_MAX_RETAINED
     assert metrics.likely_memoriser is False and metrics.memoriser_reason == ""
-    assert metrics.images_per_variant == 44
+    assert metrics.images_per_variant == 36
     clean_only = model_metrics(labels, logits)
     assert clean_only.corruption_accuracy is None and clean_only.likely_memoriser is None
     assert clean_only.ece == metrics.ece
@@ -219,7 +219,7 @@ def test_a_model_that_memorised_the_test_images_is_flagged(test_set):
 def test_variant_logits_of_the_wrong_shape_are_refused(test_set):
     labels = test_set.labels
     logits = np.zeros((len(labels), 10), dtype=np.float32)
-    good = {name: np.zeros((44, 10)) for name in VARIANT_NAMES}
+    good = {name: np.zeros((36, 10)) for name in VARIANT_NAMES}
     with pytest.raises(ValueError, match="missing \\['shift'\\]"):
         model_metrics(labels, logits, {k: v for k, v in good.items() if k != "shift"})
     with pytest.raises(ValueError, match="'flip': logits \\(50, 10\\)"):

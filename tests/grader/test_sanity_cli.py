@@ -45,7 +45,7 @@ def test_sanity_json_fails_a_wrong_simplenn_naming_the_layer(sandboxed, tmp_path
     bad = _sanity(str(wrong), "--assignment", "simplenn", "--json")
     assert bad.returncode == 1
     report = json.loads(bad.stdout)
-    assert report["total_params"] == 62_958 and report["output_shape"] == [8, 10]
+    assert report["total_params"] == 62_958 and report["output_shape"] == [16, 10]  # one batch
     assert isinstance(report["flops"], int) and report["sandboxed"] is True
     assert report["verified"] is True
     failed = {c["name"]: c["message"] for c in report["checks"] if not c["passed"]}

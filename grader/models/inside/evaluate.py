@@ -1,23 +1,53 @@
 """Stage two, the verified evaluation (INSIDE a fresh box child with no student code).
 
 Reads the graph artifact that the capture wrote (:mod:`grader.models.inside.artifact`: no
-pickle, every operation allowlisted) and derives everything from it by running it: the shape,
-whether it carries data and the FLOPs of every operation (on a probe batch of real test images),
-the output shape, finiteness and determinism, the logits on every test image (and on image
-variants when asked), and whether its tensors are those of the submitted weights file. Nothing
-of the student's code is importable here; the only student input is data.
+pickle, every operation allowlisted and pure as called) and derives everything from runs of it.
+
+Every run is the same pure program on a batch of the same size, drawn from one stream: the test
+images and their variants mixed in an order drawn from the grading's secret seed
+(:func:`grader.metrics.variants.evaluation_images`). One of those batches, the probe, is also run
+
+- with each tensor of the model perturbed in turn (a tensor whose perturbation changes no logit
+  has no effect: decided by forward passes, never by a gradient that ``detach`` or ``round``
+  can forge),
+- with the source of each candidate skip connection changed on the skip path only (does the
+  identity path survive to the logits, or does something downstream cancel it?),
+- and in another order (the logits of an image may not depend on chance or on the other
+  images of its batch),
+
+and its values give the shape, the data carried and the FLOPs of every operation (from shapes,
+:func:`grader.models.graph_ops.node_flops`). No run can tell which of these it is: each sees a
+batch of the same size of the same kind of images, fresh copies of the tensors, and nothing an
+earlier run left behind.
+
+The batch size comes from the memory one image adds to a run (estimated from the shapes on the
+``meta`` device, each intermediate freed after its last reader) and the memory the box has left.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
+import resource
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from grader.models.inside.artifact import ArtifactError, Program, load_program
-from grader.models.ops import OPS, OpKind
+from grader.metrics.variants import EvaluationImages, evaluation_images
+from grader.models.graph_ops import OpKind, node_flops, op_kind
+from grader.models.inside.artifact import (
+    MAX_TENSOR_BYTES,
+    TENSORS_FILE,
+    ArtifactError,
+    Program,
+    load_program,
+    read_tensors,
+)
 from grader.models.records import (
     EVALUATION_RECORD,
     LOGITS_FILE,
@@ -26,10 +56,28 @@ from grader.models.records import (
     GraphSummary,
     InputInfo,
     NodeInfo,
+    SkipTest,
     WeightsCheck,
 )
 from grader.sandbox.inside.tasks import JobContext
 from grader.sandbox.protocol import parse_record, write_record
+
+MAX_BATCH = 16
+"""Images per run at most on a CPU: the probe's perturbation runs cost a batch each, and larger
+batches run no faster per image (ResNet-20, 1 thread, 1,629 images: the whole evaluation takes
+1.5 CPU-s at 16, 1.6 at 8, 2.7-3.0 at 32). A GPU takes the assignment's batch size."""
+MEMORY_SHARE = 0.5
+"""Share of the memory left that one run's intermediates may use (allocator slack, convolution
+workspaces); the probe runs two at once (the run and a perturbed copy)."""
+SKIP_STEPS = 2_000_000
+"""Steps the search for skip connections may take (it is linear in practice; this bounds it)."""
+SKIP_CHANGE = 1e-2
+"""Size of the change of a skip connection's source, relative to its spread across the batch."""
+GB = 1 << 30
+
+
+class OutOfMemory(ArtifactError):
+    """The graph needs more memory per image than the box has."""
 
 
 def evaluate_task(ctx: JobContext) -> None:
@@ -41,85 +89,138 @@ def evaluate_task(ctx: JobContext) -> None:
 def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
     """The evaluation itself; a graph that cannot be run is the submission's fault."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    estimate: MemoryEstimate | None = None
     try:
         program = load_program(ctx.work, device=device)
-        images = (
-            ctx.images if ctx.images is not None else np.zeros((0, *program.image_shape), np.uint8)
-        )
-        if tuple(images.shape[1:]) != program.image_shape:
+        if ctx.images is not None and tuple(ctx.images.shape[1:]) != program.image_shape:
             raise ArtifactError(
                 f"the graph takes images of shape {program.image_shape}, the test images are "
-                f"{tuple(images.shape[1:])}"
+                f"{tuple(ctx.images.shape[1:])}"
             )
-        probe = (
-            _batch(images[: args.probe_images], device)
-            if len(images)
-            else torch.rand(
-                (args.probe_images, *program.image_shape),
-                generator=torch.Generator().manual_seed(0),
-            ).to(device)
-        )
+        estimate = estimate_memory(program)
+        batch = choose_batch(program, args, estimate)
+        stream = image_stream(program, ctx.images, args, batch)
+        probe = _batch(_take(stream.images, 0, batch), device)
+        others = _batch(_take(stream.images, batch, batch), device)
         with torch.inference_mode():
-            summary, output = probe_graph(program, probe)
-            again = program.logits(probe)
-            flops = count_flops(program, probe[:1])
-        without_effect = parameters_without_effect(program, probe)
+            analysis = analyse(program, probe, others, seed=args.seed)
     except ArtifactError as exc:
         return EvaluationRecord("invalid", str(exc))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         return EvaluationRecord("invalid", f"the captured graph fails to run: {_first_line(exc)}")
     except MemoryError:
-        return EvaluationRecord("invalid", "running the captured graph ran out of memory")
-    nodes = [
-        NodeInfo(**{**node.__dict__, "flops": int(flops.get(i, 0))})
-        for i, node in enumerate(summary.nodes)
-    ]
-    inputs = [
-        InputInfo(**{**i.__dict__, "effect": i.name not in without_effect}) for i in summary.inputs
-    ]
-    summary = GraphSummary(inputs, nodes, summary.logits, summary.probe_batch)
-    total_flops = sum(node.flops for node in nodes)
+        return EvaluationRecord("invalid", _out_of_memory(estimate, args))
+    summary, output = analysis.summary, analysis.logits
     shape = list(output.shape)
-    expected = [len(probe), args.num_classes]
+    expected = [batch, args.num_classes]
     if shape != expected:
         return EvaluationRecord(
             "invalid",
-            f"the graph returns shape {tuple(shape)} for {len(probe)} images; expected "
+            f"the graph returns shape {tuple(shape)} for {batch} images; expected "
             f"{tuple(expected)}",
             graph=summary,
-            flops=total_flops,
+            flops=analysis.flops,
             output_shape=shape,
         )
-    finite = bool(torch.isfinite(output).all())
-    deterministic = bool(torch.equal(output, again))
     record = dict(
         graph=summary,
-        flops=total_flops,
+        flops=analysis.flops,
         output_shape=shape,
-        finite=finite,
-        deterministic=deterministic,
-        weights=check_weights(program, ctx, args.weights),
+        finite=bool(torch.isfinite(output).all()),
+        deterministic=analysis.deterministic,
         parameter_digest=parameter_digest(program),
         weight_density=weight_density(program),
+        batch_size=batch,
+        memory_per_image=estimate.per_image if estimate else None,
     )
+    if ctx.images is None:
+        return _after_runs(program, ctx, args, EvaluationRecord("ok", "", **record))
     try:
         started = time.perf_counter()
-        logits = all_logits(program, images, args.batch_size, args.num_classes)
+        logits = graph_logits(
+            program, stream.images, batch_size=batch, num_classes=args.num_classes
+        )
         elapsed = time.perf_counter() - started
-        np.save(ctx.out / LOGITS_FILE, logits, allow_pickle=False)
-        variants = write_variant_logits(program, images, args, ctx)
+        test_logits, variant_logits = stream.split(logits)
+        np.save(ctx.out / LOGITS_FILE, test_logits, allow_pickle=False)
+        for name, values in variant_logits.items():
+            np.save(ctx.out / f"logits_{name}.npy", values, allow_pickle=False)
     except (RuntimeError, ValueError, TypeError, IndexError, ArtifactError) as exc:
         return EvaluationRecord(
             "invalid", f"the graph fails on the test images: {_first_line(exc)}", **record
         )
     except MemoryError:
-        return EvaluationRecord(
-            "invalid", "the graph ran out of memory on the test images", **record
-        )
-    speed = round(len(images) / elapsed, 1) if elapsed > 0 and len(images) else None
-    return EvaluationRecord(
-        "ok", "", images=len(images), images_per_s=speed, variants=variants, **record
+        return EvaluationRecord("invalid", _out_of_memory(estimate, args), **record)
+    images = len(stream.images)
+    speed = round(images / elapsed, 1) if elapsed > 0 and images else None
+    done = EvaluationRecord(
+        "ok", "", images=stream.n_test, images_per_s=speed, variants=list(variant_logits), **record
     )
+    return _after_runs(program, ctx, args, done)
+
+
+def _after_runs(
+    program: Program, ctx: JobContext, args: EvaluateArgs, record: EvaluationRecord
+) -> EvaluationRecord:
+    """The record, once every tensor is found as the artifact stored it (no run wrote to one)
+    and compared with the submitted weights file."""
+    changed = program.unchanged(
+        read_tensors(ctx.work / TENSORS_FILE, program.artifact, max_bytes=MAX_TENSOR_BYTES)
+    )
+    if changed is not None:
+        return EvaluationRecord(
+            "invalid",
+            f"the graph changed its own tensor {changed} while it was evaluated: an evaluated "
+            "graph may not keep state between runs",
+        )
+    weights = check_weights(program, ctx, args.weights)
+    return dataclasses.replace(record, weights=weights)
+
+
+def graph_logits(
+    program: Program, images: np.ndarray, *, batch_size: int, num_classes: int
+) -> np.ndarray:
+    """The logits of ``images`` (uint8 N x C x H x W: test images and variants, mixed), in
+    order, as float32 (N, num_classes).
+
+    Every run is a batch of exactly ``batch_size`` images (the last one filled up with images
+    from the start), so that no run differs from the probe's.
+    """
+    device = program.device
+    out = np.empty((len(images), num_classes), np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            count = min(batch_size, len(images) - start)
+            logits = program.logits(_batch(_take(images, start, batch_size), device))
+            if tuple(logits.shape) != (batch_size, num_classes):
+                raise ArtifactError(
+                    f"on images {start}..{start + count} the graph returned shape "
+                    f"{tuple(logits.shape)}"
+                )
+            out[start : start + count] = logits[:count].float().cpu().numpy()
+    return out
+
+
+def image_stream(
+    program: Program, images: np.ndarray | None, args: EvaluateArgs, batch: int
+) -> EvaluationImages:
+    """The test images and their variants (when asked) in their secret order; without test
+    images (``grader sanity``), one batch of random images."""
+    if images is None or not len(images):
+        noise = np.random.default_rng(args.seed).integers(
+            0, 256, (batch, *program.image_shape), dtype=np.uint8
+        )
+        return evaluation_images(noise, seed=args.seed, variants=False)
+    return evaluation_images(images, seed=args.seed, variants=args.robustness)
+
+
+def _take(images: np.ndarray, start: int, count: int) -> np.ndarray:
+    """``count`` images from ``start``, wrapping around to the first ones."""
+    picked = images[start : start + count]
+    if len(picked) < count:
+        extra = np.resize(np.arange(len(images)), count - len(picked))
+        picked = np.concatenate([picked, images[extra]])
+    return picked
 
 
 def _batch(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -131,42 +232,418 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
-def probe_graph(program: Program, probe: torch.Tensor) -> tuple[GraphSummary, torch.Tensor]:
-    """Run the graph once on the probe batch, keeping every value: shapes and data flow."""
-    values = program.values(probe, keep=True)
+# --- memory ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The memory one run needs: ``fixed + per_image * batch`` bytes."""
+
+    per_image: int
+    fixed: int
+
+
+def estimate_memory(program: Program) -> MemoryEstimate | None:
+    """The peak memory of a run, from shapes alone (the ``meta`` device: no values), with each
+    intermediate freed after its last reader and views sharing their base's memory; None
+    when an operation cannot run on ``meta``."""
+    meta = torch.device("meta")
+    tensors = {
+        n: torch.empty(t.shape, dtype=t.dtype, device=meta) for n, t in program.tensors.items()
+    }
+    weights = sum(
+        program.tensors[program.input_name(v)].untyped_storage().nbytes() for v in program.guarded
+    )
+    try:
+        # one image: every intermediate counts as per-image memory (an overestimate only for
+        # values computed from the model's tensors alone)
+        peak = _peak_bytes(program, torch.empty((1, *program.image_shape), device=meta), tensors)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, IndexError):
+        return None
+    return MemoryEstimate(max(peak, 1), weights)
+
+
+def _peak_bytes(program: Program, x: torch.Tensor, tensors: dict[str, torch.Tensor]) -> int:
+    results: list[Any] = []
+    program.run(x, tensors=tensors, device=x.device,
+                observe=lambda _i, _a, _k, result: results.append(result))  # fmt: skip
+    count: dict[int, int] = {}
+    size: dict[int, int] = {}
+    live = peak = 0
+    owner: dict[int, list[int]] = {}  # value -> roots of the storages it holds
+
+    def roots(value: Any) -> list[int]:
+        found = []
+        for tensor in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(tensor, torch.Tensor):
+                base = tensor._base if tensor._base is not None else tensor
+                size.setdefault(id(base), base.untyped_storage().nbytes())
+                found.append(id(base))
+        return found
+
+    def hold(value_index: int, value: Any) -> None:
+        nonlocal live
+        owner[value_index] = roots(value)
+        for root in owner[value_index]:
+            if count.get(root, 0) == 0:
+                live += size[root]
+            count[root] = count.get(root, 0) + 1
+
+    keep = [x]  # the meta results stay referenced until the count is done (ids stay unique)
+    hold(0, x)
+    for position, result in enumerate(results):
+        keep.append(result)
+        hold(program.offset + program.plan[position], result)
+        peak = max(peak, live)
+        for ref in program.release[position]:
+            for root in owner.pop(ref, []):
+                count[root] -= 1
+                if count[root] == 0:
+                    live -= size[root]
+    return peak
+
+
+def memory_available(program: Program, args: EvaluateArgs) -> int:
+    """Bytes this process may still allocate: what its address-space limit leaves, or (run
+    without one, as ``grader sanity`` may be) the assignment's memory limit less the model."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            with open("/proc/self/statm") as statm:
+                used = int(statm.read().split()[0]) * resource.getpagesize()
+        except (OSError, ValueError, IndexError):
+            used = 0
+        return max(soft - used, 0)
+    model = sum(t.untyped_storage().nbytes() for t in program.tensors.values())
+    return max(args.memory_limit_mb * (1 << 20) - model, 0)
+
+
+def choose_batch(program: Program, args: EvaluateArgs, estimate: MemoryEstimate | None) -> int:
+    """Images per run: the spec's batch size, at most :data:`MAX_BATCH`, fewer when the memory
+    left asks for it; OutOfMemory when not even one image fits."""
+    wanted = max(
+        1, args.batch_size if program.device.type == "cuda" else min(args.batch_size, MAX_BATCH)
+    )
+    if estimate is None:
+        return wanted
+    budget = memory_available(program, args) * MEMORY_SHARE / 2 - estimate.fixed
+    fits = int(budget // estimate.per_image) if budget > 0 else 0
+    if fits < 1:
+        raise OutOfMemory(_out_of_memory(estimate, args))
+    return min(wanted, fits)
+
+
+def _out_of_memory(estimate: MemoryEstimate | None, args: EvaluateArgs) -> str:
+    limit = f"the limit is {args.memory_limit_mb / 1024:.1f} GB (the assignment's memory_limit_mb)"
+    if estimate is None:
+        return f"running the captured graph ran out of memory; {limit}"
+    return (
+        f"the graph needs {estimate.per_image / GB:.2f} GB per image (plus "
+        f"{estimate.fixed / GB:.2f} GB for the model) to be evaluated; {limit}. Use smaller "
+        "feature maps or fewer channels"
+    )
+
+
+# --- the probe batch ------------------------------------------------------------------------------
+
+
+@dataclass
+class Analysis:
+    """What the probe batch's runs established."""
+
+    summary: GraphSummary
+    logits: torch.Tensor
+    flops: int
+    deterministic: bool
+
+
+@dataclass
+class SkipCandidate:
+    """An addition whose ``operand`` is an identity path from ``source``, a value the other
+    operand is computed from too."""
+
+    add: int
+    operand: int
+    source: int
+    edge: int
+    """The operation on the skip path that reads the source."""
+    around: tuple[int, ...]
+    """Every operation that reads the source outside the other operand's branch."""
+    branch_layer: bool
+    change: list[torch.Tensor] = field(default_factory=list)
+
+
+def analyse(
+    program: Program, x: torch.Tensor, others: torch.Tensor | None = None, *, seed: int
+) -> Analysis:
+    """Run the probe batch ``x``: shapes, data carried and FLOPs of every operation, the effect
+    of every tensor, the skip-connection tests, and whether the logits of an image stay the same
+    when it is run again in another order beside other images (of ``others``)."""
     artifact = program.artifact
+    offset, batch = program.offset, len(x)
+    data = data_dependence(program)
+    generator = torch.Generator().manual_seed(seed)
+    forks: dict[int, list[Callable[[list[Any]], None]]] = {}
+    fork_logits: dict[Any, torch.Tensor | None] = {}
+
+    def branch(key: Any, position: int, change: Callable[[list[Any]], Any]) -> None:
+        def run(env: list[Any]) -> None:
+            try:
+                copy = env.copy()
+                substitute = change(copy)
+                fork_logits[key] = program.logits_of(
+                    program.resume(copy, position, substitute=substitute)
+                )
+            except (RuntimeError, ValueError, TypeError, IndexError, ArtifactError):
+                fork_logits[key] = None  # a perturbation that breaks the graph changed it
+
+        forks.setdefault(position, []).append(run)
+
+    for group in perturbation_groups(program):
+
+        def perturb(env: list[Any], group: tuple[int, ...] = group) -> None:
+            for value in group:
+                env[value] = _perturbed(env[value], generator)
+
+        branch(("tensor", group[0]), min(program.first_read[v] for v in group), perturb)
+    skips = skip_candidates(program, data)
+    position_of = {offset + index: p for p, index in enumerate(program.plan)}
+    for candidate in skips:
+        if not candidate.branch_layer:
+            continue
+        runs = [("edge", (candidate.edge,))]
+        if candidate.around != (candidate.edge,):  # else the same run: the skip is the only path
+            runs.append(("around", candidate.around))
+        for key, readers in runs:
+
+            def change(env: list[Any], c: SkipCandidate = candidate, r=readers) -> Any:
+                if not c.change:
+                    source = env[c.source]
+                    spread = float(source.float().std()) if source.numel() > 1 else 1.0
+                    noise = torch.randn(source.shape, generator=generator).to(source.device)
+                    c.change.append(source + noise.to(source.dtype) * (SKIP_CHANGE * spread + 1e-6))
+                return {reader: {c.source: c.change[0]} for reader in r}
+
+            start = min(position_of[r] for r in readers)
+            branch((key, candidate.add), start, change)
+
+    nodes: list[NodeInfo | None] = [None] * len(artifact.nodes)
+    flops_per_node = [0.0] * len(artifact.nodes)
+
+    def observe(index: int, args: list[Any], kwargs: dict[str, Any], result: Any) -> None:
+        node = artifact.nodes[index]
+        tensor = result if isinstance(result, torch.Tensor) else _first_tensor(result)
+        spread = _spread(tensor, batch)
+        flops = node_flops(node.op, positional(node.op, args, kwargs), result)
+        flops_per_node[index] = flops / batch if data[offset + index] else flops
+        nodes[index] = _node_info(program, index, tensor, spread)
+
+    def before(position: int, env: list[Any]) -> None:
+        for run in forks.get(position, ()):
+            run(env)
+
+    logits = program.logits_of(program.run(x, observe=observe, before=before))
+    kept = (batch + 1) // 2 if others is not None else batch
+    order = torch.randperm(batch, generator=generator)[:kept].to(x.device)
+    mixed = x[order] if others is None else torch.cat([x[order], others[: batch - kept]])
+    again = program.logits(mixed)[:kept]
+    deterministic = bool(torch.allclose(again, logits[order], rtol=1e-4, atol=1e-5, equal_nan=True))
+
+    effect = {
+        value: _changed(fork_logits.get(("tensor", group[0])), logits)
+        for group in perturbation_groups(program)
+        for value in group
+    }
+    tests = {}
+    for candidate in skips:
+        edge = fork_logits.get(("edge", candidate.add))
+        around = fork_logits.get(("around", candidate.add), edge)
+        tests[candidate.add] = SkipTest(
+            candidate.operand, candidate.source, candidate.branch_layer, _kept(edge, around, logits)
+        )
     inputs = [
-        InputInfo(i.name, i.kind, i.dtype, list(i.shape), int(np.prod(i.shape, dtype=np.int64)))
-        for i in artifact.inputs
+        InputInfo(
+            i.name,
+            i.kind,
+            i.dtype,
+            list(i.shape),
+            math.prod(i.shape),
+            effect=effect.get(v, False) if v else True,
+        )
+        for v, i in enumerate(artifact.inputs)
     ]
-    nodes = []
-    offset = len(artifact.inputs)
-    for index, node in enumerate(artifact.nodes):
-        value = values[offset + index]
-        tensor = value if isinstance(value, torch.Tensor) else _first_tensor(value)
-        spread = _spread(tensor, len(probe))
-        nodes.append(
+    infos = []
+    for index in range(len(artifact.nodes)):
+        info = nodes[index] or _node_info(program, index, None, 0.0)
+        value = offset + index
+        infos.append(
             NodeInfo(
-                op=node.op,
-                inputs=list(dict.fromkeys(_refs(node.args) + _refs(list(node.kwargs.values())))),
-                module=node.module[:300],
-                module_type=node.module_type[:100],
-                source=node.source[:100],
-                shape=list(tensor.shape) if tensor is not None else None,
-                varies=spread > 0,
-                spread=spread,
-                rate=_dropout_rate(node.op, node.args),
+                **{
+                    **info.__dict__,
+                    "flops": round(flops_per_node[index]),
+                    "skip": tests.get(value),
+                }
             )
         )
     logits_ref = next(o.ref for o in artifact.outputs if o.kind == "logits")
-    output = values[logits_ref]
-    if not isinstance(output, torch.Tensor):
-        raise ArtifactError(f"the graph's logits are a {type(output).__name__}, not a tensor")
-    return GraphSummary(inputs, nodes, logits_ref, len(probe)), output
+    summary = GraphSummary(inputs, infos, logits_ref, batch)
+    return Analysis(summary, logits, sum(n.flops for n in infos), deterministic)
+
+
+def _node_info(
+    program: Program, index: int, tensor: torch.Tensor | None, spread: float
+) -> NodeInfo:
+    node = program.artifact.nodes[index]
+    return NodeInfo(
+        op=node.op,
+        inputs=list(program.reads[index]),
+        module=node.module[:300],
+        module_type=node.module_type[:100],
+        source=node.source[:100],
+        shape=list(tensor.shape) if tensor is not None else None,
+        varies=spread > 0,
+        spread=spread,
+        rate=_dropout_rate(node.op, node.args),
+    )
+
+
+GROUPED = (OpKind.CONV, OpKind.LINEAR, OpKind.NORM)
+"""Kinds of the standard layers whose own tensors (weight and bias, a batch norm's statistics)
+are perturbed together: each can only be what the layer makes it (a bias is a vector of the
+layer's width), and torchvision's convention counts them together."""
+
+
+def perturbation_groups(program: Program) -> list[tuple[int, ...]]:
+    """The tensors perturbed together: each tensor alone, except the tensors a standard layer
+    (convolution, linear, normalisation) reads that nothing else reads."""
+    offset, reads = program.offset, program.reads
+    readers: dict[int, list[int]] = {}
+    for index in program.plan:
+        for ref in reads[index]:
+            if 0 < ref < offset:
+                readers.setdefault(ref, []).append(index)
+    grouped: dict[int, tuple[int, ...]] = {}
+    for index in program.plan:
+        if program.kinds[index] not in GROUPED:
+            continue
+        own = tuple(r for r in reads[index] if 0 < r < offset and readers[r] == [index])
+        if len(own) > 1:
+            grouped.update({value: own for value in own})
+    groups, seen = [], set()
+    for value in program.live_inputs:
+        group = grouped.get(value, (value,))
+        if group[0] not in seen:
+            seen.update(group)
+            groups.append(group)
+    return groups
+
+
+def _perturbed(tensor: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``tensor`` changed by as much as its own values and spread (every value moves)."""
+    if tensor.dtype == torch.bool:
+        return ~tensor
+    if not tensor.is_floating_point():
+        step = torch.randint(1, 4, tensor.shape, generator=generator)
+        return tensor + step.to(tensor.device, tensor.dtype)
+    values = tensor.float()
+    spread = float(values.std()) if values.numel() > 1 else 0.0
+    noise = torch.randn(tensor.shape, generator=generator).to(tensor.device)
+    return (values + noise * (values.abs() + spread + 1e-2)).to(tensor.dtype)
+
+
+def _changed(perturbed: torch.Tensor | None, base: torch.Tensor) -> bool:
+    return perturbed is None or not torch.equal(perturbed, base)
+
+
+def _kept(edge: torch.Tensor | None, around: torch.Tensor | None, base: torch.Tensor) -> float:
+    if edge is None or around is None:
+        return 0.0
+    through_edge = float((edge.double() - base.double()).norm())
+    through_all = float((around.double() - base.double()).norm())
+    if not math.isfinite(through_edge) or not math.isfinite(through_all) or through_edge == 0:
+        return 0.0
+    return through_all / through_edge
+
+
+_SCHEMAS: dict[str, list[tuple[str, Any]]] = {}
+
+
+def positional(op: str, args: list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """An operation's arguments in its schema's order, keywords and defaults filled in."""
+    if not kwargs or op.startswith("operator."):
+        return args
+    if op not in _SCHEMAS:
+        namespace, name, overload = op.split(".")
+        schema = getattr(getattr(getattr(torch.ops, namespace), name), overload)._schema
+        _SCHEMAS[op] = [
+            (a.name, a.default_value if a.has_default_value() else None) for a in schema.arguments
+        ]
+    names = _SCHEMAS[op]
+    return list(args) + [kwargs.get(n, default) for n, default in names[len(args) :]]
+
+
+def data_dependence(program: Program) -> list[bool]:
+    """Whether each value depends on the image's values (sizes and created tensors do not)."""
+    offset = program.offset
+    data = [False] * (offset + len(program.artifact.nodes))
+    data[0] = True
+    for index in program.plan:
+        if program.kinds[index] in (OpKind.CREATE, OpKind.SYMBOLIC):
+            continue
+        data[offset + index] = any(data[r] for r in program.reads[index])
+    return data
+
+
+def skip_candidates(program: Program, data: list[bool]) -> list[SkipCandidate]:
+    """Additions of two image-dependent values where one operand is an identity path (views,
+    slices, padding) from a value the other operand is computed from too."""
+    offset, reads, kinds = program.offset, program.reads, program.kinds
+    readers: dict[int, list[int]] = {}
+    for index in program.plan:
+        for ref in reads[index]:
+            readers.setdefault(ref, []).append(offset + index)
+    steps = 0
+    found = []
+    for index in program.plan:
+        node = program.artifact.nodes[index]
+        operands = [r for r in reads[index] if data[r]]
+        if node.op != "aten.add.Tensor" or len(operands) != 2:
+            continue
+        add = offset + index
+        for operand, other in ((operands[1], operands[0]), (operands[0], operands[1])):
+            edge, source = add, operand
+            while source >= offset and kinds[source - offset] is OpKind.SHAPE:
+                inner = [r for r in reads[source - offset] if data[r]]
+                if len(inner) != 1:
+                    break
+                edge, source = source, inner[0]
+            region: set[int] = set()
+            pending = [other]
+            while pending and steps < SKIP_STEPS:
+                value = pending.pop()
+                steps += 1
+                if value <= source or value in region or value < offset:
+                    continue
+                region.add(value)
+                pending.extend(r for r in reads[value - offset] if r >= source)
+            reached = {source}
+            for value in sorted(region):
+                if any(r in reached for r in reads[value - offset]):
+                    reached.add(value)
+            if other not in reached and other != source:
+                continue
+            branch = reached - {source}
+            branch_layer = any(0 < r < offset for value in branch for r in reads[value - offset])
+            around = tuple(r for r in readers.get(source, []) if r not in branch)
+            if edge not in around:
+                continue
+            found.append(SkipCandidate(add, operand, source, edge, around, branch_layer))
+            break
+    return found
 
 
 def _dropout_rate(op: str, args: list) -> float | None:
-    if OPS.get(op) is not OpKind.DROPOUT or len(args) < 2:
+    if op_kind(op) is not OpKind.DROPOUT or len(args) < 2:
         return None
     rate = args[1]
     return float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else None
@@ -178,16 +655,6 @@ def _first_tensor(value: object) -> torch.Tensor | None:
     return None
 
 
-def _refs(args: list) -> list[int]:
-    found: list[int] = []
-    for arg in args:
-        if isinstance(arg, list):
-            found += _refs(arg)
-        elif isinstance(arg, dict) and "ref" in arg:
-            found.append(int(arg["ref"]))
-    return found
-
-
 def _spread(tensor: torch.Tensor | None, batch: int) -> float:
     """Mean absolute deviation across the images of a per-image tensor (0: the same for every
     image, so it carries none of the images' data)."""
@@ -195,95 +662,18 @@ def _spread(tensor: torch.Tensor | None, batch: int) -> float:
         return 0.0
     if not (tensor.is_floating_point() or tensor.dtype in (torch.int64, torch.int32)):
         return 0.0
-    flat = tensor.reshape(batch, -1).double()
-    spread = float((flat - flat.mean(dim=0, keepdim=True)).abs().mean())
+    flat = tensor.reshape(batch, -1).float()
+    spread = float((flat - flat.mean(dim=0, keepdim=True)).abs().mean(dtype=torch.float64))
     return spread if np.isfinite(spread) else 0.0
 
 
-def parameters_without_effect(program: Program, probe: torch.Tensor) -> set[str]:
-    """Names of float parameters whose gradient of the logits is zero on the probe batch."""
-    wanted = [
-        i.name
-        for i in program.artifact.inputs
-        if i.kind == "parameter" and program.tensors[i.name].is_floating_point()
-    ]
-    tensors = {
-        name: (t.detach().clone().requires_grad_() if name in wanted else t)
-        for name, t in program.tensors.items()
-    }
-    if not wanted:
-        return set()
-    with torch.enable_grad():
-        logits = program.logits(probe, tensors=tensors)
-        if not logits.requires_grad:
-            return set(wanted)
-        cotangent = torch.randn(logits.shape, generator=torch.Generator().manual_seed(0))
-        grads = torch.autograd.grad(
-            (logits * cotangent.to(logits.device)).sum(),
-            [tensors[name] for name in wanted],
-            allow_unused=True,
-        )
-    return {
-        name
-        for name, grad in zip(wanted, grads, strict=True)
-        if grad is None or not bool(torch.any(grad != 0))
-    }
-
-
-def count_flops(program: Program, one_image: torch.Tensor) -> dict[int, int]:
-    """FLOPs of every operation for one image (torch.utils.flop_counter)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counts: dict[int, int] = {}
-
-    def counted(index: int, call):
-        with FlopCounterMode(display=False) as counter:
-            result = call()
-        total = counter.get_total_flops()
-        if total:
-            counts[index] = int(total)
-        return result
-
-    program.values(one_image, on_node=counted)
-    return counts
-
-
-def all_logits(
-    program: Program, images: np.ndarray, batch_size: int, num_classes: int
-) -> np.ndarray:
-    """Logits of every image, in order, as float32 (N, num_classes)."""
-    device = program.device
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(images), max(1, batch_size)):
-            out = program.logits(_batch(images[start : start + batch_size], device))
-            if tuple(out.shape) != (min(batch_size, len(images) - start), num_classes):
-                raise ArtifactError(
-                    f"on test images {start}..{start + batch_size} the graph returned shape "
-                    f"{tuple(out.shape)}"
-                )
-            chunks.append(out.float().cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
-
-
-def write_variant_logits(
-    program: Program, images: np.ndarray, args: EvaluateArgs, ctx: JobContext
-) -> list[str]:
-    """Logits on each image variant (corruptions, flip, shift), as ``logits_<name>.npy``."""
-    if not args.robustness or not len(images) or images.shape[1] not in (1, 3):
-        return []
-    from grader.metrics import make_variants
-
-    done = []
-    for name, variant in make_variants(images, seed=args.variant_seed).items():
-        logits = all_logits(program, variant, args.batch_size, args.num_classes)
-        np.save(ctx.out / f"logits_{name}.npy", logits, allow_pickle=False)
-        done.append(name)
-    return done
+# --- the weights file -----------------------------------------------------------------------------
 
 
 def check_weights(program: Program, ctx: JobContext, weights: str | None) -> WeightsCheck | None:
-    """Compare the graph's parameters and buffers with the submitted weights file."""
+    """Compare every tensor of the graph (parameters, buffers, constants) with the submitted
+    weights file: each one the file holds must be identical; a parameter must be there, a
+    buffer or constant that is not came from the code (listed, and counted as any tensor)."""
     if weights is None:
         return None
     from grader.models.inside.weights import WeightsError, read_checkpoint
@@ -294,26 +684,33 @@ def check_weights(program: Program, ctx: JobContext, weights: str | None) -> Wei
     except WeightsError as exc:
         return WeightsCheck(weights, False, str(exc))
     state = checkpoint.state
+    from_code = []
     for graph_input in program.artifact.inputs:
-        if graph_input.kind not in ("parameter", "buffer"):
+        if graph_input.kind == "image":
             continue
         theirs = state.get(graph_input.name)
         ours = program.tensors[graph_input.name].cpu()
         if theirs is None:
-            return WeightsCheck(weights, False, f"{weights} holds no {graph_input.name}")
+            if graph_input.kind == "parameter":
+                return WeightsCheck(weights, False, f"{weights} holds no {graph_input.name}")
+            from_code.append(graph_input.name)
+            continue
         if theirs.shape != ours.shape or not torch.equal(theirs.to(ours.dtype), ours):
             return WeightsCheck(weights, False, f"{graph_input.name} differs from {weights}")
     return WeightsCheck(
-        weights, True, f"every tensor of the graph is the one in {weights}{checkpoint.summary}"
-    )
+        weights, True, (f"every tensor of the graph is the one in {weights}" if not from_code
+                        else f"every tensor {weights} holds is the graph's") + checkpoint.summary,
+        from_code,
+    )  # fmt: skip
 
 
 def weight_density(program: Program) -> float | None:
     """Non-zero share of the weights (second argument) of the convolution and linear operations."""
     offset = len(program.artifact.inputs)
     names = set()
-    for node in program.artifact.nodes:
-        if OPS.get(node.op) not in (OpKind.CONV, OpKind.LINEAR) or len(node.args) < 2:
+    for index in program.plan:
+        node = program.artifact.nodes[index]
+        if op_kind(node.op) not in (OpKind.CONV, OpKind.LINEAR) or len(node.args) < 2:
             continue
         weight = node.args[1]
         if isinstance(weight, dict) and "ref" in weight and weight["ref"] < offset:
@@ -340,9 +737,11 @@ def parameter_digest(program: Program) -> str:
 
 
 def warm_up(_spec: dict) -> None:
-    """Run the FLOP counter once, so that children skip its first-call cost."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    layer = torch.nn.Conv2d(3, 4, 3)
-    with torch.inference_mode(), FlopCounterMode(display=False):
-        layer(torch.zeros(1, 3, 8, 8))
+    """Run a convolution, a batch norm and the meta device once, so children skip their
+    first-call cost."""
+    for device in ("cpu", "meta"):
+        x = torch.zeros(2, 3, 8, 8, device=device)
+        with torch.inference_mode():
+            y = torch.nn.functional.conv2d(x, torch.zeros(4, 3, 3, 3, device=device))
+            torch.nn.functional.batch_norm(y, torch.zeros(4, device=device),
+                                           torch.ones(4, device=device))  # fmt: skip

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from grader.models.graph_ops import OPS, SKIPPED_OPS
 from grader.models.inside.artifact import FORMAT, TENSORS_FILE
-from grader.models.ops import OPS, SKIPPED_OPS
 
 MAX_BATCH = 65_536
 PYTHON_OP_NAMES = {

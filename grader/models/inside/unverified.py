@@ -1,9 +1,10 @@
 """The fallback for a model that cannot be captured (INSIDE a box, in the student's process).
 
-The student's own code computes the logits on the test images, as a predictions file would
-give them: the accuracy can be scored (the labels never enter the box), but nothing about the
-model itself can be verified, so the host marks such a grade unverified and no structure,
-parameter or FLOP check can pass on it.
+The student's own code computes the logits on the images the host staged -- the test images and
+their variants, mixed in an order drawn from a seed this process never sees -- as a predictions
+file would give them: the accuracy and the memoriser rule can be scored on the host (the labels
+never enter the box), but nothing about the model itself can be verified, so the host marks such
+a grade unverified and no structure, parameter or FLOP check can pass on it.
 """
 
 from __future__ import annotations
@@ -21,14 +22,21 @@ from grader.sandbox.protocol import parse_record, write_record
 def unverified_task(ctx: JobContext) -> None:
     """Compute the student's logits on the box's images in the student's own process."""
     args = parse_record(
-        {k: v for k, v in ctx.args.items() if k != "batch_size"}, CaptureArgs, name="arguments"
+        {k: v for k, v in ctx.args.items() if k not in ("batch_size", "images")},
+        CaptureArgs,
+        name="arguments",
     )
     batch = max(1, int(ctx.args.get("batch_size", 256)))
+    staged = ctx.args.get("images")
     try:
-        _model, graded = load_student_model(ctx, args)
         images = (
-            ctx.images if ctx.images is not None else np.zeros((0, *args.input_shape), np.uint8)
+            np.load(ctx.work / staged, allow_pickle=False)
+            if isinstance(staged, str)
+            else ctx.images
+            if ctx.images is not None
+            else np.zeros((0, *args.input_shape), np.uint8)
         )
+        _model, graded = load_student_model(ctx, args)
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(images), batch):
