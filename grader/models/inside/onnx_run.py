@@ -1,0 +1,125 @@
+"""Running a translated graph (:mod:`grader.models.inside.onnx_graph`) with ONNX Runtime.
+
+The verified evaluation's logits come from here when the graph translates, else from the
+interpreter. Images arrive as uint8 (N, C, H, W) and are converted exactly as the interpreter's
+batches are (float32, divided by 255), in batches of the caller's size, with the caller's
+number of threads.
+
+Fork safety (the box's supervisor forks a child per job): ONNX Runtime's CPU threads are its
+own (no OpenMP), created with each session and joined when it is freed, so a session made in
+a child after any number of sessions in the parent runs with as many threads as it asks for. A
+session must never cross a fork: its worker threads exist only in the process that made it.
+Torch in the same child keeps the box's intra-op thread count (GNU OpenMP hangs in a child when
+the parent ran parallel regions), which this module never changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from grader.models.inside.onnx_graph import INPUT_NAME
+
+DEFAULT_BATCH = 64
+
+
+def fair_share_threads(
+    boxes: int = 1, *, cpus: int | None = None, load: float | None = None
+) -> int:
+    """Threads for one box: its share of the cores this process may use, less those other
+    work keeps busy (the 1-minute load average beyond the boxes themselves), at least one."""
+    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    load = load if load is not None else os.getloadavg()[0]
+    boxes = max(1, boxes)
+    free = cpus - max(0.0, load - boxes)
+    return max(1, min(cpus // boxes, int(free // boxes)))
+
+
+def session(model: Any, *, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session for ``model`` (an ``onnx.ModelProto`` or its bytes)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    # Idle workers sleep instead of spinning: on a shared machine spinning burns the cores
+    # other boxes need, and a batch is long enough that waking costs nothing measurable.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def to_float(images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 images as float32 in [0, 1], bit for bit as the interpreter's batches."""
+    out = np.empty(images.shape, np.float32) if out is None else out[: len(images)]
+    np.divide(images, np.float32(255.0), out=out, dtype=np.float32)
+    return out
+
+
+def _batches(arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Consecutive uint8 batches across ``arrays``, as if they were one array."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for array in arrays:
+        start = 0
+        while start < len(array):
+            take = min(batch_size - held, len(array) - start)
+            pending.append(array[start : start + take])
+            held += take
+            start += take
+            if held == batch_size:
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, held = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+
+def logits(
+    runner: Any, arrays: Sequence[np.ndarray], *, batch_size: int = DEFAULT_BATCH
+) -> list[np.ndarray]:
+    """The logits of every image of every array in ``arrays``, one float32 array each.
+
+    The arrays run as one stream of full batches (the test images and every variant in one
+    pass), so small arrays cost no extra calls.
+    """
+    name = runner.get_outputs()[0].name
+    batch_size = max(1, batch_size)
+    shape = next((a.shape[1:] for a in arrays if len(a)), None)
+    if shape is None:
+        return [np.zeros((0, 0), np.float32) for _ in arrays]
+    buffer = np.empty((batch_size, *shape), np.float32)
+    chunks = []
+    for batch in _batches(arrays, batch_size):
+        out = runner.run([name], {INPUT_NAME: to_float(batch, buffer)})[0]
+        if out.ndim != 2 or len(out) != len(batch):
+            raise ValueError(f"ONNX Runtime returned shape {out.shape} for {len(batch)} images")
+        chunks.append(out)
+    every = np.concatenate(chunks).astype(np.float32, copy=False)
+    bounds = np.cumsum([0] + [len(a) for a in arrays])
+    return [every[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def agrees(runner: Any, probe: np.ndarray, expected: np.ndarray, *, tolerance: float) -> bool:
+    """Whether ONNX Runtime's logits for the float32 ``probe`` batch match the interpreter's
+    ``expected`` within ``tolerance`` of their scale, with the same predicted classes."""
+    got = runner.run([runner.get_outputs()[0].name], {INPUT_NAME: probe.astype(np.float32)})[0]
+    if got.shape != expected.shape or not np.isfinite(got).all():
+        return False
+    return max_scaled_difference(got, expected) <= tolerance and bool(
+        (got.argmax(1) == expected.argmax(1)).all()
+    )
+
+
+def max_scaled_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest absolute difference of two logit arrays, relative to their scale (the
+    largest absolute logit, at least 1)."""
+    if a.size == 0:
+        return 0.0
+    scale = max(1.0, float(np.abs(b).max()))
+    return float(np.abs(a.astype(np.float64) - b).max() / scale)
