@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from grader.models.inside.artifact import ALLOWED_DTYPES, Program
+from grader.models.inside.artifact import ALLOWED_DTYPES, ArtifactError, Program
 from grader.models.inside.onnx_build import (
     Builder,
     Call,
@@ -47,9 +47,6 @@ IR_VERSION = 8
 """ONNX opset 18 (IR version 8): read by every ONNX Runtime since 1.14."""
 PROBE_BATCHES = (2, 3)
 INPUT_NAME = "image"
-
-
-# --- the translation ------------------------------------------------------------------------------
 
 
 def _bind(op: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +117,10 @@ def to_onnx(program: Program) -> Any:
     from onnx import TensorProto, helper
 
     artifact = program.artifact
-    first, second = probe_values(program)
+    try:
+        first, second = probe_values(program)
+    except (ArtifactError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise Untranslatable("probe", f"the graph fails on a small batch ({exc})") from None
     offset = len(artifact.inputs)
     logits_ref = next(o.ref for o in artifact.outputs if o.kind == "logits")
 
@@ -163,6 +163,8 @@ def to_onnx(program: Program) -> Any:
     logits = env[logits_ref]
     if not isinstance(logits, Tensor) or logits.dtype != torch.float32:
         raise Untranslatable("logits", "the logits are not a float32 tensor")
+    if logits.name == INPUT_NAME:
+        raise Untranslatable("logits", "the logits are the image itself")
     graph = helper.make_graph(
         b.nodes,
         "grader",
@@ -174,8 +176,6 @@ def to_onnx(program: Program) -> Any:
         ],
         b.initializers,
     )
-    if logits.name == INPUT_NAME:
-        raise Untranslatable("logits", "the logits are the image itself")
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="grader"
     )
@@ -198,8 +198,10 @@ def _folded(value: Any, key: int) -> Any:
     return value
 
 
-def _translate(b: Builder, node: Any, env: list[Any], probe_env: list[Any], value: int,
-               shape: Any) -> Any:  # fmt: skip
+def _translate(
+    b: Builder, node: Any, env: list[Any], probe_env: list[Any], value: int, shape: Any
+) -> Any:
+    """One operation: its arguments decoded, bound by name, and handed to its translation."""
     args = [_decode(a, env) for a in node.args]
     kwargs = {k: _decode(v, env) for k, v in node.kwargs.items()}
     out = probe_env[value]

@@ -1144,9 +1144,13 @@ PYTHON_INT_OPS = {
 
 
 def python_op(b: Builder, op: str, args: list[Any], probe: list[Any]) -> Any:
+    """Python's integer operators on sizes, and taking an item of an operation's result."""
     if op == "operator.getitem":
         container, index = args
-        return container[index]
+        item = container[index]
+        if item is None:
+            raise Untranslatable(op, f"output {index} of its operation has no translation")
+        return item
     if op == "operator.neg":
         (value,) = args
         return -value if isinstance(value, int) else _size_op(b, "Neg", [value])

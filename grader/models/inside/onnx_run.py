@@ -21,9 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from grader.models.inside.onnx_graph import INPUT_NAME
+from grader.models.inside.onnx_graph import INPUT_NAME, IR_VERSION, OPSET
 
-DEFAULT_BATCH = 64
+DEFAULT_BATCH = 32
+"""Images per call: small enough for a ResNet-20's activations to stay in a core's cache, large
+enough for a VGG's weights to be reused (measured on both: within 4% of each one's best)."""
+TOLERANCE = 1e-4
+"""Largest difference from the interpreter's logits, relative to their scale (the largest
+absolute logit, at least 1), with which ONNX Runtime's are used; measured: below 1e-6."""
 
 
 def fair_share_threads(
@@ -105,15 +110,31 @@ def logits(
     return [every[start:end] for start, end in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def agrees(runner: Any, probe: np.ndarray, expected: np.ndarray, *, tolerance: float) -> bool:
+def agrees(
+    runner: Any, probe: np.ndarray, expected: np.ndarray, *, tolerance: float = TOLERANCE
+) -> bool:
     """Whether ONNX Runtime's logits for the float32 ``probe`` batch match the interpreter's
     ``expected`` within ``tolerance`` of their scale, with the same predicted classes."""
     got = runner.run([runner.get_outputs()[0].name], {INPUT_NAME: probe.astype(np.float32)})[0]
     if got.shape != expected.shape or not np.isfinite(got).all():
         return False
-    return max_scaled_difference(got, expected) <= tolerance and bool(
-        (got.argmax(1) == expected.argmax(1)).all()
+    return max_scaled_difference(got, expected) <= tolerance and same_predictions(
+        got, expected, tolerance=tolerance
     )
+
+
+def same_predictions(
+    ours: np.ndarray, reference: np.ndarray, *, tolerance: float = TOLERANCE
+) -> bool:
+    """Whether both logit arrays predict the same class for every image, except where the
+    reference's two largest logits are within ``tolerance`` of their scale: such a tie is decided
+    by rounding, and the interpreter itself decides it differently at another batch size."""
+    if len(reference) == 0 or reference.shape[1] < 2:
+        return True
+    scale = max(1.0, float(np.abs(reference).max()))
+    top_two = np.partition(reference, -2, axis=1)[:, -2:]
+    tied = top_two[:, 1] - top_two[:, 0] <= tolerance * scale
+    return bool(((ours.argmax(1) == reference.argmax(1)) | tied).all())
 
 
 def max_scaled_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,3 +144,19 @@ def max_scaled_difference(a: np.ndarray, b: np.ndarray) -> float:
         return 0.0
     scale = max(1.0, float(np.abs(b).max()))
     return float(np.abs(a.astype(np.float64) - b).max() / scale)
+
+
+def warm_up(_spec: dict | None = None) -> None:
+    """Import ONNX and ONNX Runtime and run a one-thread session once, so that a forked child
+    skips their first-call costs (a one-thread session starts no threads to lose in a fork)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", [INPUT_NAME], ["y"])],
+        "warm_up",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    session(model, threads=1).run(None, {INPUT_NAME: np.zeros((1, 1), np.float32)})
