@@ -27,6 +27,7 @@ batch before trusting ONNX Runtime with the rest (:func:`grader.models.inside.on
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -49,12 +50,16 @@ PROBE_BATCHES = (2, 3)
 INPUT_NAME = "image"
 
 
+@functools.cache
+def _schema_arguments(op: str) -> tuple[Any, ...]:
+    namespace, name, overload = op.split(".")
+    return tuple(getattr(getattr(getattr(torch.ops, namespace), name), overload)._schema.arguments)
+
+
 def _bind(op: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
     """Arguments by their schema names, defaults filled in."""
-    namespace, name, overload = op.split(".")
-    schema = getattr(getattr(getattr(torch.ops, namespace), name), overload)._schema
     bound: dict[str, Any] = {}
-    for position, argument in enumerate(schema.arguments):
+    for position, argument in enumerate(_schema_arguments(op)):
         if position < len(args) and not argument.kwarg_only:
             bound[argument.name] = args[position]
         elif argument.name in kwargs:
