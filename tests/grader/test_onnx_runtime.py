@@ -202,6 +202,31 @@ def test_operations_on_weights_alone_become_constants(cifar, tmp_path):
     assert_same_logits(program, cifar[:32], batch_size=32)
 
 
+def test_a_branch_hidden_behind_nan_handling_is_taken_by_neither_runtime(cifar, tmp_path):
+    """The attack: a lookup table max-pooled together with NaN. torch's max pooling keeps the
+    NaN, so the interpreter sees the table masked out (no effect, no gradient); ONNX Runtime's
+    MaxPool skips NaN and would add the table to the logits. The translation keeps NaN."""
+
+    class NanSwitch(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+            self.table = torch.nn.Parameter(torch.full((1, 1, 1, 10), 5.0))
+
+        def forward(self, x):
+            nan = (x[:, :1, :1, :10] * 0 + 1) / 0 * 0
+            stacked = torch.cat([nan, self.table.expand(x.shape[0], -1, -1, -1)], dim=2)
+            hidden = torch.nn.functional.max_pool2d(stacked, (2, 1)).flatten(1)
+            return self.fc(x.flatten(1)) + torch.where(hidden == hidden, hidden, 0.0)
+
+    torch.manual_seed(0)
+    program = program_of(NanSwitch(), (3, 32, 32), tmp_path)
+    images = cifar[:16]
+    honest = interpreter_logits(program, images)
+    runner = session(to_onnx(program))
+    np.testing.assert_allclose(logits(runner, [images])[0], honest, atol=1e-5)
+
+
 def test_arrays_run_as_one_stream_of_batches(cifar, tmp_path):
     from reference.models import get_model
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from grader.models.inside.onnx_build import (
+    ONNX_DTYPES,
     Builder,
     Call,
     Size,
@@ -623,7 +624,35 @@ def _rms_norm(b: Builder, c: Call) -> Tensor:
     return c.result(y)
 
 
-# pooling
+# pooling and other selections of the largest or smallest value
+
+
+def _keep_nan(b: Builder, x: Tensor, selected: str, select: Callable[[str], str]) -> str:
+    """``selected`` with NaN wherever the same selection (``select``) over ``x`` met a NaN.
+
+    torch's max pooling and max/min reductions propagate NaN; ONNX Runtime's skip it (measured:
+    MaxPool, GlobalMaxPool, ReduceMax), and a graph could turn that difference into a branch
+    that only one runtime takes. The selection is repeated over a NaN indicator instead.
+    """
+    if x.dtype != torch.float32:
+        return selected
+    f = torch.float32
+    seen = select(b.op("Cast", [b.op("IsNaN", [x.name])], to=ONNX_DTYPES[f]))
+    nan_here = b.op("Greater", [seen, b.const(0.0, f)])
+    return b.op("Where", [nan_here, b.const(float("nan"), f), selected])
+
+
+def _arg_keep_nan(b: Builder, x: Tensor, onnx_op: str, axis: int, keep: int) -> str:
+    """ArgMax/ArgMin of ``x`` along ``axis`` as torch's: the first NaN where there is one, else
+    the first extreme value."""
+    plain = b.op(onnx_op, [x.name], axis=axis, keepdims=keep)
+    if x.dtype != torch.float32:
+        return plain
+    flag = b.op("Cast", [b.op("IsNaN", [x.name])], to=ONNX_DTYPES[torch.float32])
+    first_nan = b.op("ArgMax", [flag], axis=axis, keepdims=keep)
+    any_nan = b.op("Greater", [_reduce(b, "ReduceMax", flag, [axis], bool(keep)),
+                               b.const(0.0, torch.float32)])  # fmt: skip
+    return b.op("Where", [any_nan, first_nan, plain])
 
 
 @handles("max_pool1d.default", "max_pool2d.default", "max_pool3d.default",
@@ -640,7 +669,8 @@ def _max_pool(b: Builder, c: Call) -> Any:
         dilations=int_list(c.static("dilation"), spatial),
         ceil_mode=int(bool(c.static("ceil_mode"))),
     )
-    name = b.op("MaxPool", [x.name], **attrs)
+    name = _keep_nan(b, x, b.op("MaxPool", [x.name], **attrs),
+                     lambda flag: b.op("MaxPool", [flag], **attrs))  # fmt: skip
     if c.op == "aten.max_pool2d_with_indices.default":
         return (Tensor(name, x.dtype, tuple(c.shape[0])), None)
     return c.result(name)
@@ -675,15 +705,19 @@ def _adaptive_pool(b: Builder, c: Call) -> Any:
     is_max = "max" in c.op
     if any(s is None for s in sizes) or any(s % w for s, w in zip(sizes, wanted, strict=True)):
         raise Untranslatable(c.op, f"adaptive pooling from {sizes} to {wanted} is uneven")
-    if all(w == 1 for w in wanted):
-        name = b.op("GlobalMaxPool" if is_max else "GlobalAveragePool", [x.name])
-    elif list(sizes) == wanted:
-        name = x.name
-    else:
-        kernel = [s // w for s, w in zip(sizes, wanted, strict=True)]
-        name = b.op("MaxPool" if is_max else "AveragePool", [x.name], kernel_shape=kernel,
-                    strides=kernel)  # fmt: skip
+    kernel = [s // w for s, w in zip(sizes, wanted, strict=True)]
+
+    def pool(name: str) -> str:
+        if all(w == 1 for w in wanted):
+            return b.op("GlobalMaxPool" if is_max else "GlobalAveragePool", [name])
+        if list(sizes) == wanted:
+            return name
+        onnx_op = "MaxPool" if is_max else "AveragePool"
+        return b.op(onnx_op, [name], kernel_shape=kernel, strides=kernel)
+
+    name = pool(x.name)
     if is_max:
+        name = _keep_nan(b, x, name, pool) if name != x.name else name
         return (Tensor(name, x.dtype, tuple(c.shape[0])), None)
     return c.result(name)
 
@@ -725,7 +759,10 @@ def _reduction(b: Builder, c: Call) -> Tensor:
     onnx_op = REDUCE.get(base) or ("ReduceMax" if base == "max" else "ReduceMin")
     if x.dtype == torch.bool:
         raise Untranslatable(c.op, "a reduction of booleans")
-    y = _reduce(b, onnx_op, b.cast(x, c.out.dtype), _axes(c, x), bool(c.args.get("keepdim")))
+    axes, keep = _axes(c, x), bool(c.args.get("keepdim"))
+    y = _reduce(b, onnx_op, b.cast(x, c.out.dtype), axes, keep)
+    if onnx_op in ("ReduceMax", "ReduceMin"):
+        y = _keep_nan(b, x, y, lambda flag: _reduce(b, "ReduceMax", flag, axes, keep))
     return c.result(y)
 
 
@@ -734,8 +771,10 @@ def _max_dim(b: Builder, c: Call) -> tuple:
     x = c.tensor(b)
     axis = x.dim(c.static("dim"))
     keep = int(bool(c.static("keepdim")))
-    values = _reduce(b, "ReduceMax" if "max" in c.op else "ReduceMin", x.name, [axis], keep)
-    indices = b.op("ArgMax" if "max" in c.op else "ArgMin", [x.name], axis=axis, keepdims=keep)
+    is_max = c.name == "max"
+    values = _reduce(b, "ReduceMax" if is_max else "ReduceMin", x.name, [axis], bool(keep))
+    values = _keep_nan(b, x, values, lambda flag: _reduce(b, "ReduceMax", flag, [axis], bool(keep)))
+    indices = _arg_keep_nan(b, x, "ArgMax" if is_max else "ArgMin", axis, keep)
     return (Tensor(values, x.dtype, tuple(c.shape[0])),
             Tensor(indices, torch.int64, tuple(c.shape[1])))  # fmt: skip
 
@@ -743,13 +782,14 @@ def _max_dim(b: Builder, c: Call) -> tuple:
 @handles("argmax.default", "argmin.default")
 def _argmax(b: Builder, c: Call) -> Tensor:
     x = c.tensor(b)
-    onnx_op = "ArgMax" if "max" in c.op else "ArgMin"
+    onnx_op = "ArgMax" if c.name == "argmax" else "ArgMin"
     if c.args.get("dim") is None:
         flat = b.op("Reshape", [x.name, b.const([-1], torch.int64)])
-        return c.result(b.op(onnx_op, [flat], axis=0, keepdims=0), torch.int64)
+        whole = Tensor(flat, x.dtype, (None,))
+        return c.result(_arg_keep_nan(b, whole, onnx_op, 0, 0), torch.int64)
     axis = x.dim(c.static("dim"))
     keep = int(bool(c.static("keepdim")))
-    return c.result(b.op(onnx_op, [x.name], axis=axis, keepdims=keep), torch.int64)
+    return c.result(_arg_keep_nan(b, x, onnx_op, axis, keep), torch.int64)
 
 
 @handles("var.correction", "var.dim", "std.correction", "std.dim", "var_mean.correction")
