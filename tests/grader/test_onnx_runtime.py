@@ -184,6 +184,16 @@ def test_a_model_computing_in_float64_is_left_to_the_interpreter(tmp_path):
         to_onnx(program_of(Double(), (3, 32, 32), tmp_path))
 
 
+def test_weights_of_a_diverged_training_run_are_left_to_the_interpreter(tmp_path):
+    from reference.models import get_model
+
+    model = get_model("simplenn")
+    with torch.no_grad():
+        model.classifier[0].weight[0, 0] = float("nan")
+    with pytest.raises(Untranslatable, match="holds NaN"):
+        to_onnx(program_of(model, (3, 32, 32), tmp_path))
+
+
 def test_operations_on_weights_alone_become_constants(cifar, tmp_path):
     """An untranslated operation on the weights alone (here a sort) costs nothing: its value is
     the interpreter's, stored as an initializer."""

@@ -136,6 +136,10 @@ class Builder:
             if value.key not in self._folded:
                 tensor = value.value.detach().cpu().contiguous()
                 check_dtype(tensor.dtype, "a constant of the model")
+                if tensor.is_floating_point() and bool(tensor.isnan().any()):
+                    # weights of a diverged training run: ONNX Runtime's fused kernels would not
+                    # spread the NaN as torch does
+                    raise Untranslatable("a constant of the model", "it holds NaN")
                 name = self.initializer(tensor.numpy(), "w")
                 self._folded[value.key] = Tensor(name, tensor.dtype, tuple(tensor.shape))
             return self._folded[value.key]
