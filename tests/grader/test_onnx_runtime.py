@@ -34,10 +34,10 @@ from grader.models.inside.onnx_build import Untranslatable
 from grader.models.inside.onnx_graph import to_onnx
 from grader.models.inside.onnx_run import (
     TOLERANCE,
-    agrees,
     fair_share_threads,
     logits,
     max_scaled_difference,
+    prepare,
     same_predictions,
     session,
     to_float,
@@ -257,21 +257,48 @@ def test_images_are_converted_bit_for_bit_as_the_interpreters(cifar):
     np.testing.assert_array_equal(to_float(images), expected)
 
 
-def test_a_translation_that_disagrees_with_the_interpreter_is_refused(cifar, tmp_path):
+def test_onnx_runtime_runs_only_a_translation_that_agrees_on_the_probe(
+    cifar, tmp_path, monkeypatch
+):
     from onnx import numpy_helper
 
+    from grader.models.inside import onnx_run
     from reference.models import get_model
 
     torch.manual_seed(0)
     program = program_of(get_model("simplenn"), (3, 32, 32), tmp_path)
-    probe = cifar[:8]
-    expected = interpreter_logits(program, probe)
+    probe = to_float(cifar[:8])
+    expected = interpreter_logits(program, cifar[:8])
+    runner, reason = prepare(program, probe, expected, threads=1)
+    assert runner is not None and reason == ""
+
     model = to_onnx(program)
-    assert agrees(session(model), to_float(probe), expected)
     weights = max(model.graph.initializer, key=lambda t: len(t.raw_data))
     doctored = numpy_helper.to_array(weights) * 1.01
     weights.CopyFrom(numpy_helper.from_array(doctored.astype(np.float32), weights.name))
-    assert not agrees(session(model), to_float(probe), expected)
+    monkeypatch.setattr(onnx_run, "to_onnx", lambda _program: model)
+    runner, reason = prepare(program, probe, expected, threads=1)
+    assert runner is None and "differ from the interpreter's" in reason
+
+    del model.graph.node[0]  # a graph ONNX Runtime refuses to load
+    runner, reason = prepare(program, probe, expected, threads=1)
+    assert runner is None and reason.startswith("ONNX Runtime refused the translation")
+
+
+def test_an_untranslatable_graph_is_left_to_the_interpreter_with_the_reason(cifar, tmp_path):
+    class Sorting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+
+        def forward(self, x):
+            return torch.sort(self.fc(x.flatten(1)), dim=1).values
+
+    program = program_of(Sorting(), (3, 32, 32), tmp_path)
+    probe = cifar[:8]
+    runner, reason = prepare(program, to_float(probe), interpreter_logits(program, probe))
+    assert runner is None
+    assert reason.startswith("not translated to ONNX: aten.sort.default (operation")
 
 
 def test_predictions_may_differ_only_where_the_interpreters_top_two_logits_tie():

@@ -75,7 +75,9 @@ UNARY = {
 
 def _unary(onnx_op: str) -> Handler:
     def translate(b: Builder, c: Call) -> Tensor:
-        return c.result(b.op(onnx_op, [c.tensor(b).name]))
+        dtype = c.out.dtype
+        x = c.tensor(b).name if dtype == torch.bool else b.cast(c.args["self"], dtype)
+        return c.result(b.op(onnx_op, [x]))
 
     return translate
 
@@ -107,7 +109,10 @@ def _native_dropout(b: Builder, c: Call) -> tuple:
     return (c.tensor(b, "input"), None)
 
 
-def _scalar_op(onnx_op: str, x: str, value: float, dtype: torch.dtype, b: Builder) -> str:
+def _scalar_op(
+    b: Builder, onnx_op: str, x: str, value: float, dtype: torch.dtype = torch.float32
+) -> str:
+    """``x <onnx_op> value`` with the number as a constant of ``dtype``."""
     return b.op(onnx_op, [x, b.const(value, dtype)])
 
 
@@ -129,19 +134,19 @@ def _exp2(b: Builder, c: Call) -> Tensor:
 
 @handles("expm1.default")
 def _expm1(b: Builder, c: Call) -> Tensor:
-    return c.result(_scalar_op("Sub", b.op("Exp", [c.tensor(b).name]), 1.0, torch.float32, b))
+    return c.result(_scalar_op(b, "Sub", b.op("Exp", [c.tensor(b).name]), 1.0))
 
 
 @handles("log1p.default")
 def _log1p(b: Builder, c: Call) -> Tensor:
-    return c.result(b.op("Log", [_scalar_op("Add", c.tensor(b).name, 1.0, torch.float32, b)]))
+    return c.result(b.op("Log", [_scalar_op(b, "Add", c.tensor(b).name, 1.0)]))
 
 
 @handles("log2.default", "log10.default")
 def _log_base(b: Builder, c: Call) -> Tensor:
     base = 2.0 if c.name == "log2" else 10.0
     log = b.op("Log", [c.tensor(b).name])
-    return c.result(_scalar_op("Div", log, math.log(base), torch.float32, b))
+    return c.result(_scalar_op(b, "Div", log, math.log(base)))
 
 
 @handles("trunc.default", "frac.default")
@@ -180,10 +185,10 @@ def _elu(b: Builder, c: Call) -> Tensor:
     alpha, scale, input_scale = (float(c.static(k)) for k in ("alpha", "scale", "input_scale"))
     x = c.tensor(b).name
     if input_scale != 1.0:
-        x = _scalar_op("Mul", x, input_scale, torch.float32, b)
+        x = _scalar_op(b, "Mul", x, input_scale)
     y = b.op("Elu", [x], alpha=alpha)
     if scale != 1.0:
-        y = _scalar_op("Mul", y, scale, torch.float32, b)
+        y = _scalar_op(b, "Mul", y, scale)
     return c.result(y)
 
 
@@ -201,15 +206,14 @@ def _celu(b: Builder, c: Call) -> Tensor:
 @handles("gelu.default")
 def _gelu(b: Builder, c: Call) -> Tensor:
     x = c.tensor(b).name
-    f = torch.float32
     if c.static("approximate") == "tanh":
         cube = b.op("Mul", [b.op("Mul", [x, x]), x])
-        inner = b.op("Add", [x, _scalar_op("Mul", cube, 0.044715, f, b)])
-        t = b.op("Tanh", [_scalar_op("Mul", inner, math.sqrt(2 / math.pi), f, b)])
+        inner = b.op("Add", [x, _scalar_op(b, "Mul", cube, 0.044715)])
+        t = b.op("Tanh", [_scalar_op(b, "Mul", inner, math.sqrt(2 / math.pi))])
     else:
-        t = b.op("Erf", [_scalar_op("Mul", x, 1 / math.sqrt(2), f, b)])
-    half_x = _scalar_op("Mul", x, 0.5, f, b)
-    return c.result(b.op("Mul", [half_x, _scalar_op("Add", t, 1.0, f, b)]))
+        t = b.op("Erf", [_scalar_op(b, "Mul", x, 1 / math.sqrt(2))])
+    half_x = _scalar_op(b, "Mul", x, 0.5)
+    return c.result(b.op("Mul", [half_x, _scalar_op(b, "Add", t, 1.0)]))
 
 
 @handles("silu.default")
@@ -225,10 +229,10 @@ def _hardsigmoid(b: Builder, c: Call) -> Tensor:
 
 def _softplus(b: Builder, x: str, beta: float, threshold: float) -> str:
     f = torch.float32
-    scaled = x if beta == 1.0 else _scalar_op("Mul", x, beta, f, b)
-    soft = b.op("Log", [_scalar_op("Add", b.op("Exp", [scaled]), 1.0, f, b)])
+    scaled = x if beta == 1.0 else _scalar_op(b, "Mul", x, beta)
+    soft = b.op("Log", [_scalar_op(b, "Add", b.op("Exp", [scaled]), 1.0)])
     if beta != 1.0:
-        soft = _scalar_op("Div", soft, beta, f, b)
+        soft = _scalar_op(b, "Div", soft, beta)
     linear = b.op("Greater", [scaled, b.const(threshold, f)])
     return b.op("Where", [linear, x, soft])
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from grader.models.inside.onnx_graph import INPUT_NAME, IR_VERSION, OPSET
+from grader.models.inside.artifact import Program
+from grader.models.inside.onnx_build import Untranslatable
+from grader.models.inside.onnx_graph import INPUT_NAME, IR_VERSION, OPSET, to_onnx
 
 DEFAULT_BATCH = 32
 """Images per call: small enough for a ResNet-20's activations to stay in a core's cache, large
@@ -29,6 +31,44 @@ enough for a VGG's weights to be reused (measured on both: within 4% of each one
 TOLERANCE = 1e-4
 """Largest difference from the interpreter's logits, relative to their scale (the largest
 absolute logit, at least 1), with which ONNX Runtime's are used; measured: below 1e-6."""
+
+
+class RuntimeFailed(Exception):
+    """ONNX Runtime refused or failed a translated graph: the interpreter runs it instead."""
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's own exception classes (each derives from Exception alone)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError",
+             "RuntimeException", "InvalidProtobuf", "ModelLoaded", "NotImplemented",
+             "InvalidGraph", "EPFail")  # fmt: skip
+    found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
+    return (*found, RuntimeError, ValueError, MemoryError)
+
+
+def prepare(
+    program: Program, probe: np.ndarray, expected: np.ndarray, *, threads: int = 1
+) -> tuple[Any | None, str]:
+    """A session that runs ``program``, checked on the float32 ``probe`` batch against the
+    interpreter's logits ``expected``; or None and why the interpreter runs the graph instead."""
+    try:
+        model = to_onnx(program)
+    except Untranslatable as exc:
+        return None, f"not translated to ONNX: {exc}"
+    try:
+        runner = session(model, threads=threads)
+        if not agrees(runner, probe, expected):
+            return None, "ONNX Runtime's logits on the probe images differ from the interpreter's"
+    except _ort_errors() as exc:
+        return None, f"ONNX Runtime refused the translation: {_first_line(exc)}"
+    return runner, ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
 def fair_share_threads(
@@ -91,7 +131,8 @@ def logits(
     """The logits of every image of every array in ``arrays``, one float32 array each.
 
     The arrays run as one stream of full batches (the test images and every variant in one
-    pass), so small arrays cost no extra calls.
+    pass), so small arrays cost no extra calls. Raises :class:`RuntimeFailed` when ONNX Runtime
+    fails (the interpreter then computes the logits).
     """
     name = runner.get_outputs()[0].name
     batch_size = max(1, batch_size)
@@ -101,9 +142,12 @@ def logits(
     buffer = np.empty((batch_size, *shape), np.float32)
     chunks = []
     for batch in _batches(arrays, batch_size):
-        out = runner.run([name], {INPUT_NAME: to_float(batch, buffer)})[0]
+        try:
+            out = runner.run([name], {INPUT_NAME: to_float(batch, buffer)})[0]
+        except _ort_errors() as exc:
+            raise RuntimeFailed(f"ONNX Runtime failed on a batch: {_first_line(exc)}") from None
         if out.ndim != 2 or len(out) != len(batch):
-            raise ValueError(f"ONNX Runtime returned shape {out.shape} for {len(batch)} images")
+            raise RuntimeFailed(f"ONNX Runtime returned shape {out.shape} for {len(batch)} images")
         chunks.append(out)
     every = np.concatenate(chunks).astype(np.float32, copy=False)
     bounds = np.cumsum([0] + [len(a) for a in arrays])
