@@ -144,6 +144,20 @@ def test_student_style_models_give_the_interpreters_logits(model_class, cifar, t
     assert_same_logits(program, cifar[:40], batch_size=16)
 
 
+def test_a_graph_decomposed_to_core_aten_gives_the_interpreters_logits(cifar, tmp_path):
+    """The capture decomposes a graph whose in-place operations it cannot make functional:
+    convolution, _native_batch_norm_legit_no_training, addmm, max_pool2d_with_indices..."""
+    from reference.models import get_model
+
+    torch.manual_seed(0)
+    exported = export_model(get_model("resnet20").eval(), (3, 32, 32)).run_decompositions()
+    write_tensors(write_artifact(exported, tmp_path, graph_file=GRAPH_FILE), tmp_path)
+    program = load_program(tmp_path, device=torch.device("cpu"))
+    ops = {node.op for node in program.artifact.nodes}
+    assert {"aten.convolution.default", "aten._native_batch_norm_legit_no_training.default"} <= ops
+    assert_same_logits(program, cifar[:64], batch_size=32)
+
+
 def test_every_allowed_operation_the_bundled_models_use_translates():
     from grader.models.inside.onnx_ops import HANDLERS
     from grader.models.ops import OPS

@@ -526,6 +526,14 @@ def _conv(b: Builder, c: Call) -> Tensor:
 # normalisation
 
 
+def _normalised(c: Call, name: str, plain: str) -> Any:
+    """The result of a normalisation: a tensor for the ``plain`` overload, else the native
+    overloads' (output, statistics...) tuple, whose statistics have no translation."""
+    if c.op == plain:
+        return c.result(name)
+    return (Tensor(name, c.out[0].dtype, tuple(c.shape[0])), None, None)
+
+
 def _ones_or(b: Builder, value: Any, size: int, fill: float) -> str:
     if value is None:
         return b.const(np.full(size, fill, np.float32), torch.float32)
@@ -549,9 +557,7 @@ def _batch_norm(b: Builder, c: Call) -> Any:
         c.tensor(b, "running_var").name,
     ]
     name = b.op("BatchNormalization", inputs, epsilon=float(c.static("eps")))
-    if c.op == "aten.batch_norm.default":
-        return c.result(name)
-    return (Tensor(name, x.dtype, tuple(c.shape[0])), None, None)
+    return _normalised(c, name, "aten.batch_norm.default")
 
 
 @handles("layer_norm.default", "native_layer_norm.default")
@@ -571,9 +577,7 @@ def _layer_norm(b: Builder, c: Call) -> Any:
         axis=-len(normalized),
         epsilon=float(c.static("eps")),
     )
-    if c.op == "aten.layer_norm.default":
-        return c.result(name)
-    return (Tensor(name, x.dtype, tuple(c.shape[0])), None, None)
+    return _normalised(c, name, "aten.layer_norm.default")
 
 
 @handles("group_norm.default", "native_group_norm.default")
@@ -595,9 +599,7 @@ def _group_norm(b: Builder, c: Call) -> Any:
         y = b.op("Mul", [y, b.op("Reshape", [c.tensor(b, "weight").name, broadcast])])
     if c.args["bias"] is not None:
         y = b.op("Add", [y, b.op("Reshape", [c.tensor(b, "bias").name, broadcast])])
-    if c.op == "aten.group_norm.default":
-        return c.result(y)
-    return (Tensor(y, x.dtype, tuple(c.shape[0])), None, None)
+    return _normalised(c, y, "aten.group_norm.default")
 
 
 @handles("instance_norm.default")
@@ -659,20 +661,23 @@ def _arg_keep_nan(b: Builder, x: Tensor, onnx_op: str, axis: int, keep: int) -> 
     return b.op("Where", [any_nan, first_nan, plain])
 
 
+def _window(c: Call, spatial: int) -> dict[str, Any]:
+    """A pooling's window as ONNX attributes (torch's empty stride means the kernel's)."""
+    kernel = int_list(c.static("kernel_size"), spatial)
+    return dict(
+        kernel_shape=kernel,
+        strides=int_list(c.static("stride"), spatial) if c.static("stride") else kernel,
+        pads=int_list(c.static("padding"), spatial) * 2,
+        ceil_mode=int(bool(c.static("ceil_mode"))),
+    )
+
+
 @handles("max_pool1d.default", "max_pool2d.default", "max_pool3d.default",
          "max_pool2d_with_indices.default")  # fmt: skip
 def _max_pool(b: Builder, c: Call) -> Any:
     x = c.tensor(b)
-    spatial = x.rank - 2
-    kernel = int_list(c.static("kernel_size"), spatial)
-    stride = int_list(c.static("stride"), spatial) if c.static("stride") else kernel
-    attrs = dict(
-        kernel_shape=kernel,
-        strides=stride,
-        pads=int_list(c.static("padding"), spatial) * 2,
-        dilations=int_list(c.static("dilation"), spatial),
-        ceil_mode=int(bool(c.static("ceil_mode"))),
-    )
+    attrs = _window(c, x.rank - 2)
+    attrs["dilations"] = int_list(c.static("dilation"), x.rank - 2)
     name = _keep_nan(b, x, b.op("MaxPool", [x.name], **attrs),
                      lambda flag: b.op("MaxPool", [flag], **attrs))  # fmt: skip
     if c.op == "aten.max_pool2d_with_indices.default":
@@ -685,16 +690,8 @@ def _avg_pool(b: Builder, c: Call) -> Tensor:
     if c.args.get("divisor_override") is not None:
         raise Untranslatable(c.op, "average pooling with a divisor override")
     x = c.tensor(b)
-    spatial = x.rank - 2
-    kernel = int_list(c.static("kernel_size"), spatial)
-    stride = int_list(c.static("stride"), spatial) if c.static("stride") else kernel
-    attrs = dict(
-        kernel_shape=kernel,
-        strides=stride,
-        pads=int_list(c.static("padding"), spatial) * 2,
-        ceil_mode=int(bool(c.static("ceil_mode"))),
-        count_include_pad=int(bool(c.static("count_include_pad"))),
-    )
+    attrs = _window(c, x.rank - 2)
+    attrs["count_include_pad"] = int(bool(c.static("count_include_pad")))
     return c.result(b.op("AveragePool", [x.name], **attrs))
 
 
