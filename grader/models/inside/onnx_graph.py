@@ -188,11 +188,6 @@ def to_onnx(program: Program) -> Any:
     return model
 
 
-def output_name(model: Any) -> str:
-    """The name of the model's logits output."""
-    return model.graph.output[0].name
-
-
 def _folded(value: Any, key: int) -> Any:
     if isinstance(value, torch.Tensor):
         return Folded(value, key)
