@@ -17,12 +17,12 @@ How it works:
 - Sizes taken from the image batch (``x.size(0)``) and the integer arithmetic on them become
   small int64 ONNX computations; every other size is a constant.
 - A value of a dtype ONNX Runtime does not compute in the same way (anything but float32,
-  int64 and bool), a training-mode operation, or an operation without a translation raises
-  :class:`Untranslatable` naming the operation and its layer: the interpreter then runs the
-  graph, as it always can.
+  int64 and bool), weights holding NaN, a training-mode operation, or an operation without a
+  translation raises :class:`Untranslatable` naming the operation and its layer: the
+  interpreter then runs the graph, as it always can.
 
-The interpreter remains the reference: the caller compares the two runtimes' logits on the probe
-batch before trusting ONNX Runtime with the rest (:func:`grader.models.inside.onnx_run.agrees`).
+The interpreter remains the reference: ONNX Runtime runs a translation only after its logits on
+the probe batch agree with the interpreter's (:func:`grader.models.inside.onnx_run.prepare`).
 """
 
 from __future__ import annotations
