@@ -60,7 +60,7 @@ def own_imports():
 
 
 def stages(folder: Path, *, weights: str | None = None, images: np.ndarray | None = None,
-           probe_images: int = 8, **capture_args):  # fmt: skip
+           batch_size: int = 8, **capture_args):  # fmt: skip
     """Capture ``folder`` and evaluate the artifact as the pipeline does: (report, record,
     logits or None)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +74,7 @@ def stages(folder: Path, *, weights: str | None = None, images: np.ndarray | Non
         if weights is not None:
             (out / weights).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(folder / weights, out / weights)
-        args = EvaluateArgs(weights=weights, probe_images=probe_images)
+        args = EvaluateArgs(weights=weights, batch_size=batch_size)
         record = evaluate(JobContext(out, out2, {}, images), args)
         logits = np.load(out2 / LOGITS_FILE) if (out2 / LOGITS_FILE).exists() else None
     return report, record, logits
@@ -183,7 +183,7 @@ def test_an_alias_and_build_model_are_accepted():
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_folder(Path(tmp) / "vgg", {"model.py": VGG_A_BATCHNORM})
         record, _ = verified(folder, entry="VGG_BatchNorm", aliases=("VGG_A_BatchNorm",),
-                             probe_images=2)  # fmt: skip
+                             batch_size=2)  # fmt: skip
         assert Graph(record.graph).parameter_count == VGG_A_BN_PARAMS
         wrong, _, _ = stages(folder, entry="VGG_BatchNorm")
         assert wrong.status == "invalid"

@@ -128,7 +128,7 @@ def test_pj2_refuses_a_copied_mobilenet_v2_from_its_verified_graph(tmp_path):
         out2.mkdir()
         report = capture(JobContext(tmp_path, out, {}, None), CaptureArgs())
         assert report.status == "exported", report.message
-        record = evaluate(JobContext(out, out2, {}, None), EvaluateArgs(probe_images=2))
+        record = evaluate(JobContext(out, out2, {}, None), EvaluateArgs(batch_size=2))
     assert record.status == "ok", record.message
     assert Graph(record.graph).parameter_count == PARAMS["pytorch-cifar MobileNetV2"]
     result = verified_result(record, load_assignment("pj2-cifar10").model)
