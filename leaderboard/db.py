@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from leaderboard import wakeup  # noqa: F401 - registers the NOTIFY sent for every new job
+import leaderboard.wakeup  # noqa: F401 - registers the NOTIFY sent for every new job
 from leaderboard.models import SCHEMA_VERSION, Base, Setting
 
 DEFAULT_URL = "sqlite:///grader.db"

@@ -184,6 +184,10 @@ def both_doors(tmp_path_factory, data_dir, labels, memoriser, boxes):
     return checked, served, client, people, ids, live
 
 
+def _flag_kinds(flags: list[str]) -> list[str]:
+    return [flag.split(":")[0] for flag in flags]
+
+
 CASES = [
     ("cifar10", "alice"),
     ("parity-models", "alice"),
@@ -200,11 +204,12 @@ def test_check_and_the_server_give_the_same_grade(both_doors, case):
     assert (mine.status, mine.kind) == (theirs.status, theirs.kind)
     assert mine.points == theirs.points and mine.max_points == theirs.max_points
     assert mine.point_lines == theirs.point_lines
-    assert mine.flags == theirs.flags
+    # each grading draws its own secret variants: the memoriser flag's figures differ, not the flag
+    assert _flag_kinds(mine.flags) == _flag_kinds(theirs.flags)
     assert mine.message == theirs.message
     assert mine.checks == theirs.checks and mine.verified == theirs.verified
     assert mine.scores == theirs.scores
-    assert checked[case].flags == live[case]  # with the flags of the class (perfect scores)
+    assert _flag_kinds(checked[case].flags) == _flag_kinds(live[case])  # and the class's flags
 
 
 def test_the_grades_are_the_ones_each_submission_earned(both_doors):
