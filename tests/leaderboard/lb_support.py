@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,12 @@ def live_server(command: list[str], port: int, env: dict[str, str], log: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    """A zip archive of ``files`` (name -> content), as a student's upload."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()

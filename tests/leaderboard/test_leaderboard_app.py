@@ -6,11 +6,10 @@ import dataclasses
 import datetime as dt
 import io
 import re
-import zipfile
 
 import pandas as pd
 import pytest
-from lb_support import Submitter, enrol
+from lb_support import Submitter, enrol, zip_of
 
 PAST = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 FUTURE = dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)
@@ -260,20 +259,12 @@ def test_api_rate_limit(make_app):
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
 
 
-def _model_zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 def test_model_submission_is_stored_under_server_names_and_queued(make_app, tmp_path):
     from grader.assignment import ModelSpec
 
     app = make_app(model=ModelSpec(input_shape=(3, 32, 32)))
     actions = Submitter(app.test_client(), enrol(app))
-    archive = _model_zip({"sub/model.py": b"import torch\n", "sub/weights.pt": b"\x80"})
+    archive = zip_of({"sub/model.py": b"import torch\n", "sub/weights.pt": b"\x80"})
     response = actions.api("alice", archive, name="../../evil.zip")
     assert response.status_code == 202
     body = response.get_json()
@@ -290,7 +281,7 @@ def test_model_submission_is_stored_under_server_names_and_queued(make_app, tmp_
         headers={"Authorization": f"Bearer {actions.people.students['alice']}"},
     ).get_json()
     assert status["status"] == "queued" and status["assignment"] == "cifar10"
-    bad = _model_zip({"../x.sh": b"rm -rf /", "model.py": b""})
+    bad = zip_of({"../x.sh": b"rm -rf /", "model.py": b""})
     response = actions.api("alice", bad, name="m.zip")
     assert response.status_code == 422
     assert "a path outside the archive" in response.get_json()["errors"][0]

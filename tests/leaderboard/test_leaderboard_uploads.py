@@ -3,22 +3,12 @@ names their training scripts give them, helper packages in a zipped folder."""
 
 from __future__ import annotations
 
-import io
-import zipfile
-
 import pytest
+from lb_support import zip_of
 
 from grader.assignment import load_assignment
 from grader.grading.kinds import kind_problem
 from leaderboard.uploads import Upload, UploadError, gather_files, write_files
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def test_a_notebook_and_checkpoint_names_are_accepted():
@@ -27,7 +17,7 @@ def test_a_notebook_and_checkpoint_names_are_accepted():
     assert sorted(files) == ["HW1.ipynb", "resnet20-12fca82f.th"]
     spec = load_assignment("resnet20")
     assert kind_problem(spec, files) is None
-    zipped = _zip({"hw/model.py": b"x = 1\n", "hw/checkpoint.pth.tar": b"w"})
+    zipped = zip_of({"hw/model.py": b"x = 1\n", "hw/checkpoint.pth.tar": b"w"})
     assert sorted(gather_files([Upload("hw.zip", zipped)], limit=1 << 20)) == [
         "checkpoint.pth.tar",
         "model.py",
@@ -37,7 +27,7 @@ def test_a_notebook_and_checkpoint_names_are_accepted():
 
 
 def test_a_zipped_folder_keeps_its_helper_package_where_model_py_imports_it(tmp_path):
-    zipped = _zip({
+    zipped = zip_of({
         "pj2/model.py": b"from utils.nn import Block\n",
         "pj2/utils/__init__.py": b"",
         "pj2/utils/nn.py": b"class Block: pass\n",
@@ -51,6 +41,6 @@ def test_a_zipped_folder_keeps_its_helper_package_where_model_py_imports_it(tmp_
     folder = write_files(files, tmp_path / "submission")
     assert (folder / "utils" / "nn.py").read_bytes() == b"class Block: pass\n"
     with pytest.raises(UploadError, match="not allowed"):
-        gather_files([Upload("bad.zip", _zip({"hw/we ird/model.py": b""}))], limit=1 << 20)
+        gather_files([Upload("bad.zip", zip_of({"hw/we ird/model.py": b""}))], limit=1 << 20)
     with pytest.raises(UploadError, match="not a checked relative name"):
         write_files({"../model.py": b""}, tmp_path / "escape")
