@@ -65,7 +65,6 @@ UNARY = {
     "erf.default": "Erf",
     "sin.default": "Sin",
     "cos.default": "Cos",
-    "softsign.default": "Softsign",
     "mish.default": "Mish",
     "hardswish.default": "HardSwish",
     "isnan.default": "IsNaN",
