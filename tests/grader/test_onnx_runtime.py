@@ -159,8 +159,8 @@ def test_a_graph_decomposed_to_core_aten_gives_the_interpreters_logits(cifar, tm
 
 
 def test_every_allowed_operation_the_bundled_models_use_translates():
-    from grader.models.inside.onnx_ops import HANDLERS
     from grader.models.graph_ops import OPS
+    from grader.models.inside.onnx_ops import HANDLERS
 
     used = {"conv2d", "linear", "batch_norm", "relu", "max_pool2d", "adaptive_avg_pool2d",
             "flatten", "add", "sub", "div", "mul", "dropout", "pad", "slice", "sigmoid",

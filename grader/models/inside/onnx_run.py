@@ -125,6 +125,14 @@ def _batches(arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[np.ndarr
         yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
+def run_batch(runner: Any, batch: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's logits of one float32 batch; :class:`RuntimeFailed` when it fails."""
+    try:
+        return runner.run([runner.get_outputs()[0].name], {INPUT_NAME: batch})[0]
+    except _ort_errors() as exc:
+        raise RuntimeFailed(f"ONNX Runtime failed on a batch: {_first_line(exc)}") from None
+
+
 def logits(
     runner: Any, arrays: Sequence[np.ndarray], *, batch_size: int = DEFAULT_BATCH
 ) -> list[np.ndarray]:
@@ -134,7 +142,6 @@ def logits(
     pass), so small arrays cost no extra calls. Raises :class:`RuntimeFailed` when ONNX Runtime
     fails (the interpreter then computes the logits).
     """
-    name = runner.get_outputs()[0].name
     batch_size = max(1, batch_size)
     shape = next((a.shape[1:] for a in arrays if len(a)), None)
     if shape is None:
@@ -142,10 +149,7 @@ def logits(
     buffer = np.empty((batch_size, *shape), np.float32)
     chunks = []
     for batch in _batches(arrays, batch_size):
-        try:
-            out = runner.run([name], {INPUT_NAME: to_float(batch, buffer)})[0]
-        except _ort_errors() as exc:
-            raise RuntimeFailed(f"ONNX Runtime failed on a batch: {_first_line(exc)}") from None
+        out = run_batch(runner, to_float(batch, buffer))
         if out.ndim != 2 or len(out) != len(batch):
             raise RuntimeFailed(f"ONNX Runtime returned shape {out.shape} for {len(batch)} images")
         chunks.append(out)
