@@ -1,0 +1,256 @@
+"""Stage 2 computes the logits with ONNX Runtime when it agrees with the interpreter, and with
+the interpreter otherwise; the record says which, and why.
+
+Honest models keep their grades: a ResNet-20 and a bundled SimpleNN example graded in real boxes
+get ONNX Runtime's logits with every prediction the interpreter's. A graph with an operation
+ONNX has no translation for, and a translation whose logits differ from the interpreter's on a
+batch other than the probe, are computed by the interpreter with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_helpers import SUBMISSIONS
+
+from grader.assignment import load_assignment
+from grader.data import load_dataset
+from grader.grading.grade import Grade
+from grader.grading.status import SubmissionKind
+from grader.grading.text import render_text
+from grader.models.inside import onnx_run
+from grader.models.inside.artifact import GRAPH_FILE, load_program
+from grader.models.inside.evaluate import CHECKED_BATCHES, evaluate, graph_logits
+from grader.models.inside.export import export_model, write_artifact, write_tensors
+from grader.models.pipeline import grade_model, model_pool, runtime_line
+from grader.models.records import LOGITS_FILE, EvaluateArgs, EvaluationRecord
+from grader.models.result import GradeStatus
+from grader.records import to_data
+from grader.sandbox.inside.tasks import JobContext
+from grader.sandbox.jail import bubblewrap_available
+from grader.sandbox.pool import BoxPool, machine_cores
+from grader.sandbox.protocol import parse_record
+
+RESNET20 = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.stride, self.extra = stride, cout - cin
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x[:, :, :: self.stride, :: self.stride]
+        if self.extra:
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.extra // 2, self.extra // 2))
+        return F.relu(out + shortcut)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(3):
+                blocks.append(Block(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.blocks(F.relu(self.bn(self.conv(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+"""
+"""A ResNet-20 (He et al. 2016, option A shortcuts) as a student writes it."""
+
+
+def student_model(folder: Path) -> torch.nn.Module:
+    """The submission's ``Net`` with its weights, loaded in this process."""
+    import importlib.util
+
+    from grader.models.inside.weights import load_state_dict
+
+    spec = importlib.util.spec_from_file_location(f"student_{folder.name}", folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = module.Net()
+    net.load_state_dict(load_state_dict(folder / "model.pt"))
+    return net.eval()
+
+
+def interpreter_logits(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """The interpreter's logits of ``images`` for ``model``'s graph artifact, in batches of the
+    probe's size as stage 2 runs it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        graph = export_model(model, tuple(images.shape[1:]))
+        write_tensors(write_artifact(graph, out, graph_file=GRAPH_FILE), out)
+        program = load_program(out, device=torch.device("cpu"))
+        return graph_logits(program, images, batch_size=16, num_classes=10)
+
+
+def resnet20_submission(folder: Path) -> Path:
+    """A ResNet-20 submission with trained-looking weights (random, batch-norm statistics
+    drawn away from their defaults)."""
+    import importlib.util
+
+    (folder / "model.py").write_text(RESNET20)
+    loader = importlib.util.spec_from_file_location("resnet20_submission", folder / "model.py")
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    torch.manual_seed(0)
+    net = module.Net()
+    for layer in net.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean.normal_(0, 0.1)
+            layer.running_var.uniform_(0.5, 2.0)
+    torch.save(net.state_dict(), folder / "model.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cifar(data_dir):
+    return load_dataset("cifar10", "test", data_dir)
+
+
+@pytest.fixture(scope="module")
+def cifar_pool(data_dir):
+    """One box for the CIFAR-10 assignments' models."""
+    if not bubblewrap_available():
+        pytest.fail("bubblewrap is missing: apt-get install bubblewrap (scripts/setup.sh)")
+    with model_pool(load_assignment("resnet20"), data_dir=data_dir) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize(
+    ("assignment", "student"),
+    [pytest.param("resnet20", None, marks=pytest.mark.slow), ("simplenn", "ada")],
+    ids=["resnet20", "ada"],
+)
+def test_honest_models_graded_in_a_box_get_onnx_runtimes_logits_and_the_interpreters_accuracy(
+    assignment, student, cifar, cifar_pool, tmp_path
+):
+    spec = load_assignment(assignment)
+    folder = SUBMISSIONS / "simplenn" / student if student else resnet20_submission(tmp_path)
+    result = grade_model(folder, spec, pool=cifar_pool)
+    assert result.verified and result.status is GradeStatus.OK, result.message
+    assert result.runtime.startswith("logits computed by ONNX Runtime, "), result.runtime
+    threads = machine_cores()
+    assert f"{threads} thread" in result.runtime
+
+    reference = interpreter_logits(student_model(folder), cifar.images)
+    assert onnx_run.max_scaled_difference(result.logits, reference) <= onnx_run.TOLERANCE
+    assert (result.logits.argmax(1) == reference.argmax(1)).all()
+    ours = float((result.logits.argmax(1) == cifar.labels).mean())
+    assert ours == float((reference.argmax(1) == cifar.labels).mean())
+
+
+def evaluate_in_process(model: torch.nn.Module, images: np.ndarray, folder: Path, **args):
+    """Capture ``model`` as the capture stage does and evaluate it with the stage function in
+    this process; the record and the logits of the test images."""
+    out, evaluated = folder / "artifact", folder / "evaluated"
+    out.mkdir()
+    evaluated.mkdir()
+    graph = export_model(model.eval(), (3, 32, 32))
+    write_tensors(write_artifact(graph, out, graph_file=GRAPH_FILE), out)
+    torch.save(model.state_dict(), out / "model.pt")
+    context = JobContext(out, evaluated, {}, images)
+    record = evaluate(context, EvaluateArgs(weights="model.pt", **args))
+    logits = evaluated / LOGITS_FILE
+    return record, np.load(logits) if logits.exists() else None
+
+
+class TopTwo(torch.nn.Module):
+    """Logits less the mean of the two largest: ``topk`` has no ONNX translation here."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+
+    def forward(self, x):
+        scores = self.fc(x.flatten(1))
+        return scores - torch.topk(scores, 2, dim=1).values.mean(1, keepdim=True)
+
+
+def test_a_graph_onnx_cannot_translate_is_computed_by_the_interpreter_with_the_reason(
+    cifar, tmp_path
+):
+    torch.manual_seed(0)
+    model = TopTwo().eval()
+    images = cifar.images[:100]
+    record, logits = evaluate_in_process(model, images, tmp_path, robustness=True, seed=3)
+    assert record.status == "ok", record.message
+    assert record.runtime == "interpreter"
+    assert record.runtime_note.startswith("not translated to ONNX: aten.topk.default (operation")
+    with torch.inference_mode():
+        eager = model(torch.from_numpy(images).float().div_(255.0)).numpy()
+    np.testing.assert_allclose(logits, eager, rtol=1e-5, atol=1e-5)
+    line = runtime_line(record)
+    assert line.startswith("logits computed by the graph interpreter (not translated to ONNX: ")
+    # shown to instructors with the grade's other facts
+    grade = Grade(GradeStatus.OK, SubmissionKind.MODEL, verified=True, runtime=line)
+    assert line in render_text(grade).splitlines()
+
+
+def test_onnx_runtime_logits_that_differ_on_a_secret_batch_are_replaced_by_the_interpreters(
+    cifar, tmp_path, monkeypatch
+):
+    """A translation that agrees on the probe but not on some later batch (as an operation
+    whose ONNX semantics differ on chosen values would): the interpreter computes every logit."""
+    from reference.models import get_model
+
+    torch.manual_seed(0)
+    model = get_model("simplenn").eval()
+    images = cifar.images[:64]  # 4 batches of 16: the probe and both other batches are checked
+    assert CHECKED_BATCHES >= 2
+    run_batch, calls = onnx_run.run_batch, []
+
+    def differs_after_the_probe(runner, batch):
+        calls.append(len(batch))
+        out = run_batch(runner, batch)
+        return out if len(calls) == 1 else out + np.eye(out.shape[0], out.shape[1], dtype=out.dtype)
+
+    monkeypatch.setattr(onnx_run, "run_batch", differs_after_the_probe)
+    record, logits = evaluate_in_process(model, images, tmp_path)
+    assert len(calls) == 4  # ONNX Runtime ran the whole stream, then lost the cross-check
+    assert record.status == "ok" and record.runtime == "interpreter"
+    assert "differ from the interpreter's" in record.runtime_note
+    with torch.inference_mode():
+        eager = model(torch.from_numpy(images).float().div_(255.0)).numpy()
+    np.testing.assert_allclose(logits, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_each_box_of_a_pool_computes_with_its_share_of_the_cores():
+    cores = machine_cores()
+    for size in (1, 2, cores + 1):
+        pool = BoxPool(size=size)
+        try:
+            shares = {worker.core_share for worker in pool._all}
+        finally:
+            pool.close()
+        assert shares == {max(1, cores // size)}
+
+
+def test_records_from_before_the_runtime_was_recorded_stay_readable():
+    record = to_data(EvaluationRecord("ok", "", images=3))
+    for key in ("runtime", "runtime_note"):
+        del record[key]
+    old = parse_record(record, EvaluationRecord, name="evaluation record")
+    assert old.runtime == "" and runtime_line(old) == ""
+    grade = Grade(GradeStatus.OK, SubmissionKind.MODEL, verified=True).to_record()
+    del grade["grade"]["runtime"]
+    assert Grade.from_record(grade).runtime == ""
