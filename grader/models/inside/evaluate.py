@@ -143,7 +143,7 @@ def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
         return _after_runs(program, ctx, args, EvaluationRecord("ok", "", **record))
     try:
         started = time.perf_counter()
-        computed = stream_logits(program, stream.images, probe, analysis.logits, args, batch)
+        computed = stream_logits(program, stream.images, analysis.logits, args, batch)
         logits = computed.logits
         elapsed = time.perf_counter() - started
         record.update(runtime=computed.runtime, runtime_note=computed.note)
@@ -197,7 +197,6 @@ class StreamLogits:
 def stream_logits(
     program: Program,
     images: np.ndarray,
-    probe: torch.Tensor,
     probe_logits: torch.Tensor,
     args: EvaluateArgs,
     batch_size: int,
@@ -205,12 +204,13 @@ def stream_logits(
     """The logits of every image of the stream, in same-size batches as the probe's.
 
     On a CPU, ONNX Runtime computes them when the graph translates
-    (:func:`grader.models.inside.onnx_graph.to_onnx`), its logits of the probe batch agree with
-    the interpreter's (``probe_logits``: the same predicted classes, within
-    :data:`~grader.models.inside.onnx_run.TOLERANCE` of their scale) and so do those of
-    :data:`CHECKED_BATCHES` more batches drawn from the grading's secret seed, which the
-    interpreter computes again. Otherwise, or on any failure of ONNX Runtime, the interpreter
-    (the reference) computes every image's logits, and the note says why.
+    (:func:`grader.models.inside.onnx_graph.to_onnx`) and its logits agree with the
+    interpreter's -- the same predicted classes, within
+    :data:`~grader.models.inside.onnx_run.TOLERANCE` of their scale -- on the probe batch (the
+    stream's first, ``probe_logits``) and on :data:`CHECKED_BATCHES` more batches drawn from the
+    grading's secret seed, which the interpreter computes again. Otherwise, or on any failure of
+    ONNX Runtime, the interpreter (the reference) computes every image's logits, and the note
+    says why.
     """
     if program.device.type != "cpu":
         logits = graph_logits(program, images, batch_size=batch_size, num_classes=args.num_classes)
@@ -219,9 +219,7 @@ def stream_logits(
 
     threads = max(1, min(args.threads, len(os.sched_getaffinity(0))))
     try:
-        runner, why = onnx_run.prepare(
-            program, probe.numpy(), probe_logits.float().numpy(), threads=threads
-        )
+        runner, why = onnx_run.translated(program, threads=threads)
         if runner is not None:
             buffer = np.empty((batch_size, *images.shape[1:]), np.float32)
             logits = stream_batches(
@@ -231,7 +229,9 @@ def stream_logits(
                 num_classes=args.num_classes,
             )
             del runner
-            why, difference = _cross_check(program, images, logits, args.seed, batch_size)
+            why, difference = _cross_check(
+                program, images, logits, probe_logits.float().numpy(), args.seed, batch_size
+            )
             if not why:
                 word = "thread" if threads == 1 else "threads"
                 return StreamLogits(
@@ -253,25 +253,43 @@ whose ONNX semantics differ on chosen values) cannot know which of its batches a
 
 
 def _cross_check(
-    program: Program, images: np.ndarray, logits: np.ndarray, seed: int, batch_size: int
+    program: Program,
+    images: np.ndarray,
+    logits: np.ndarray,
+    probe_logits: np.ndarray,
+    seed: int,
+    batch_size: int,
 ) -> tuple[str, float]:
-    """Why ONNX Runtime's ``logits`` are not used (empty: they agree with the interpreter's on
-    :data:`CHECKED_BATCHES` secret batches), and their largest scaled difference."""
-    from grader.models.inside.onnx_run import TOLERANCE, max_scaled_difference, same_predictions
+    """Why ONNX Runtime's ``logits`` of the stream are not used (empty: they agree with the
+    interpreter's on the probe, the stream's first batch, and on :data:`CHECKED_BATCHES` secret
+    batches), and their largest scaled difference."""
+    from grader.models.inside.onnx_run import (
+        PROBE_DIFFERS,
+        TOLERANCE,
+        max_scaled_difference,
+        same_predictions,
+    )
 
-    starts = list(range(batch_size, len(images), batch_size))  # the probe is checked already
+    def agree(ours: np.ndarray, reference: np.ndarray) -> tuple[bool, float]:
+        difference = max_scaled_difference(ours, reference)
+        return difference <= TOLERANCE and same_predictions(ours, reference), difference
+
+    count = min(batch_size, len(images))
+    agreed, largest = agree(logits[:count], probe_logits[:count])
+    if not agreed:
+        return f"{PROBE_DIFFERS} (by {largest:.1e} of their scale)", largest
+    starts = list(range(batch_size, len(images), batch_size))
     generator = np.random.default_rng([seed, 0x0C4EC])
     picked = generator.permutation(len(starts))[:CHECKED_BATCHES]
-    largest = 0.0
     with torch.inference_mode():
         for start in sorted(starts[i] for i in picked):
             count = min(batch_size, len(images) - start)
-            ours = program.logits(_batch(_take(images, start, batch_size), program.device))
-            ours = ours[:count].float().numpy()
-            theirs = logits[start : start + count]
-            difference = max_scaled_difference(theirs, ours)
+            reference = program.logits(_batch(_take(images, start, batch_size), program.device))
+            agreed, difference = agree(
+                logits[start : start + count], reference[:count].float().numpy()
+            )
             largest = max(largest, difference)
-            if not (difference <= TOLERANCE and same_predictions(theirs, ours)):
+            if not agreed:
                 return (
                     f"ONNX Runtime's logits of images {start}..{start + count} of the stream "
                     f"differ from the interpreter's (by {difference:.1e} of their scale)",

@@ -53,17 +53,31 @@ def prepare(
 ) -> tuple[Any | None, str]:
     """A session that runs ``program``, checked on the float32 ``probe`` batch against the
     interpreter's logits ``expected``; or None and why the interpreter runs the graph instead."""
+    runner, reason = translated(program, threads=threads)
+    if runner is None:
+        return None, reason
+    try:
+        if not agrees(runner, probe, expected):
+            return None, PROBE_DIFFERS
+    except _ort_errors() as exc:
+        return None, f"ONNX Runtime refused the translation: {_first_line(exc)}"
+    return runner, ""
+
+
+PROBE_DIFFERS = "ONNX Runtime's logits on the probe images differ from the interpreter's"
+
+
+def translated(program: Program, *, threads: int = 1) -> tuple[Any | None, str]:
+    """A session for ``program``'s ONNX translation, not yet checked against the interpreter;
+    or None and why the interpreter runs the graph instead."""
     try:
         model = to_onnx(program)
     except Untranslatable as exc:
         return None, f"not translated to ONNX: {exc}"
     try:
-        runner = session(model, threads=threads)
-        if not agrees(runner, probe, expected):
-            return None, "ONNX Runtime's logits on the probe images differ from the interpreter's"
+        return session(model, threads=threads), ""
     except _ort_errors() as exc:
         return None, f"ONNX Runtime refused the translation: {_first_line(exc)}"
-    return runner, ""
 
 
 def _first_line(exc: BaseException) -> str:
