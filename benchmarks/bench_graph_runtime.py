@@ -91,7 +91,7 @@ def shipped(folder: Path, images: np.ndarray, args: EvaluateArgs, *, onnx: bool)
 
         stage2.stream_logits = stream_logits
         if not onnx:
-            onnx_run.prepare = lambda *a, **k: (None, "ONNX Runtime refused by the benchmark")
+            onnx_run.translated = lambda *a, **k: (None, "ONNX Runtime refused by the benchmark")
         with tempfile.TemporaryDirectory() as out:
             record = stage2.evaluate(JobContext(folder, Path(out), {}, images), args)
         if record.status != "ok":
