@@ -426,3 +426,22 @@ def test_onnx_runtime_and_torch_run_in_a_child_forked_after_both_ran_with_two_th
     assert result["parent"] <= TOLERANCE * 100
     if os.geteuid() == 0:
         assert child["uid"] == uid
+
+
+def test_remainder_of_large_values_is_torchs_bit_for_bit(tmp_path):
+    """``x - floor(x / y) * y`` loses the remainder of large quotients (off by up to the divisor
+    at 1e7): a graph could branch on it for chosen images only. The translation is torch's."""
+
+    class Remainders(torch.nn.Module):
+        def forward(self, x):
+            big = (x - 0.5) * 1e7
+            by_scalar = torch.remainder(big, -0.7).flatten(1)[:, :5]
+            by_tensor = torch.remainder(big, (x[:, :1] + 0.1) * 3.0).flatten(1)[:, :5]
+            return torch.cat([by_scalar, by_tensor], dim=1)
+
+    program = program_of(Remainders(), (3, 32, 32), tmp_path)
+    x = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = program.logits(x).numpy()
+    got = session(to_onnx(program)).run(None, {"image": x.numpy()})[0]
+    np.testing.assert_array_equal(got, expected)
