@@ -242,6 +242,44 @@ def test_onnx_runtime_logits_that_differ_from_the_interpreters_are_replaced_by_i
     np.testing.assert_allclose(logits, eager, rtol=1e-5, atol=1e-5)
 
 
+class Offset(torch.nn.Module):
+    """A linear model whose logits all carry a constant of 1e6: the tolerance, relative to the
+    largest logit, becomes 100 absolute, so every image's top two logits are a "tie"."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) + 1e6
+
+
+def test_a_large_constant_on_the_logits_does_not_widen_what_counts_as_agreement(
+    cifar, tmp_path, monkeypatch
+):
+    """ONNX Runtime's classes differing from the interpreter's on the checked batches, by 5 on
+    logits of 1e6 (within the tolerance, and a "tie" for :func:`same_predictions`): the
+    interpreter computes every logit."""
+    torch.manual_seed(0)
+    model = Offset().eval()
+    images = cifar.images[:64]
+    run_batch = onnx_run.run_batch
+
+    def other_classes(runner, batch):
+        out = run_batch(runner, batch)
+        rows = np.arange(len(out))
+        out[rows, (out.argmax(1) + 1) % out.shape[1]] += 5.0
+        return out
+
+    monkeypatch.setattr(onnx_run, "run_batch", other_classes)
+    record, logits = evaluate_in_process(model, images, tmp_path)
+    assert record.runtime == "interpreter", record.runtime_note
+    assert onnx_run.PROBE_DIFFERS in record.runtime_note
+    with torch.inference_mode():
+        eager = model(torch.from_numpy(images).float().div_(255.0)).numpy()
+    assert (logits.argmax(1) == eager.argmax(1)).all()
+
+
 def test_each_box_of_a_pool_computes_with_its_share_of_the_cores():
     cores = machine_cores()
     for size in (1, 2, cores + 1):

@@ -263,16 +263,16 @@ def _cross_check(
     """Why ONNX Runtime's ``logits`` of the stream are not used (empty: they agree with the
     interpreter's on the probe, the stream's first batch, and on :data:`CHECKED_BATCHES` secret
     batches), and their largest scaled difference."""
-    from grader.models.inside.onnx_run import (
-        PROBE_DIFFERS,
-        TOLERANCE,
-        max_scaled_difference,
-        same_predictions,
-    )
+    from grader.models.inside.onnx_run import PROBE_DIFFERS, TOLERANCE, max_scaled_difference
 
     def agree(ours: np.ndarray, reference: np.ndarray) -> tuple[bool, float]:
+        # Every predicted class the same, near-ties included: the tolerance is relative to the
+        # largest logit, so a graph adding a large constant to every logit would otherwise make
+        # every image a "tie" and any difference up to 1e-4 of that constant acceptable. An
+        # honest near-tie costs only the interpreter's slower run.
         difference = max_scaled_difference(ours, reference)
-        return difference <= TOLERANCE and same_predictions(ours, reference), difference
+        same = bool((ours.argmax(1) == reference.argmax(1)).all())
+        return difference <= TOLERANCE and same, difference
 
     count = min(batch_size, len(images))
     agreed, largest = agree(logits[:count], probe_logits[:count])
