@@ -24,7 +24,8 @@ from grader.grading.status import SubmissionKind
 from grader.grading.text import render_text
 from grader.models.inside import onnx_run
 from grader.models.inside.artifact import GRAPH_FILE, load_program
-from grader.models.inside.evaluate import CHECKED_BATCHES, evaluate, graph_logits
+from grader.models.inside.capture import capture
+from grader.models.inside.evaluate import CHECKED_BATCHES, evaluate, graph_logits, image_stream
 from grader.models.inside.export import export_model, write_artifact, write_tensors
 from grader.models.pipeline import grade_model, model_pool, runtime_line
 from grader.models.records import LOGITS_FILE, EvaluateArgs, EvaluationRecord
@@ -159,6 +160,49 @@ def test_honest_models_graded_in_a_box_get_onnx_runtimes_logits_and_the_interpre
     assert ours == float((reference.argmax(1) == cifar.labels).mean())
 
 
+BUNDLED = sorted(
+    f"{p.parent.parent.name}/{p.parent.name}" for p in SUBMISSIONS.glob("*/*/model.py")
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", BUNDLED)
+def test_every_bundled_example_keeps_the_interpreters_predictions(example, data_dir, tmp_path):
+    """The shipped stage 2 on the example's test images and variants: ONNX Runtime computes the
+    logits, and every test image's predicted class is the interpreter's (same stream, same
+    batches), so the verified accuracy is unchanged."""
+    from grader.models.pipeline import capture_arguments, evaluate_arguments
+
+    assignment, student = example.split("/")
+    spec = load_assignment(assignment)
+    folder = SUBMISSIONS / assignment / student
+    weights = next((p.name for p in folder.iterdir() if p.suffix in (".pt", ".safetensors")), None)
+    if weights is None:
+        pytest.skip(f"{example} has no weights: nothing is evaluated")
+    images = load_dataset(spec.dataset, "test", data_dir).images
+    work, out, evaluated = tmp_path / "work", tmp_path / "out", tmp_path / "evaluated"
+    for path in (work, out, evaluated):
+        path.mkdir()
+    for path in folder.iterdir():
+        (work / path.name).write_bytes(path.read_bytes())
+    report = capture(JobContext(work, out, {}, None), capture_arguments(spec.model, weights))
+    assert report.status == "exported", report.message
+    (out / weights).write_bytes((folder / weights).read_bytes())
+    args = evaluate_arguments(spec.model, weights, seed=11, threads=1)
+    record = evaluate(JobContext(out, evaluated, {}, images), args)
+    assert record.status == "ok", record.message
+    assert record.runtime == "onnxruntime", record.runtime_note
+    ours = np.load(evaluated / LOGITS_FILE)
+    program = load_program(out, device=torch.device("cpu"))
+    stream = image_stream(program, images, args, record.batch_size)
+    reference, _ = stream.split(
+        graph_logits(program, stream.images, batch_size=record.batch_size,
+                     num_classes=spec.model.num_classes)
+    )  # fmt: skip
+    assert onnx_run.max_scaled_difference(ours, reference) <= onnx_run.TOLERANCE
+    np.testing.assert_array_equal(ours.argmax(1), reference.argmax(1))
+
+
 def evaluate_in_process(model: torch.nn.Module, images: np.ndarray, folder: Path, **args):
     """Capture ``model`` as the capture stage does and evaluate it with the stage function in
     this process; the record and the logits of the test images."""
@@ -278,6 +322,47 @@ def test_a_large_constant_on_the_logits_does_not_widen_what_counts_as_agreement(
     with torch.inference_mode():
         eager = model(torch.from_numpy(images).float().div_(255.0)).numpy()
     assert (logits.argmax(1) == eager.argmax(1)).all()
+
+
+class TiedWhenBright(torch.nn.Module):
+    """A linear model whose two largest logits (classes 0 and 1) tie exactly on the brightest
+    images only."""
+
+    def __init__(self, threshold: float):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+        self.threshold = threshold
+
+    def forward(self, x):
+        scores = self.fc(x.flatten(1))
+        bright = x.mean(dim=(1, 2, 3)) > self.threshold
+        top = scores.amax(dim=1) + 1.0
+        first = torch.where(bright, top, scores[:, 0])
+        second = torch.where(bright, top, scores[:, 1])
+        return torch.cat([first[:, None], second[:, None], scores[:, 2:]], dim=1)
+
+
+@pytest.mark.parametrize("brightest", [1, 64], ids=["one", "every"])
+def test_near_tied_classes_are_decided_by_the_interpreter(brightest, cifar, tmp_path):
+    """Rounding decides a tie, differently in each runtime: the batches holding one take the
+    interpreter's logits; when most batches do, the interpreter computes every one."""
+    images = cifar.images[:64]
+    means = images.reshape(len(images), -1).mean(1) / 255.0
+    threshold = float(np.sort(means)[-brightest]) - 1e-6 if brightest < 64 else -1.0
+    torch.manual_seed(0)
+    model = TiedWhenBright(threshold).eval()
+    record, logits = evaluate_in_process(model, images, tmp_path)
+    assert record.status == "ok", record.message
+    if brightest < 64:
+        assert record.runtime == "onnxruntime"
+        assert record.runtime_note.endswith(
+            "; 1 batch(es) with near-tied classes from the interpreter"
+        )
+    else:
+        assert record.runtime == "interpreter"
+        assert record.runtime_note.startswith("near-tied classes in 4 of 4 batches")
+    tied = means > threshold
+    assert (logits[tied, 0] == logits[tied, 1]).all()
 
 
 def test_each_box_of_a_pool_computes_with_its_share_of_the_cores():
