@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from model_helpers import REPO, SUBMISSIONS
-from student_style_models import MODELS
+from student_style_models import MODELS, TopTwo
 
 from grader.assignment import load_assignment
 from grader.data import load_dataset
@@ -171,15 +171,6 @@ def test_every_allowed_operation_the_bundled_models_use_translates():
 
 
 def test_an_operation_without_a_translation_is_named_with_its_layer(tmp_path):
-    class TopTwo(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = torch.nn.Linear(3 * 32 * 32, 10)
-
-        def forward(self, x):
-            scores = self.fc(x.flatten(1))
-            return scores - torch.topk(scores, 2, dim=1).values.mean(1, keepdim=True)
-
     program = program_of(TopTwo(), (3, 32, 32), tmp_path)
     with pytest.raises(Untranslatable, match=r"aten\.topk\.default \(operation \d+, layer \?\)"):
         to_onnx(program)
