@@ -34,7 +34,6 @@ from grader.models.inside.onnx_build import Untranslatable
 from grader.models.inside.onnx_graph import to_onnx
 from grader.models.inside.onnx_run import (
     TOLERANCE,
-    fair_share_threads,
     logits,
     max_scaled_difference,
     prepare,
@@ -315,15 +314,6 @@ def test_predictions_may_differ_only_where_the_interpreters_top_two_logits_tie()
     assert same_predictions(ours, reference)
     ours[1] = [0.0, 2.0, 1.0]
     assert not same_predictions(ours, reference)
-
-
-def test_a_box_gets_its_share_of_the_free_cores():
-    assert fair_share_threads(1, cpus=2, load=0.0) == 2
-    assert fair_share_threads(2, cpus=2, load=0.0) == 1
-    assert fair_share_threads(1, cpus=2, load=1.0) == 2  # the box itself
-    assert fair_share_threads(1, cpus=2, load=7.5) == 1
-    assert fair_share_threads(2, cpus=16, load=2.0) == 8
-    assert fair_share_threads(1, cpus=16, load=9.0) == 8
 
 
 FORK_SCRIPT = textwrap.dedent(

@@ -15,7 +15,6 @@ the parent ran parallel regions), which this module never changes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -83,18 +82,6 @@ def translated(program: Program, *, threads: int = 1) -> tuple[Any | None, str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
-
-
-def fair_share_threads(
-    boxes: int = 1, *, cpus: int | None = None, load: float | None = None
-) -> int:
-    """Threads for one box: its share of the cores this process may use, less those other
-    work keeps busy (the 1-minute load average beyond the boxes themselves), at least one."""
-    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
-    load = load if load is not None else os.getloadavg()[0]
-    boxes = max(1, boxes)
-    free = cpus - max(0.0, load - boxes)
-    return max(1, min(cpus // boxes, int(free // boxes)))
 
 
 def session(model: Any, *, threads: int = 1) -> Any:
