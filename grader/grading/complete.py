@@ -87,6 +87,7 @@ def _model_grade(result: ModelResult, spec: Assignment, key: AnswerKey) -> Grade
         layers=list(result.layers),
         output_shape=result.output_shape,
         images=result.images,
+        runtime=result.runtime,
         weights_sha256=result.parameter_digest or result.weights_sha256,
         fingerprint_match=result.fingerprint_match,
         experiment=result.experiment,

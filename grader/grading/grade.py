@@ -142,6 +142,8 @@ class Grade:
     output_shape: list[int] | None = None
     images: int = 0
     """Test images the model was evaluated on."""
+    runtime: str = ""
+    """What computed the model's logits, in one line (for instructors)."""
     weights_sha256: str | None = None
     """The parameters' digest (or the weights file's): identical-weights flags."""
     predictions_sha256: str | None = None

@@ -52,6 +52,8 @@ def render_text(
         lines.append(f"output shape:     {tuple(grade.output_shape)} on a probe batch")
     if ran and grade.verified:
         lines.append("verified: every number above comes from running the captured graph")
+    if ran and grade.runtime:
+        lines.append(grade.runtime)
     if ran and grade.sandboxed is False:
         lines.append("note: bubblewrap not found, so the code ran unconfined on this machine")
     if lines and lines[-1] != "":

@@ -139,9 +139,11 @@ def capture_arguments(model: ModelSpec, weights: str | None) -> CaptureArgs:
     )
 
 
-def evaluate_arguments(model: ModelSpec, weights: str | None, seed: int = 0) -> EvaluateArgs:
+def evaluate_arguments(
+    model: ModelSpec, weights: str | None, seed: int = 0, *, threads: int = 1
+) -> EvaluateArgs:
     """What the verified evaluation is asked to run for ``model``'s submissions, with the
-    grading's secret ``seed``."""
+    grading's secret ``seed``, on ``threads`` cores (the box's share of the machine)."""
     return EvaluateArgs(
         num_classes=model.num_classes,
         batch_size=model.batch_size,
@@ -149,6 +151,7 @@ def evaluate_arguments(model: ModelSpec, weights: str | None, seed: int = 0) -> 
         robustness=model.robustness,
         seed=seed,
         memory_limit_mb=model.memory_limit_mb,
+        threads=max(1, threads),
     )
 
 
@@ -344,7 +347,7 @@ def _evaluate(
             GradeStatus.INVALID,
             "the model's process reported a capture but wrote no graph artifact",
         )
-    args = evaluate_arguments(model, weights, seed)
+    args = evaluate_arguments(model, weights, seed, threads=worker.core_share)
     job = worker.run(
         EVALUATE, files=artifact, limits=limits, args=to_data(args), out=work / EVALUATE
     )
@@ -451,10 +454,21 @@ def verified_result(record: EvaluationRecord, model: ModelSpec) -> ModelResult:
         output_shape=record.output_shape,
         images=record.images,
         images_per_s=record.images_per_s,
+        runtime=runtime_line(record),
         parameter_digest=record.parameter_digest,
         fingerprint_match=exact,
         weight_density=record.weight_density,
     )
+
+
+def runtime_line(record: EvaluationRecord) -> str:
+    """What computed the logits, in one line (empty when none were computed)."""
+    if record.runtime == "onnxruntime":
+        return f"logits computed by {record.runtime_note or 'ONNX Runtime'}"
+    if record.runtime == "interpreter":
+        why = f" ({record.runtime_note})" if record.runtime_note else ""
+        return f"logits computed by the graph interpreter{why}"
+    return ""
 
 
 def graph_flags(graph: Graph, model: ModelSpec) -> list[str]:

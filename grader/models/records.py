@@ -61,6 +61,8 @@ class EvaluateArgs:
     are drawn from it. The host draws a fresh one per grading and gives it to no other stage."""
     memory_limit_mb: int = 4096
     """The assignment's memory limit, named when the graph needs more."""
+    threads: int = 1
+    """Threads ONNX Runtime may compute with: the box's fair share of the machine's cores."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,12 @@ class EvaluationRecord:
     """Images per run (every run of the evaluation had this many)."""
     memory_per_image: int | None = None
     """Bytes of intermediate values one more image adds to a run (estimated from shapes)."""
+    runtime: Literal["", "onnxruntime", "interpreter"] = ""
+    """What computed the logits of the test images and variants: ONNX Runtime running the
+    graph's ONNX translation (after its logits agreed with the interpreter's), or the
+    interpreter itself; empty when no logits were computed (or in a record from before)."""
+    runtime_note: str = ""
+    """One line: the threads and agreement of ONNX Runtime, or why the interpreter ran."""
 
 
 @dataclass(frozen=True)

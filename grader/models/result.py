@@ -79,6 +79,9 @@ class ModelResult:
     images: int = 0
     """Number of test images evaluated."""
     images_per_s: float | None = None
+    runtime: str = ""
+    """What computed the logits of the test images, in one line: ONNX Runtime (its threads and
+    its agreement with the interpreter) or the graph interpreter (and why)."""
     weights_sha256: str | None = None
     parameter_digest: str | None = None
     fingerprint_match: str | None = None

@@ -22,7 +22,7 @@ import numpy as np
 
 from grader.sandbox.inside.supervisor import wait_for
 from grader.sandbox.inside.tasks import JobContext, load_task, reset_threads_after_fork
-from grader.sandbox.pool import JobResult
+from grader.sandbox.pool import JobResult, machine_cores
 from grader.sandbox.protocol import Limits
 
 LOG_BYTES = 64 * 1024
@@ -35,6 +35,8 @@ class LocalWorker:
 
     def __init__(self, *, images: np.ndarray | None = None) -> None:
         self.images = images
+        self.core_share = machine_cores()
+        """Cores a job may compute with: the machine's (one job at a time)."""
 
     def __enter__(self) -> LocalWorker:
         return self

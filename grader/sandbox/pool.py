@@ -142,6 +142,9 @@ class BoxWorker:
         self.images, self.warm_up = images, warm_up or {}
         self.children_mb, self.gpu, self.threads = children_mb, gpu, threads
         self.startup_s = startup_s
+        self.core_share = 1
+        """Cores a job may compute with (a pool sets its boxes' fair share of the machine);
+        the box's own thread settings (``threads``) stay as they are."""
         self.ready: Ready | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -417,8 +420,10 @@ class BoxPool:
         self._lock = threading.Lock()
         self._keep_warm = False
         self._closed = False
+        share = max(1, machine_cores() // self.size)
         for _ in range(self.size):
             worker = BoxWorker(images=images, warm_up=warm_up, gpu=gpu, children_mb=children_mb)
+            worker.core_share = share
             self._all.append(worker)
             self._idle.put(worker)
 

@@ -107,3 +107,14 @@ def graph_of(code: str, **kwargs) -> Graph:
     if record.status != "ok" or record.graph is None:
         raise AssertionError(record.message)
     return Graph(record.graph)
+
+
+def assert_stage2_logits(logits: np.ndarray, expected: np.ndarray) -> None:
+    """Stage 2's logits against a model's own (eager or the interpreter's): ONNX Runtime may
+    compute them, so within :data:`~grader.models.inside.onnx_run.TOLERANCE` of their scale,
+    with every predicted class the same."""
+    from grader.models.inside.onnx_run import TOLERANCE, max_scaled_difference
+
+    assert logits.shape == expected.shape
+    assert max_scaled_difference(logits, expected) <= TOLERANCE
+    np.testing.assert_array_equal(logits.argmax(1), expected.argmax(1))

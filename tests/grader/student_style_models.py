@@ -351,3 +351,16 @@ class Exotic(nn.Module):
 
 MODELS = [ViewSize, Activations, Shapes, Residual, Matmuls, Upsample, Functional, Conv1d,
           Elementwise, ShapesMore, Exotic]  # fmt: skip
+
+
+class TopTwo(nn.Module):
+    """Logits less the mean of the two largest: ``topk`` has no ONNX translation (not in
+    :data:`MODELS`: ONNX Runtime cannot run it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 32 * 32, 10)
+
+    def forward(self, x):
+        scores = self.fc(x.flatten(1))
+        return scores - torch.topk(scores, 2, dim=1).values.mean(1, keepdim=True)

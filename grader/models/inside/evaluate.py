@@ -20,6 +20,11 @@ and its values give the shape, the data carried and the FLOPs of every operation
 batch of the same size of the same kind of images, fresh copies of the tensors, and nothing an
 earlier run left behind.
 
+On a CPU the logits of the whole stream come from ONNX Runtime running the graph's ONNX
+translation, in the same batches, once its logits agree with the interpreter's on the probe and
+on secret batches (:func:`stream_logits`); the interpreter stays the reference and computes them
+itself whenever that is not so.
+
 The batch size comes from the memory one image adds to a run (estimated from the shapes on the
 ``meta`` device, each intermediate freed after its last reader) and the memory the box has left.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -137,10 +143,10 @@ def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
         return _after_runs(program, ctx, args, EvaluationRecord("ok", "", **record))
     try:
         started = time.perf_counter()
-        logits = graph_logits(
-            program, stream.images, batch_size=batch, num_classes=args.num_classes
-        )
+        computed = stream_logits(program, stream.images, analysis.logits, args, batch)
+        logits = computed.logits
         elapsed = time.perf_counter() - started
+        record.update(runtime=computed.runtime, runtime_note=computed.note)
         test_logits, variant_logits = stream.split(logits)
         np.save(ctx.out / LOGITS_FILE, test_logits, allow_pickle=False)
         for name, values in variant_logits.items():
@@ -177,27 +183,203 @@ def _after_runs(
     return dataclasses.replace(record, weights=weights)
 
 
+@dataclass(frozen=True)
+class StreamLogits:
+    """The logits of the evaluation's image stream and what computed them."""
+
+    logits: np.ndarray
+    runtime: str
+    """``onnxruntime`` or ``interpreter`` (:attr:`EvaluationRecord.runtime`)."""
+    note: str
+    """One line: ONNX Runtime's threads and agreement, or why the interpreter ran."""
+
+
+def stream_logits(
+    program: Program,
+    images: np.ndarray,
+    probe_logits: torch.Tensor,
+    args: EvaluateArgs,
+    batch_size: int,
+) -> StreamLogits:
+    """The logits of every image of the stream, in same-size batches as the probe's.
+
+    On a CPU, ONNX Runtime computes them when the graph translates
+    (:func:`grader.models.inside.onnx_graph.to_onnx`) and its logits agree with the
+    interpreter's -- the same predicted classes, within
+    :data:`~grader.models.inside.onnx_run.TOLERANCE` of their scale -- on the probe batch (the
+    stream's first, ``probe_logits``) and on :data:`CHECKED_BATCHES` more batches drawn from the
+    grading's secret seed, which the interpreter computes again. Otherwise, or on any failure of
+    ONNX Runtime, the interpreter (the reference) computes every image's logits, and the note
+    says why.
+    """
+    if program.device.type != "cpu":
+        logits = graph_logits(program, images, batch_size=batch_size, num_classes=args.num_classes)
+        return StreamLogits(logits, "interpreter", f"the graph ran on {program.device.type}")
+    from grader.models.inside import onnx_run
+
+    threads = max(1, min(args.threads, len(os.sched_getaffinity(0))))
+    try:
+        runner, why = onnx_run.translated(program, threads=threads)
+        if runner is not None:
+            buffer = np.empty((batch_size, *images.shape[1:]), np.float32)
+            logits = stream_batches(
+                lambda batch: onnx_run.run_batch(runner, onnx_run.to_float(batch, buffer)),
+                images,
+                batch_size=batch_size,
+                num_classes=args.num_classes,
+            )
+            del runner
+            why, difference = _cross_check(
+                program, images, logits, probe_logits.float().numpy(), args.seed, batch_size
+            )
+            if not why:
+                why, tied = _settle_ties(program, images, logits, batch_size, difference)
+            if not why:
+                word = "thread" if threads == 1 else "threads"
+                settled = f"; {tied} batch(es) with near-tied classes from the interpreter"
+                return StreamLogits(
+                    logits,
+                    "onnxruntime",
+                    f"ONNX Runtime, {threads} {word}; logits within {difference:.1e} of the "
+                    f"interpreter's on {1 + CHECKED_BATCHES} batches{settled if tied else ''}",
+                )
+    except Exception as exc:  # noqa: BLE001  (any failure of the fast path: the reference runs)
+        why = f"ONNX Runtime failed: {_first_line(exc)}"
+    logits = graph_logits(program, images, batch_size=batch_size, num_classes=args.num_classes)
+    return StreamLogits(logits, "interpreter", why[:300])
+
+
+CHECKED_BATCHES = 2
+"""Batches besides the probe whose ONNX Runtime logits the interpreter checks, drawn from the
+grading's secret seed: a graph whose translation differs on some images only (an operation
+whose ONNX semantics differ on chosen values) cannot know which of its batches are checked."""
+
+
+MOST_TIED = 0.25
+"""Share of the batches with a near-tie above which the interpreter computes every batch."""
+TIE = 1e-6
+"""Two logits closer than this (relative to the largest logit, at least 1), or than ten times
+the runtimes' largest difference on the checked batches, are a tie that rounding may decide
+(the runtimes differ by at most 7e-7 of that scale on every bundled and reference model)."""
+
+
+def _settle_ties(
+    program: Program, images: np.ndarray, logits: np.ndarray, batch_size: int, difference: float
+) -> tuple[str, int]:
+    """Replace, in place, ONNX Runtime's logits of every batch holding an image whose two
+    largest logits are a tie (:data:`TIE`, or ten times the runtimes' largest scaled
+    ``difference`` on the checked batches) by the interpreter's: rounding decides such a tie,
+    differently in each runtime (the bundled alexnet-cifar10/mo's image 140: two logits one
+    float apart), and the interpreter's decision is the grade's. Returns why the interpreter
+    must compute every batch instead (empty: it need not) and the number of batches replaced."""
+    if logits.shape[1] < 2 or not len(logits):
+        return "", 0
+    scale = max(1.0, float(np.abs(logits).max()))
+    top_two = np.partition(logits, -2, axis=1)[:, -2:]
+    tie = max(TIE, 10 * difference) * scale
+    tied = np.flatnonzero(top_two[:, 1] - top_two[:, 0] <= tie)
+    starts = sorted({int(i) // batch_size * batch_size for i in tied})
+    batches = -(-len(images) // batch_size)
+    if len(starts) > MOST_TIED * batches:
+        return (
+            f"near-tied classes in {len(starts)} of {batches} batches: ONNX Runtime and the "
+            "interpreter may round them differently",
+            0,
+        )
+    for start in starts:
+        count = min(batch_size, len(images) - start)
+        logits[start : start + count] = _interpreter_batch(program, images, start, batch_size)
+    return "", len(starts)
+
+
+def _interpreter_batch(
+    program: Program, images: np.ndarray, start: int, batch_size: int
+) -> np.ndarray:
+    """The interpreter's logits of the stream's batch from ``start`` (filled up as every run
+    is), for the images of the stream it holds."""
+    count = min(batch_size, len(images) - start)
+    with torch.inference_mode():
+        logits = program.logits(_batch(_take(images, start, batch_size), program.device))
+    return logits[:count].float().cpu().numpy()
+
+
+def _cross_check(
+    program: Program,
+    images: np.ndarray,
+    logits: np.ndarray,
+    probe_logits: np.ndarray,
+    seed: int,
+    batch_size: int,
+) -> tuple[str, float]:
+    """Why ONNX Runtime's ``logits`` of the stream are not used (empty: they agree with the
+    interpreter's on the probe, the stream's first batch, and on :data:`CHECKED_BATCHES` secret
+    batches), and their largest scaled difference."""
+    from grader.models.inside.onnx_run import PROBE_DIFFERS, TOLERANCE, max_scaled_difference
+
+    def agree(ours: np.ndarray, reference: np.ndarray) -> tuple[bool, float]:
+        # Every predicted class the same, near-ties included: the tolerance is relative to the
+        # largest logit, so a graph adding a large constant to every logit would otherwise make
+        # every image a "tie" and any difference up to 1e-4 of that constant acceptable. An
+        # honest near-tie costs only the interpreter's slower run.
+        difference = max_scaled_difference(ours, reference)
+        same = bool((ours.argmax(1) == reference.argmax(1)).all())
+        return difference <= TOLERANCE and same, difference
+
+    count = min(batch_size, len(images))
+    agreed, largest = agree(logits[:count], probe_logits[:count])
+    if not agreed:
+        return f"{PROBE_DIFFERS} (by {largest:.1e} of their scale)", largest
+    starts = list(range(batch_size, len(images), batch_size))
+    generator = np.random.default_rng([seed, 0x0C4EC])
+    picked = generator.permutation(len(starts))[:CHECKED_BATCHES]
+    for start in sorted(starts[i] for i in picked):
+        reference = _interpreter_batch(program, images, start, batch_size)
+        agreed, difference = agree(logits[start : start + len(reference)], reference)
+        largest = max(largest, difference)
+        if not agreed:
+            return (
+                f"ONNX Runtime's logits of images {start}..{start + len(reference)} of the "
+                f"stream differ from the interpreter's (by {difference:.1e} of their scale)",
+                largest,
+            )
+    return "", largest
+
+
 def graph_logits(
     program: Program, images: np.ndarray, *, batch_size: int, num_classes: int
 ) -> np.ndarray:
-    """The logits of ``images`` (uint8 N x C x H x W: test images and variants, mixed), in
-    order, as float32 (N, num_classes).
+    """The interpreter's logits of ``images`` (uint8 N x C x H x W: test images and variants,
+    mixed), in order, as float32 (N, num_classes), in batches of exactly ``batch_size``."""
+    device = program.device
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return program.logits(_batch(batch, device)).float().cpu().numpy()
+
+    with torch.inference_mode():
+        return stream_batches(run, images, batch_size=batch_size, num_classes=num_classes)
+
+
+def stream_batches(
+    run: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    *,
+    batch_size: int,
+    num_classes: int,
+) -> np.ndarray:
+    """``run``'s logits of ``images``, in order, as float32 (N, num_classes).
 
     Every run is a batch of exactly ``batch_size`` images (the last one filled up with images
     from the start), so that no run differs from the probe's.
     """
-    device = program.device
     out = np.empty((len(images), num_classes), np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            count = min(batch_size, len(images) - start)
-            logits = program.logits(_batch(_take(images, start, batch_size), device))
-            if tuple(logits.shape) != (batch_size, num_classes):
-                raise ArtifactError(
-                    f"on images {start}..{start + count} the graph returned shape "
-                    f"{tuple(logits.shape)}"
-                )
-            out[start : start + count] = logits[:count].float().cpu().numpy()
+    for start in range(0, len(images), batch_size):
+        count = min(batch_size, len(images) - start)
+        logits = run(_take(images, start, batch_size))
+        if tuple(logits.shape) != (batch_size, num_classes):
+            raise ArtifactError(
+                f"on images {start}..{start + count} the graph returned shape {tuple(logits.shape)}"
+            )
+        out[start : start + count] = logits[:count]
     return out
 
 
@@ -737,8 +919,15 @@ def parameter_digest(program: Program) -> str:
 
 
 def warm_up(_spec: dict) -> None:
-    """Run a convolution, a batch norm and the meta device once, so children skip their
-    first-call cost."""
+    """Run a convolution, a batch norm and the meta device once and import ONNX Runtime and the
+    ONNX translation, so children skip their first-call cost. No ONNX Runtime session is made
+    here: its threads would not cross the fork into a child."""
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    import grader.models.inside.onnx_graph  # noqa: F401
+    import grader.models.inside.onnx_run  # noqa: F401
+
     for device in ("cpu", "meta"):
         x = torch.zeros(2, 3, 8, 8, device=device)
         with torch.inference_mode():

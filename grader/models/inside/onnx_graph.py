@@ -103,13 +103,20 @@ def _shape_of(first: Any, second: Any) -> Any:
 
 
 def probe_values(program: Program) -> tuple[list[Any], list[Any]]:
-    """Every value of the program on two small batches of images (sizes :data:`PROBE_BATCHES`)."""
+    """Every value of the program on two small batches of images (sizes :data:`PROBE_BATCHES`):
+    the inputs, and the result of every operation the logits depend on (None for the others)."""
     generator = torch.Generator().manual_seed(0)
     runs = []
     with torch.inference_mode():
         for size in PROBE_BATCHES:
             x = torch.rand((size, *program.image_shape), generator=generator)
-            runs.append(program.values(x.to(program.device), keep=True))
+            values = program.fresh_env(x.to(program.device))
+
+            def keep(index: int, _args: Any, _kwargs: Any, result: Any, into=values) -> None:
+                into[program.offset + index] = result
+
+            program.resume(list(values), 0, observe=keep)
+            runs.append(values)
     return runs[0], runs[1]
 
 

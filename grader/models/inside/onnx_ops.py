@@ -65,7 +65,6 @@ UNARY = {
     "erf.default": "Erf",
     "sin.default": "Sin",
     "cos.default": "Cos",
-    "softsign.default": "Softsign",
     "mish.default": "Mish",
     "hardswish.default": "HardSwish",
     "isnan.default": "IsNaN",
@@ -418,8 +417,14 @@ def _remainder(b: Builder, c: Call) -> Tensor:
     x, other = _operands(b, c, ("self", "other"), dtype)
     if dtype != torch.float32:
         return c.result(b.op("Mod", [x, other], fmod=0))
-    quotient = b.op("Floor", [b.op("Div", [x, other])])
-    return c.result(b.op("Sub", [x, b.op("Mul", [quotient, other])]))
+    # torch's: fmod (exact), moved by the divisor where its sign differs from the divisor's.
+    # ``x - floor(x / other) * other`` is not: it loses the remainder of large quotients.
+    mod = b.op("Mod", [x, other], fmod=1)
+    zero = b.const(0.0, dtype)
+    signs_differ = b.op("Xor", [b.op("Less", [other, zero]), b.op("Less", [mod, zero])])
+    nonzero = b.op("Not", [b.op("Equal", [mod, zero])])
+    moved = b.op("Add", [mod, other])
+    return c.result(b.op("Where", [b.op("And", [nonzero, signs_differ]), moved, mod]))
 
 
 @handles("hypot.default")

@@ -15,7 +15,6 @@ the parent ran parallel regions), which this module never changes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -53,34 +52,36 @@ def prepare(
 ) -> tuple[Any | None, str]:
     """A session that runs ``program``, checked on the float32 ``probe`` batch against the
     interpreter's logits ``expected``; or None and why the interpreter runs the graph instead."""
+    runner, reason = translated(program, threads=threads)
+    if runner is None:
+        return None, reason
     try:
-        model = to_onnx(program)
-    except Untranslatable as exc:
-        return None, f"not translated to ONNX: {exc}"
-    try:
-        runner = session(model, threads=threads)
         if not agrees(runner, probe, expected):
-            return None, "ONNX Runtime's logits on the probe images differ from the interpreter's"
+            return None, PROBE_DIFFERS
     except _ort_errors() as exc:
         return None, f"ONNX Runtime refused the translation: {_first_line(exc)}"
     return runner, ""
 
 
+PROBE_DIFFERS = "ONNX Runtime's logits on the probe images differ from the interpreter's"
+
+
+def translated(program: Program, *, threads: int = 1) -> tuple[Any | None, str]:
+    """A session for ``program``'s ONNX translation, not yet checked against the interpreter;
+    or None and why the interpreter runs the graph instead."""
+    try:
+        model = to_onnx(program)
+    except Untranslatable as exc:
+        return None, f"not translated to ONNX: {exc}"
+    try:
+        return session(model, threads=threads), ""
+    except _ort_errors() as exc:
+        return None, f"ONNX Runtime refused the translation: {_first_line(exc)}"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
-
-
-def fair_share_threads(
-    boxes: int = 1, *, cpus: int | None = None, load: float | None = None
-) -> int:
-    """Threads for one box: its share of the cores this process may use, less those other
-    work keeps busy (the 1-minute load average beyond the boxes themselves), at least one."""
-    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
-    load = load if load is not None else os.getloadavg()[0]
-    boxes = max(1, boxes)
-    free = cpus - max(0.0, load - boxes)
-    return max(1, min(cpus // boxes, int(free // boxes)))
 
 
 def session(model: Any, *, threads: int = 1) -> Any:
@@ -125,6 +126,14 @@ def _batches(arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[np.ndarr
         yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
+def run_batch(runner: Any, batch: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's logits of one float32 batch; :class:`RuntimeFailed` when it fails."""
+    try:
+        return runner.run([runner.get_outputs()[0].name], {INPUT_NAME: batch})[0]
+    except _ort_errors() as exc:
+        raise RuntimeFailed(f"ONNX Runtime failed on a batch: {_first_line(exc)}") from None
+
+
 def logits(
     runner: Any, arrays: Sequence[np.ndarray], *, batch_size: int = DEFAULT_BATCH
 ) -> list[np.ndarray]:
@@ -134,7 +143,6 @@ def logits(
     pass), so small arrays cost no extra calls. Raises :class:`RuntimeFailed` when ONNX Runtime
     fails (the interpreter then computes the logits).
     """
-    name = runner.get_outputs()[0].name
     batch_size = max(1, batch_size)
     shape = next((a.shape[1:] for a in arrays if len(a)), None)
     if shape is None:
@@ -142,10 +150,7 @@ def logits(
     buffer = np.empty((batch_size, *shape), np.float32)
     chunks = []
     for batch in _batches(arrays, batch_size):
-        try:
-            out = runner.run([name], {INPUT_NAME: to_float(batch, buffer)})[0]
-        except _ort_errors() as exc:
-            raise RuntimeFailed(f"ONNX Runtime failed on a batch: {_first_line(exc)}") from None
+        out = run_batch(runner, to_float(batch, buffer))
         if out.ndim != 2 or len(out) != len(batch):
             raise RuntimeFailed(f"ONNX Runtime returned shape {out.shape} for {len(batch)} images")
         chunks.append(out)
