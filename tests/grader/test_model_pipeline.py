@@ -159,5 +159,5 @@ def test_a_mobilenet_v2_size_model_grades_in_grader_check_under_the_default_limi
     batch = grade_folder(tmp_path / "class", spec=spec, data_dir=data_dir, out_dir=tmp_path / "out",
                          progress=False)  # fmt: skip
     (row,) = batch.results
-    assert row.status == "ok" and row.verified, row.message
-    assert row.metrics is not None and row.metrics.secret_accuracy is not None
+    assert row.status == "ok" and row.grade.verified, row.message
+    assert row.grade.metrics is not None and row.grade.metrics.secret_accuracy is not None

@@ -49,7 +49,7 @@ def test_model_zip_is_graded_by_the_worker(make_app, data_dir):
     board = actions.client.get("/api/v1/leaderboard").get_json()
     assert board["rows"][0]["verified"] is True  # the board says where its numbers come from
     page = actions.client.get("/assignments/simplenn/").get_data(as_text=True)
-    assert '<span class="verified"' in page
+    assert '<span class="tag verified"' in page
 
 
 FORGER = """
