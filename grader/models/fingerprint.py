@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ MIN_SUBMISSION_SHARE = 0.5
 """Share of the submission's weight values that the known model's must make up."""
 
 Shape = tuple[int, ...]
+_BUILDING = threading.Lock()
+"""Held while candidate models are built: the threads of ``grader check`` that reach the check
+together wait for one build instead of each building every model."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,14 @@ def _weights(model) -> tuple[Shape, ...]:
     return tuple(tuple(p.shape) for p in model.parameters())
 
 
-@functools.cache
 def _registered(num_classes: int) -> tuple[Candidate, ...]:
-    """The registered reference and public-zoo models that build (cached per process)."""
+    """The registered reference and public-zoo models that build (built once per process)."""
+    with _BUILDING:
+        return _build_registered(num_classes)
+
+
+@functools.cache
+def _build_registered(num_classes: int) -> tuple[Candidate, ...]:
     found = []
     for prefix, models in (("reference ", registered_models()), ("", public_models())):
         for entry in models.values():
@@ -132,8 +141,14 @@ def candidates(num_classes: int = 10) -> tuple[tuple[str, tuple[Shape, ...]], ..
     return tuple((c.name, c.shapes) for c in _registered(num_classes))
 
 
-@functools.cache
 def _torchvision(name: str, num_classes: int) -> Candidate | None:
+    """torchvision's model ``name`` as a candidate (built once per process), or None."""
+    with _BUILDING:
+        return _build_torchvision(name, num_classes)
+
+
+@functools.cache
+def _build_torchvision(name: str, num_classes: int) -> Candidate | None:
     import torchvision.models as tvm
 
     factory: Callable | None = getattr(tvm, name, None)
@@ -204,12 +219,23 @@ def not_assigned(
     reference = next((c for c in _registered(num_classes) if c.name == f"reference {own}"), None)
     if reference is None or not any(m.name == reference.name for m in matches):
         return matches
-    known = {c.name: c for c in candidate_models(num_classes)}
     return [
         m
         for m in matches
-        if m.name != reference.name and contains(reference.shapes, known[m.name]) is None
+        if m.name != reference.name
+        and contains(reference.shapes, _candidate(m.name, num_classes)) is None
     ]
+
+
+def _candidate(name: str, num_classes: int) -> Candidate:
+    """The candidate called ``name`` (one :func:`candidate_models` returned)."""
+    if name.startswith("torchvision "):
+        found = _torchvision(name.removeprefix("torchvision "), num_classes)
+    else:
+        found = next((c for c in _registered(num_classes) if c.name == name), None)
+    if found is None:
+        raise KeyError(name)
+    return found
 
 
 def match_public_model(shapes: list[Shape], *, num_classes: int = 10) -> str | None:

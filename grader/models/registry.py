@@ -11,6 +11,7 @@ shapes are needed, they move to uninitialised memory for one forward pass.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -110,12 +111,21 @@ def reference_size(name: str) -> int | None:
     return sum(p.numel() for p in model.parameters())
 
 
-@functools.cache
+_TRACING = threading.Lock()
+
+
 def reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[ReferenceLayer, ...]:
-    """The leaf layers of registered model ``name`` as they run on one image, in order.
+    """The leaf layers of registered model ``name`` as they run on one image, in order (run
+    once per process, however many threads ask at once).
 
     Empty when no such model is registered or it cannot be built and run.
     """
+    with _TRACING:
+        return _reference_layers(name, input_shape)
+
+
+@functools.cache
+def _reference_layers(name: str, input_shape: tuple[int, ...]) -> tuple[ReferenceLayer, ...]:
     import torch
 
     model_entry = registered_models().get(name)
