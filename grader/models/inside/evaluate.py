@@ -919,14 +919,17 @@ def parameter_digest(program: Program) -> str:
 
 
 def warm_up(_spec: dict) -> None:
-    """Run a convolution, a batch norm and the meta device once and import ONNX Runtime and the
-    ONNX translation, so children skip their first-call cost. No ONNX Runtime session is made
-    here: its threads would not cross the fork into a child."""
+    """Run a convolution, a batch norm and the meta device once, make a few image variants and
+    import ONNX Runtime and the ONNX translation, so children skip their first-call cost (the
+    variants' filters import scipy.ndimage: 0.35 CPU-s in every child otherwise). No ONNX
+    Runtime session is made here: its threads would not cross the fork into a child."""
     import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
 
     import grader.models.inside.onnx_graph  # noqa: F401
     import grader.models.inside.onnx_run  # noqa: F401
+
+    evaluation_images(np.zeros((8, 3, 8, 8), np.uint8), seed=0, variants=True)
 
     for device in ("cpu", "meta"):
         x = torch.zeros(2, 3, 8, 8, device=device)
