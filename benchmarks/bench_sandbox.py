@@ -27,6 +27,7 @@ import argparse
 import importlib.util
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -102,10 +103,8 @@ def main(argv: list[str] | None = None) -> None:
             make_submission(folder, seed)
         (root / "eager.py").write_text(EAGER)
         print(f"machine: {measure.machine()}")
-        eager = measure.run_counted([sys.executable, str(root / "eager.py"), str(root / "subs")],
-                                    env=env)  # fmt: skip
-        if eager.returncode != 0:
-            raise SystemExit(f"bare eager failed:\n{eager.stderr[-2000:]}")
+        eager_command = [sys.executable, str(root / "eager.py"), str(root / "subs")]
+        eagers = [measure.run_counted(eager_command, env=env)]
         runs = {}
         for jobs in [None, *args.jobs]:
             extra = [] if jobs is None else ["--jobs", str(jobs)]
@@ -116,20 +115,29 @@ def main(argv: list[str] | None = None) -> None:
             if done.returncode != 0:
                 raise SystemExit(f"grader check failed:\n{done.stderr[-2000:]}")
             runs["default" if jobs is None else f"--jobs {jobs}"] = (done, measure.load_now())
+            # the alternative again after each run: this machine's speed drifts between runs
+            eagers.append(measure.run_counted(eager_command, env=env))
+        for run in eagers:
+            if run.returncode != 0:
+                raise SystemExit(f"bare eager failed:\n{run.stderr[-2000:]}")
+        eager = eagers[0]
+        eager_cpu = statistics.mean(run.cpu_s for run in eagers)
     cores = len(os.sched_getaffinity(0))
     print(f"ResNet-20 x {args.batch}: {images} test images + {variant_images} robustness variant "
           f"images each, {flops / 1e6:.1f} MFLOP per image")  # fmt: skip
     print(f"roofline (FLOPs / fp32 GEMM {gflops:.0f} GFLOP/s at 1 thread): {floor:.1f} CPU-s "
           f"for the batch, {floor / args.batch:.2f} s per model")  # fmt: skip
     print(f"CPU seconds counted by {eager.method}")
-    print(f"bare eager (process):          {eager.cpu_s:7.1f} CPU-s  {eager.wall_s:6.1f} s wall  "
-          f"{eager.cpu_s / floor:.2f}x roofline")  # fmt: skip
+    each = ", ".join(f"{run.cpu_s:.1f}" for run in eagers)
+    print(f"bare eager (process), mean of {len(eagers)} runs around the others ({each}): "
+          f"{eager_cpu:.1f} CPU-s  {eager.wall_s:6.1f} s wall  "
+          f"{eager_cpu / floor:.2f}x roofline")  # fmt: skip
     for label, (done, load) in runs.items():
         boxes = f"one box per core ({cores})" if label == "default" else label
         print(f"grader check, {boxes:<18} {done.cpu_s:7.1f} CPU-s  {done.wall_s:6.1f} s wall  "
-              f"{done.cpu_s / eager.cpu_s:.2f}x bare eager  {done.cpu_s / floor:.2f}x roofline  "
+              f"{done.cpu_s / eager_cpu:.2f}x bare eager  {done.cpu_s / floor:.2f}x roofline  "
               f"({load})")  # fmt: skip
-    print(f"summary: grader check / bare eager = {runs['default'][0].cpu_s / eager.cpu_s:.2f}x "
+    print(f"summary: grader check / bare eager = {runs['default'][0].cpu_s / eager_cpu:.2f}x "
           f"CPU seconds (target <= 1.3x); {measure.machine()}")  # fmt: skip
 
 
