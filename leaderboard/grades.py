@@ -75,6 +75,9 @@ def rescore_all(
         except (KeyError, ValueError, SolutionError) as exc:
             report.failures.append(f"submission {submission.id}: {exc}")
             continue
+        if grade.status is GradeStatus.ERROR:  # the grader's fault: the stored grade stays
+            report.failures.append(f"submission {submission.id}: {grade.message}")
+            continue
         if old is not None and old.review is not None and not old.held and grade.held:
             grade = grade.accepted(old.review.accepted_by, old.review.accepted_at)
         states = transition(grade.status)

@@ -20,6 +20,7 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
+from sqlalchemy import select
 
 from grader.batch.results import StudentResult
 from grader.batch.student_page import render_student_page
@@ -27,7 +28,7 @@ from grader.grading.points import shown_points
 from leaderboard.auth import identify
 from leaderboard.db import begin_write, get_session
 from leaderboard.finals import FinalError, mark_final
-from leaderboard.models import Student, Submission, utcnow
+from leaderboard.models import Student, Submission, SubmissionFile, utcnow
 from leaderboard.rules import (
     daily_limit_for,
     deadline_for,
@@ -230,7 +231,14 @@ def _owner_name(submission: Submission) -> str:
 
 
 def _file_names(submission: Submission) -> list[str]:
-    return [f.name for f in submission.files]
+    """The names of the submission's files (their contents stay in the database)."""
+    return list(
+        get_session().scalars(
+            select(SubmissionFile.name)
+            .where(SubmissionFile.submission_id == submission.id)
+            .order_by(SubmissionFile.name)
+        )
+    )
 
 
 @bp.post("/submissions/<int:submission_id>/final")

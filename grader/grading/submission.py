@@ -147,7 +147,7 @@ def _names(files: Files) -> list[str]:
 
 def _predictions_file(files: Files, spec: Assignment) -> PredictionsFile:
     if isinstance(files, Path):
-        from grader.sandbox.staging import read_plain_file
+        from grader.grading.intake import read_plain_file
 
         (path,) = [p for p in files.rglob("*") if p.is_file()]
         content = read_plain_file(path, max_bytes=spec.max_file_bytes, shown=path.name)

@@ -337,3 +337,29 @@ def test_records_from_before_the_runtime_was_recorded_stay_readable():
     grade = Grade(GradeStatus.OK, SubmissionKind.MODEL, verified=True).to_record()
     del grade["grade"]["runtime"]
     assert Grade.from_record(grade).runtime == ""
+
+
+class NanWhenBright(torch.nn.Module):
+    """Finite logits except on the brightest test image(s): NaN there."""
+
+    def __init__(self, threshold: float):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+        self.threshold = threshold
+
+    def forward(self, x):
+        bright = x.mean(dim=(1, 2, 3)) > self.threshold
+        scores = self.fc(x.flatten(1))
+        return torch.where(bright[:, None], scores * float("nan"), scores)
+
+
+def test_logits_that_are_nan_on_one_image_of_the_stream_are_not_finite(cifar, tmp_path):
+    """Finiteness is judged on every image evaluated, not only on the probe batch."""
+    images = cifar.images[:256]
+    means = images.reshape(len(images), -1).mean(1) / 255.0
+    threshold = float(np.sort(means)[-1]) - 1e-6  # the brightest image alone
+    torch.manual_seed(0)
+    record, logits = evaluate_in_process(NanWhenBright(threshold).eval(), images, tmp_path)
+    assert record.status == "ok", record.message
+    assert np.isnan(logits[means > threshold]).all()
+    assert record.finite is False

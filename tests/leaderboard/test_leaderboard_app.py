@@ -349,6 +349,27 @@ def test_rescore_after_answer_key_change(make_app, make_predictions, labels, tmp
     assert rows[0]["public_accuracy"] == pytest.approx(0.0)
 
 
+def test_a_rescore_the_grader_cannot_do_keeps_the_stored_grade(
+    make_app, make_predictions, monkeypatch
+):
+    from grader.grading.grade import not_graded
+    from grader.grading.status import SubmissionKind
+    from leaderboard import grades
+    from leaderboard.db import session_scope
+
+    app = make_app()
+    actions = Submitter(app.test_client(), enrol(app))
+    actions.api("alice", make_predictions(0))
+    before = actions.client.get("/api/v1/leaderboard").get_json()["rows"]
+    failed = not_graded(SubmissionKind.PREDICTIONS, "grading failed: no answer key", error=True)
+    monkeypatch.setattr(grades, "grade_submission", lambda *_args, **_kwargs: failed)
+    with session_scope(app.extensions["leaderboard_engine"]) as session:
+        report = grades.rescore_all(session, app.config["COURSE"].first.spec)
+    assert report.rescored == 0 and "no answer key" in report.failures[0]
+    after = actions.client.get("/api/v1/leaderboard").get_json()["rows"]
+    assert after == before and after[0]["public_accuracy"] == pytest.approx(1.0)
+
+
 def test_scatter_plot_is_a_png(actions):
     response = actions.client.get("/plot/accuracy-vs-params.png", follow_redirects=True)
     assert response.status_code == 200 and response.data[:8] == b"\x89PNG\r\n\x1a\n"

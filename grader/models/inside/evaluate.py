@@ -147,6 +147,8 @@ def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
         logits = computed.logits
         elapsed = time.perf_counter() - started
         record.update(runtime=computed.runtime, runtime_note=computed.note)
+        # finite on every image of the stream, not only the probe's
+        record["finite"] = record["finite"] and bool(np.isfinite(logits).all())
         test_logits, variant_logits = stream.split(logits)
         np.save(ctx.out / LOGITS_FILE, test_logits, allow_pickle=False)
         for name, values in variant_logits.items():
@@ -581,7 +583,8 @@ def analyse(
 
         forks.setdefault(position, []).append(run)
 
-    for group in perturbation_groups(program):
+    groups = perturbation_groups(program)
+    for group in groups:
 
         def perturb(env: list[Any], group: tuple[int, ...] = group) -> None:
             for value in group:
@@ -633,7 +636,7 @@ def analyse(
 
     effect = {
         value: _changed(fork_logits.get(("tensor", group[0])), logits)
-        for group in perturbation_groups(program)
+        for group in groups
         for value in group
     }
     tests = {}

@@ -22,7 +22,7 @@ How it works:
   interpreter then runs the graph, as it always can.
 
 The interpreter remains the reference: ONNX Runtime runs a translation only after its logits on
-the probe batch agree with the interpreter's (:func:`grader.models.inside.onnx_run.prepare`).
+the probe batch agree with the interpreter's (:func:`grader.models.inside.evaluate.stream_logits`).
 """
 
 from __future__ import annotations
