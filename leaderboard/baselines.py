@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.assignment import Assignment
-from grader.predictions.read import SubmissionError, read_predictions
-from grader.predictions.scoring import score
+from grader.grading.complete import PROBLEM_SEPARATOR, complete_grade
+from grader.grading.evidence import Evidence, PredictionsFile
+from grader.grading.status import GradeStatus, SubmissionKind
+from grader.predictions.read import SubmissionError
 from leaderboard.scoring import answer_key
 
 BASELINE_DIR = Path(__file__).resolve().parent.parent / "reference" / "baselines"
@@ -103,15 +105,14 @@ def _scores(path: Path, spec: Assignment, data_dir: Path | None) -> tuple[float,
     with _LOCK:
         cached = _SCORES.get(key)
     if cached is None:
-        try:
-            solution = answer_key(spec, data_dir).solution()
-            frame = read_predictions(
-                path.read_bytes(), spec, expected_ids=solution["id"].to_numpy(), name=path.name
-            )
-            splits = score(solution, frame, spec).splits
-            cached = (splits["public"]["accuracy"], splits.get("private", {}).get("accuracy"))
-        except SubmissionError as exc:
-            cached = exc
+        evidence = Evidence(
+            SubmissionKind.PREDICTIONS, predictions=PredictionsFile(path.name, path.read_bytes())
+        )
+        grade = complete_grade(evidence, spec, answer_key(spec, data_dir))
+        if grade.status is GradeStatus.OK:
+            cached = (grade.public_accuracy, grade.private_accuracy)
+        else:  # the same message a student's file would get
+            cached = SubmissionError(grade.message.split(PROBLEM_SEPARATOR))
         with _LOCK:
             _SCORES[key] = cached
     if isinstance(cached, SubmissionError):

@@ -25,13 +25,13 @@ from leaderboard.models import Event, Student, Submission
 from leaderboard.rules import entrant_for
 from leaderboard.scoring import answer_key, store_grade, stored_evidence, stored_grade
 from leaderboard.standings import entries, own_submissions
-from leaderboard.status import SubmissionStatus, transition
+from leaderboard.status import TRANSITIONS, SubmissionStatus, transition
 from leaderboard.uploads import load_files
 
 STATUS_OF = {
-    SubmissionStatus.INVALID: GradeStatus.INVALID,
-    SubmissionStatus.FAILED: GradeStatus.ERROR,
+    t.submission: status for status, t in TRANSITIONS.items() if status is not GradeStatus.OK
 }
+"""The grade status of a submission the server could not grade (invalid, or failed)."""
 
 
 class GradesFileError(ValueError):

@@ -154,12 +154,6 @@ def _thumbnail_scope(thumbnails: Thumbnails | None, batch: BatchResult) -> str:
 # --- plots -------------------------------------------------------------------------------------
 
 
-def _graded_accuracy(r: StudentResult, spec: Assignment) -> float | None:
-    return {"public": r.grade.public_accuracy, "private": r.grade.private_accuracy}.get(
-        spec.grade_split, r.grade.all_accuracy
-    )
-
-
 def score_histogram(graded: list[float], spec: Assignment):
     """The distribution of graded accuracies: whole students on the y axis, and each rubric
     threshold a dashed line labelled with its points. Returns the matplotlib figure."""
@@ -207,7 +201,7 @@ def _plots(batch: BatchResult, spec: Assignment, out_dir: Path) -> dict[str, str
     plots: dict[str, str] = {}
     if not ok:
         return plots
-    graded = [_graded_accuracy(r, spec) for r in ok]
+    graded = [r.grade.accuracy(spec.grade_split) for r in ok]
     plots["histogram"] = _save(score_histogram(graded, spec), out_dir / "score_histogram.png")
 
     per_class = np.array(

@@ -339,12 +339,10 @@ def _add_flags(results: list[StudentResult], context: _Context) -> list[CopyClus
     ok = [r for r in results if r.status is GradeStatus.OK]
     solution = context.key.solution()
     n_solution = len(solution)
-    predictions = {
+    predictions = {  # a model's predicted classes too, as the server's flags read them
         r.student: r.grade.labels.astype(np.int64)
         for r in ok
-        if r.kind is SubmissionKind.PREDICTIONS
-        and r.grade.labels is not None
-        and len(r.grade.labels) == n_solution
+        if r.grade.labels is not None and len(r.grade.labels) == n_solution
     }
     clusters = copy_clusters(
         prediction_digests={r.student: r.grade.predictions_sha256 for r in results},

@@ -82,6 +82,12 @@ class ArtifactError(ValueError):
     """A graph artifact that is malformed or uses something the grader does not run."""
 
 
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters), for a record's message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
 @dataclass(frozen=True)
 class GraphInput:
     """One input of the graph: the image batch, or a named tensor of the model."""

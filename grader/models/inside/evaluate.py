@@ -51,6 +51,7 @@ from grader.models.inside.artifact import (
     TENSORS_FILE,
     ArtifactError,
     Program,
+    first_line,
     load_program,
     read_tensors,
 )
@@ -113,7 +114,7 @@ def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
     except ArtifactError as exc:
         return EvaluationRecord("invalid", str(exc))
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        return EvaluationRecord("invalid", f"the captured graph fails to run: {_first_line(exc)}")
+        return EvaluationRecord("invalid", f"the captured graph fails to run: {first_line(exc)}")
     except MemoryError:
         return EvaluationRecord("invalid", _out_of_memory(estimate, args))
     summary, output = analysis.summary, analysis.logits
@@ -155,7 +156,7 @@ def evaluate(ctx: JobContext, args: EvaluateArgs) -> EvaluationRecord:
             np.save(ctx.out / f"logits_{name}.npy", values, allow_pickle=False)
     except (RuntimeError, ValueError, TypeError, IndexError, ArtifactError) as exc:
         return EvaluationRecord(
-            "invalid", f"the graph fails on the test images: {_first_line(exc)}", **record
+            "invalid", f"the graph fails on the test images: {first_line(exc)}", **record
         )
     except MemoryError:
         return EvaluationRecord("invalid", _out_of_memory(estimate, args), **record)
@@ -246,7 +247,7 @@ def stream_logits(
                     f"interpreter's on {1 + CHECKED_BATCHES} batches{settled if tied else ''}",
                 )
     except Exception as exc:  # noqa: BLE001  (any failure of the fast path: the reference runs)
-        why = f"ONNX Runtime failed: {_first_line(exc)}"
+        why = f"ONNX Runtime failed: {first_line(exc)}"
     logits = graph_logits(program, images, batch_size=batch_size, num_classes=args.num_classes)
     return StreamLogits(logits, "interpreter", why[:300])
 
@@ -409,11 +410,6 @@ def _take(images: np.ndarray, start: int, count: int) -> np.ndarray:
 
 def _batch(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array(images, copy=True)).to(device).float().div_(255.0)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
 # --- memory ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.models.inside.artifact import Program
+from grader.models.inside.artifact import Program, first_line
 from grader.models.inside.onnx_build import Untranslatable
 from grader.models.inside.onnx_graph import INPUT_NAME, to_onnx
 
@@ -56,12 +56,7 @@ def translated(program: Program, *, threads: int = 1) -> tuple[Any | None, str]:
     try:
         return session(model, threads=threads), ""
     except _ort_errors() as exc:
-        return None, f"ONNX Runtime refused the translation: {_first_line(exc)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+        return None, f"ONNX Runtime refused the translation: {first_line(exc)}"
 
 
 def session(model: Any, *, threads: int = 1) -> Any:
@@ -93,7 +88,7 @@ def run_batch(runner: Any, batch: np.ndarray) -> np.ndarray:
     try:
         return runner.run([runner.get_outputs()[0].name], {INPUT_NAME: batch})[0]
     except _ort_errors() as exc:
-        raise RuntimeFailed(f"ONNX Runtime failed on a batch: {_first_line(exc)}") from None
+        raise RuntimeFailed(f"ONNX Runtime failed on a batch: {first_line(exc)}") from None
 
 
 def max_scaled_difference(a: np.ndarray, b: np.ndarray) -> float:
