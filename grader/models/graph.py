@@ -378,21 +378,34 @@ class Graph:
         ]
 
     def weight_shapes(self) -> list[tuple[int, ...]]:
-        """Shapes of the counted tensors read as weights (parameters, and buffers or constants
-        that are not batch-norm statistics), in the order the graph first reads them: the
-        material of the public-model comparison."""
-        order: list[int] = []
+        """The material of the public-model comparison: the shape of every weight operand as a
+        layer reads it (after any view, reshape or concatenation of the stored tensors, so that
+        a weight stored flat or in pieces has its layer's shape), then the stored shape of each
+        other counted tensor read as a weight (parameters, and buffers or constants that are not
+        batch-norm statistics), in the order the graph reads them."""
+
+        def counted(tensors: tuple[int, ...]) -> bool:
+            return any(v not in self.batch_norm_statistics and self.counted(v) for v in tensors)
+
+        shapes: list[tuple[int, ...]] = []
+        operands: set[int] = set()
+        covered: set[int] = set()
+        for read in self.layers_read:
+            for source in self.nodes[read.value - self.offset].inputs:
+                tensors = self.weights_of[source] if 0 < source < read.value else ()
+                if source in operands or not tensors or not counted(tensors):
+                    continue
+                operands.add(source)
+                covered.update(tensors)
+                shapes.append(tuple(self.per_image(source)))
         seen: set[int] = set()
         for value in self.live_nodes():
             for source in self.nodes[value - self.offset].inputs:
-                if 0 < source < self.offset and source not in seen:
+                if 0 < source < self.offset and source not in seen and source not in covered:
                     seen.add(source)
-                    order.append(source)
-        return [
-            tuple(self.inputs[v].shape)
-            for v in order
-            if v not in self.batch_norm_statistics and self.counted(v)
-        ]
+                    if counted((source,)):
+                        shapes.append(tuple(self.inputs[source].shape))
+        return shapes
 
     def parameter_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the counted parameters, sorted."""

@@ -398,6 +398,40 @@ def test_a_reference_model_with_one_more_parameter_is_not_your_own_design():
     )
 
 
+FLAT_SIMPLENN = (
+    IMPORTS
+    + """
+class Net(nn.Module):
+    # SimpleNN's weights kept flat, the first fully connected one in two halves: no stored
+    # tensor has the shape of a SimpleNN weight
+    def __init__(self):
+        super().__init__()
+        self.w1, self.b1 = nn.Parameter(torch.randn(8 * 3 * 25) * 0.1), nn.Parameter(torch.zeros(8))
+        self.w2 = nn.Parameter(torch.randn(16 * 8 * 9) * 0.1)
+        self.b2 = nn.Parameter(torch.zeros(16))
+        self.f1a = nn.Parameter(torch.randn(60 * 576) * 0.05)
+        self.f1b = nn.Parameter(torch.randn(60 * 576) * 0.05)
+        self.c1 = nn.Parameter(torch.zeros(120))
+        self.f2, self.c2 = nn.Parameter(torch.randn(84 * 120) * 0.1), nn.Parameter(torch.zeros(84))
+        self.f3, self.c3 = nn.Parameter(torch.randn(10 * 84) * 0.1), nn.Parameter(torch.zeros(10))
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(F.conv2d(x, self.w1.view(8, 3, 5, 5), self.b1)), 2)
+        x = F.max_pool2d(F.relu(F.conv2d(x, self.w2.view(16, 8, 3, 3), self.b2)), 2)
+        fc1 = torch.cat([self.f1a, self.f1b]).view(120, 576)
+        x = F.relu(F.linear(x.flatten(1), fc1, self.c1))
+        x = F.relu(F.linear(x, self.f2.view(84, 120), self.c2))
+        return F.linear(x, self.f3.view(10, 84), self.c3)
+"""
+)
+
+
+def test_a_public_model_stored_flat_or_in_pieces_is_found_by_the_shapes_its_layers_read():
+    result = verified_result(run_stages(FLAT_SIMPLENN), spec(**PJ2))
+    failed = {c.name: c.message for c in result.failed_checks}
+    assert failed["own_model"].startswith("the architecture is exactly reference simplenn")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("wrapper", [False, True])
 def test_torchvision_resnet18_with_a_learnable_scale_or_in_a_wrapper_is_refused(wrapper):
