@@ -120,11 +120,11 @@ def grade_rows(
         mine = own_submissions(session, entrant, spec)
         chosen = by_entrant.get(entrant.key) or _best_by_points(mine, spec)
         grade = stored_grade(chosen) if chosen is not None else None
-        if chosen is not None and grade is not None and grade.graded:
+        if chosen is not None and grade is not None:  # its own status, as grader check's row
             rows.append(
                 GradeRow(
                     person=person,
-                    status=GradeStatus.OK,
+                    status=grade.status,
                     points=grade.points,
                     public_accuracy=grade.public_accuracy,
                     private_accuracy=grade.private_accuracy,

@@ -140,3 +140,26 @@ def test_model_flags_from_grading_reach_the_export(make_app, make_predictions):
     flags = plain.set_index("student").loc["alice", "flags"]
     assert "unmodified public model: reference simplenn" in flags
     assert "parameter count differs" in flags
+
+
+def test_a_graded_submission_without_points_is_a_blank_cell_not_a_zero(make_app, make_predictions):
+    """A model graded without weights (checked, not evaluated) has no points: the LMS file
+    leaves its cell blank, as grader check's does, instead of giving the student 0."""
+    import dataclasses
+
+    from sqlalchemy import select
+
+    from leaderboard.models import Student, Submission
+    from leaderboard.scoring import store_grade, stored_grade
+
+    app, actions = _setup(make_app, make_predictions)
+    with app.app_context(), session_scope(app.extensions["leaderboard_engine"]) as session:
+        alice = session.scalars(
+            select(Submission).join(Student).where(Student.student == "alice")
+        ).one()
+        no_points = dataclasses.replace(stored_grade(alice), points=None, scores={})
+        store_grade(session, alice, no_points)
+    canvas = _read(actions.client.get("/instructor/grades.csv?format=canvas").text)
+    body = canvas.iloc[1:].set_index("SIS User ID")
+    assert body.loc["S1", "CIFAR-10 image classification"] == ""
+    assert body.loc["S4", "CIFAR-10 image classification"] == "0"  # no submission: still 0
